@@ -1,0 +1,1 @@
+"""The `vitkit` command line: one module per subcommand, assembled in `main`."""

@@ -1,0 +1,27 @@
+"""`create_model`: a named ViT, freshly initialised or holding pretrained weights."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .models import VisionTransformer, get_config
+from .weights import create_pretrained
+
+
+def create_model(
+    name: str | None, pretrained: str | os.PathLike | None = None, **overrides: Any
+) -> VisionTransformer:
+    """Build the preset `name` (see `list_models()`), with config fields overridden.
+
+    With `pretrained` (a checkpoint path or hub id), the weights are loaded; a different
+    `num_classes` gets a zero-initialised head and a different `img_size` resampled position
+    embeddings. `name` may be None when the checkpoint says what it is.
+    """
+    if pretrained is not None:
+        return create_pretrained(name, pretrained, overrides)
+    if name is None:
+        raise ValueError("create_model needs a model name when no pretrained weights are given")
+    model = VisionTransformer(get_config(name, **overrides))
+    model.model_name = name
+    return model

@@ -1,0 +1,174 @@
+"""The ViT configuration dataclass and the named presets of the paper's Table 1."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def to_2tuple(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """Return (height, width) for an int or a pair."""
+    if isinstance(value, int):
+        return (value, value)
+    height, width = value
+    return (int(height), int(width))
+
+
+@dataclass
+class ViTConfig:
+    """Every architectural knob of a Vision Transformer.
+
+    The defaults are ViT-B/16 at 224x224 for ImageNet-1k, with timm's conventions so that
+    checkpoints map one-to-one.
+    """
+
+    img_size: tuple[int, int] = (224, 224)
+    patch_size: int = 16
+    in_chans: int = 3
+    num_classes: int = 1000
+    embed_dim: int = 768  # D, the hidden size
+    depth: int = 12  # L, the number of encoder blocks
+    num_heads: int = 12  # k, the heads of multi-head self-attention
+    mlp_dim: int = 3072  # the hidden width of the MLP in Eq. (3)
+    qkv_bias: bool = True
+    class_token: bool = True
+    global_pool: str = "token"  # 'token': the [class] token (Eq. 4); 'avg': mean of patch tokens
+    # LayerNorm after pooling instead of on all tokens before it; None means timm's rule
+    # (on for 'avg', off for 'token').
+    fc_norm: bool | None = None
+    representation_size: int | None = None  # the pre-logits Linear + tanh of pre-training
+    layer_norm_eps: float = 1e-6
+    drop_rate: float = 0.0  # dropout after the embedding, in the MLP and before the head
+    attn_drop_rate: float = 0.0
+    drop_path_rate: float = 0.0  # stochastic depth, rising linearly to this over the blocks
+
+    def __post_init__(self) -> None:
+        self.img_size = to_2tuple(self.img_size)
+        if self.global_pool not in ("token", "avg"):
+            raise ValueError(f"global_pool must be 'token' or 'avg', got {self.global_pool!r}")
+        if self.global_pool == "token" and not self.class_token:
+            raise ValueError("global_pool='token' needs class_token=True")
+        if self.fc_norm is None:
+            self.fc_norm = self.global_pool == "avg"
+        if self.embed_dim % self.num_heads:
+            raise ValueError(
+                f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}"
+            )
+        for side in self.img_size:
+            if side % self.patch_size:
+                raise ValueError(
+                    f"image size {self.img_size} is not divisible by patch size {self.patch_size}"
+                )
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """The patch grid (gh, gw) at the configured image size."""
+        return (self.img_size[0] // self.patch_size, self.img_size[1] // self.patch_size)
+
+    @property
+    def num_patches(self) -> int:
+        """N = HW / P^2, the number of patch tokens."""
+        return self.grid_size[0] * self.grid_size[1]
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        """Tokens before the patches: the [class] token, if any."""
+        return 1 if self.class_token else 0
+
+    def replace(self, **changes: Any) -> ViTConfig:
+        """A copy with some fields changed, validated again."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of every field."""
+        data = dataclasses.asdict(self)
+        data["img_size"] = list(self.img_size)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ViTConfig:
+        """Rebuild from `to_dict`, rejecting unknown fields by name."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown ViTConfig fields: {', '.join(unknown)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named model: its size (Table 1 of the paper), patch size, resolution and a note."""
+
+    embed_dim: int
+    depth: int
+    num_heads: int
+    mlp_dim: int
+    patch_size: int
+    img_size: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def config(self, **overrides: Any) -> ViTConfig:
+        """The ViTConfig of this preset, with overrides applied."""
+        base = dict(
+            embed_dim=self.embed_dim,
+            depth=self.depth,
+            num_heads=self.num_heads,
+            mlp_dim=self.mlp_dim,
+            patch_size=self.patch_size,
+            img_size=self.img_size,
+            **self.extra,
+        )
+        base.update(overrides)
+        return ViTConfig(**base)
+
+
+# Table 1 of the paper (Base, Large, Huge) and DeiT's Tiny and Small: (D, L, heads, MLP).
+SIZES: dict[str, tuple[int, int, int, int]] = {
+    "tiny": (192, 12, 3, 768),
+    "small": (384, 12, 6, 1536),
+    "base": (768, 12, 12, 3072),
+    "large": (1024, 24, 16, 4096),
+    "huge": (1280, 32, 16, 5120),
+}
+
+
+def _build_presets() -> dict[str, Preset]:
+    presets: dict[str, Preset] = {}
+
+    def add(size: str, patch: int, res: int) -> None:
+        dim, depth, heads, mlp = SIZES[size]
+        presets[f"vit_{size}_patch{patch}_{res}"] = Preset(dim, depth, heads, mlp, patch, res)
+
+    for size in ("tiny", "small", "base", "large"):
+        for patch in (16, 32):
+            for res in (224, 384):
+                add(size, patch, res)
+    add("small", 8, 224)
+    add("base", 8, 224)
+    add("huge", 14, 224)
+    # Small models for small images, trained from scratch in minutes on a CPU.
+    presets["vit_digits_patch2_8"] = Preset(
+        128, 6, 4, 256, 2, 8, extra=dict(num_classes=10, in_chans=1)
+    )
+    presets["vit_cifar_patch4_32"] = Preset(192, 9, 3, 384, 4, 32, extra=dict(num_classes=10))
+    return presets
+
+
+PRESETS: dict[str, Preset] = _build_presets()
+
+
+def list_models() -> list[str]:
+    """Names of every preset, sorted."""
+    return sorted(PRESETS)
+
+
+def get_config(name: str, **overrides: Any) -> ViTConfig:
+    """The configuration of a named preset with overrides applied; unknown names are an error."""
+    if name not in PRESETS:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(PRESETS), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"unknown model {name!r}{hint} (see `vitkit models`)")
+    return PRESETS[name].config(**overrides)

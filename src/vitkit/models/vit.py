@@ -1,0 +1,254 @@
+"""The Vision Transformer of Dosovitskiy et al., "An Image is Worth 16x16 Words" (ICLR 2021).
+
+Each module below is one equation of Section 3.1; parameter names follow timm, so that the
+field's checkpoints map onto this model one to one.
+
+    z_0  = [x_class; x_p^1 E; ...; x_p^N E] + E_pos              (1)  VisionTransformer.embed
+    z'_l = MSA(LN(z_{l-1})) + z_{l-1},        l = 1..L           (2)  EncoderBlock, MultiHeadSelfAttention
+    z_l  = MLP(LN(z'_l)) + z'_l,              l = 1..L           (3)  EncoderBlock, MLP
+    y    = LN(z_L^0)                                             (4)  VisionTransformer.forward_head
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ViTConfig, to_2tuple
+from .init import init_vit_weights
+from .layers import DropPath, resample_pos_embed
+
+
+class PatchEmbedding(nn.Module):
+    """Eq. (1), x_p E: cut the image into P x P patches and project each linearly to D dims.
+
+    A stride-P convolution with a P x P kernel is exactly a linear map of each flattened
+    patch (flattened in (C, P, P) order).
+    """
+
+    def __init__(self, patch_size: int, in_chans: int, embed_dim: int) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.proj(images)  # (B, D, H/P, W/P)
+        return x.flatten(2).transpose(1, 2)  # (B, N, D), patches in row-major order
+
+
+class MultiHeadSelfAttention(nn.Module):
+    """MSA of Eq. (2): k heads of scaled dot-product attention, softmax(q k^T / sqrt(D_h)) v.
+
+    Runs through the fused `scaled_dot_product_attention`; the attention probabilities are
+    formed explicitly only when `need_weights` is true (for analysis).
+    """
+
+    def __init__(
+        self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim**-0.5
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)  # U_qkv, all heads at once
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)  # U_msa
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(
+        self, x: torch.Tensor, need_weights: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch, tokens, dim = x.shape
+        qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, N, D_h)
+        attn = None
+        if need_weights:
+            attn = (q * self.scale) @ k.transpose(-2, -1)
+            attn = attn.float().softmax(dim=-1).to(q.dtype)  # (B, heads, N, N)
+            dropped = F.dropout(attn, self.attn_drop, self.training)
+            out = dropped @ v
+        else:
+            dropout_p = self.attn_drop if self.training else 0.0
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+        out = out.transpose(1, 2).reshape(batch, tokens, dim)  # concatenate the heads
+        return self.proj_drop(self.proj(out)), attn
+
+
+class MLP(nn.Module):
+    """The MLP of Eq. (3): two layers with a GELU non-linearity between them."""
+
+    def __init__(self, dim: int, hidden_dim: int, drop: float = 0.0) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.act = nn.GELU()
+        self.drop1 = nn.Dropout(drop)
+        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.drop2 = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
+
+
+class EncoderBlock(nn.Module):
+    """One Transformer encoder layer: Eq. (2) then Eq. (3), each pre-LayerNorm and residual."""
+
+    def __init__(self, config: ViTConfig, drop_path: float = 0.0) -> None:
+        super().__init__()
+        dim, eps = config.embed_dim, config.layer_norm_eps
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = MultiHeadSelfAttention(
+            dim, config.num_heads, config.qkv_bias, config.attn_drop_rate, config.drop_rate
+        )
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = MLP(dim, config.mlp_dim, config.drop_rate)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(
+        self, z: torch.Tensor, need_weights: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attn_out, attn = self.attn(self.norm1(z), need_weights)
+        z = z + self.drop_path(attn_out)  # Eq. (2)
+        z = z + self.drop_path(self.mlp(self.norm2(z)))  # Eq. (3)
+        return z, attn
+
+
+class VisionTransformer(nn.Module):
+    """ViT: Eq. (1) embedding, L encoder blocks (Eqs. 2-3), Eq. (4) LayerNorm and a linear head."""
+
+    def __init__(self, config: ViTConfig) -> None:
+        super().__init__()
+        self.config = config
+        dim = config.embed_dim
+        self.patch_embed = PatchEmbedding(config.patch_size, config.in_chans, dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if config.class_token else None
+        num_tokens = config.num_prefix_tokens + config.num_patches
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, dim))  # E_pos
+        self.pos_drop = nn.Dropout(config.drop_rate)
+
+        steps = max(config.depth - 1, 1)
+        rates = [config.drop_path_rate * i / steps for i in range(config.depth)]
+        self.blocks = nn.ModuleList(EncoderBlock(config, rate) for rate in rates)
+
+        eps = config.layer_norm_eps
+        self.norm = nn.Identity() if config.fc_norm else nn.LayerNorm(dim, eps=eps)
+        self.fc_norm = nn.LayerNorm(dim, eps=eps) if config.fc_norm else nn.Identity()
+        self.pre_logits = nn.Identity()
+        if config.representation_size:
+            self.pre_logits = nn.Sequential()
+            self.pre_logits.add_module("fc", nn.Linear(dim, config.representation_size))
+            self.pre_logits.add_module("act", nn.Tanh())
+        self.head_drop = nn.Dropout(config.drop_rate)
+        head_in = config.representation_size or dim
+        self.head = nn.Linear(head_in, config.num_classes) if config.num_classes else nn.Identity()
+        # Set by loaders and trainers; saved with the model by `save_pretrained`.
+        self.class_names: list[str] | None = None
+        self.preprocessing: dict | None = None
+        init_vit_weights(self)
+
+    # -- Eq. (1) -----------------------------------------------------------------------------
+    def check_input(self, images: torch.Tensor) -> tuple[int, int]:
+        """Validate an image batch and return its patch grid (gh, gw)."""
+        if images.ndim != 4:
+            raise ValueError(
+                f"expected a batch of images (B, C, H, W), got a tensor of shape "
+                f"{tuple(images.shape)}; add a batch dimension with x.unsqueeze(0)"
+            )
+        _, chans, height, width = images.shape
+        if chans != self.config.in_chans:
+            raise ValueError(
+                f"this model takes {self.config.in_chans}-channel images, got {chans} channels "
+                f"(shape {tuple(images.shape)})"
+            )
+        patch = self.config.patch_size
+        if height % patch or width % patch:
+            raise ValueError(
+                f"image size {height}x{width} is not divisible by the patch size {patch}; "
+                f"resize or crop to a multiple of {patch}"
+            )
+        return height // patch, width // patch
+
+    def position_embeddings(self, grid: tuple[int, int]) -> torch.Tensor:
+        """E_pos for a patch grid, resampled bicubically when it differs from the native one."""
+        return resample_pos_embed(
+            self.pos_embed, grid, self.config.grid_size, self.config.num_prefix_tokens
+        )
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Eq. (1): z_0 = [x_class; x_p^1 E; ...; x_p^N E] + E_pos, shape (B, 1+N, D)."""
+        grid = self.check_input(images)
+        patches = self.patch_embed(images)  # (B, N, D)
+        if self.cls_token is not None:
+            cls = self.cls_token.expand(patches.shape[0], -1, -1)
+            patches = torch.cat([cls, patches], dim=1)
+        return self.pos_drop(patches + self.position_embeddings(grid))
+
+    # -- Eqs. (2)-(3) ------------------------------------------------------------------------
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        """The encoder's output tokens after the final LayerNorm, shape (B, 1+N, D)."""
+        tokens, _ = self.forward_with_attention(images, layers=())
+        return tokens
+
+    def forward_with_attention(
+        self, images: torch.Tensor, layers: Collection[int] | None = None
+    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """Encoder tokens plus the attention probabilities (B, heads, 1+N, 1+N) of `layers`.
+
+        `layers=None` asks for every layer; only the layers asked for leave the fused path.
+        Negative indices count from the last layer.
+        """
+        depth = len(self.blocks)
+        wanted = set(range(depth)) if layers is None else {i % depth for i in layers}
+        z = self.embed(images)
+        maps: dict[int, torch.Tensor] = {}
+        for index, block in enumerate(self.blocks):
+            z, attn = block(z, need_weights=index in wanted)
+            if attn is not None:
+                maps[index] = attn
+        return self.norm(z), maps
+
+    # -- Eq. (4) -----------------------------------------------------------------------------
+    def pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The image representation: z_L^0 (the [class] token) or the mean patch token."""
+        if self.config.global_pool == "avg":
+            return tokens[:, self.config.num_prefix_tokens :].mean(dim=1)
+        return tokens[:, 0]
+
+    def forward_head(self, tokens: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Eq. (4) and the classifier: pool, (fc_norm), representation layer, linear head."""
+        y = self.fc_norm(self.pool(tokens))
+        y = self.head_drop(self.pre_logits(y))
+        return y if pre_logits else self.head(y)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits (B, num_classes) for images (B, C, H, W)."""
+        return self.forward_head(self.forward_features(images))
+
+    # -- changing the model ------------------------------------------------------------------
+    def set_image_size(self, img_size: int | tuple[int, int]) -> None:
+        """Resample E_pos to a new native resolution for good, e.g. to fine-tune at 384."""
+        new_config = self.config.replace(img_size=to_2tuple(img_size))
+        with torch.no_grad():
+            resampled = self.position_embeddings(new_config.grid_size)
+        self.pos_embed = nn.Parameter(resampled.detach().clone())
+        self.config = new_config
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the head with a zero-initialised one for num_classes (paper, Section 3.2)."""
+        head_in = self.config.representation_size or self.config.embed_dim
+        device, dtype = self.pos_embed.device, self.pos_embed.dtype
+        if num_classes:
+            self.head = nn.Linear(head_in, num_classes, device=device, dtype=dtype)
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+        else:
+            self.head = nn.Identity()
+        self.config = self.config.replace(num_classes=num_classes)
+        self.class_names = None
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameters that weight decay should skip besides biases and norms."""
+        return {"pos_embed", "cls_token"}

@@ -1,0 +1,201 @@
+"""vitkit's own checkpoint format: `model.safetensors` (config embedded in its metadata) plus a
+readable `config.json` with the architecture, class names and preprocessing."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..models import ViTConfig, VisionTransformer
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+FORMAT_VERSION = 1
+METADATA_KEY = "vitkit_config"
+
+# Google's ViT checkpoints normalise pixels to [-1, 1].
+DEFAULT_PREPROCESSING: dict[str, Any] = {
+    "mean": [0.5, 0.5, 0.5],
+    "std": [0.5, 0.5, 0.5],
+    "interpolation": "bicubic",
+    "crop_pct": 0.9,
+}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that can't be loaded into the model asked for; the message says why."""
+
+
+def preprocessing_of(model: VisionTransformer) -> dict[str, Any]:
+    """The model's preprocessing (img_size, mean, std, ...), with defaults filled in."""
+    prep = dict(DEFAULT_PREPROCESSING)
+    if model.config.in_chans != 3:
+        prep["mean"] = [0.5] * model.config.in_chans
+        prep["std"] = [0.5] * model.config.in_chans
+    prep.update(model.preprocessing or {})
+    prep["img_size"] = list(model.config.img_size)
+    return prep
+
+
+def checkpoint_document(model: VisionTransformer) -> dict[str, Any]:
+    """The JSON description of a model saved in vitkit's format."""
+    return {
+        "library": "vitkit",
+        "format_version": FORMAT_VERSION,
+        "architecture": "VisionTransformer",
+        "model_name": getattr(model, "model_name", None),
+        "config": model.config.to_dict(),
+        "class_names": model.class_names,
+        "preprocessing": preprocessing_of(model),
+    }
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Write through a temporary file in the same folder, then rename: never half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_pretrained(
+    model: VisionTransformer,
+    directory: str | os.PathLike,
+    class_names: list[str] | None = None,
+    preprocessing: dict[str, Any] | None = None,
+) -> Path:
+    """Save `model` to `directory` as model.safetensors + config.json; returns the directory.
+
+    class_names and preprocessing, when given, are stored on the model first. Each file is
+    written atomically, so an interrupted save leaves the previous files intact.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if class_names is not None:
+        if len(class_names) != model.config.num_classes:
+            raise ValueError(
+                f"{len(class_names)} class names for a model with {model.config.num_classes} "
+                "classes"
+            )
+        model.class_names = list(class_names)
+    if preprocessing is not None:
+        model.preprocessing = {**(model.preprocessing or {}), **preprocessing}
+    document = checkpoint_document(model)
+    tensors = {
+        name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()
+    }
+    metadata = {"format": "pt", METADATA_KEY: json.dumps(document)}
+    _atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata))
+    text = json.dumps(document, indent=2) + "\n"
+    _atomic_write(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text))
+    return directory
+
+
+def load_state_dict_checked(model: torch.nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
+    """Load a state dict strictly, naming every missing, unexpected or mis-shaped tensor."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    mis_shaped = [
+        f"{key}: checkpoint {tuple(state_dict[key].shape)} vs model {tuple(expected[key].shape)}"
+        for key in expected
+        if key in state_dict and state_dict[key].shape != expected[key].shape
+    ]
+    if missing or unexpected or mis_shaped:
+        lines = ["the checkpoint does not fit this model's architecture:"]
+        if mis_shaped:
+            lines.append(f"  {len(mis_shaped)} tensors differ in shape: " + "; ".join(mis_shaped[:8]))
+        if missing:
+            lines.append(f"  {len(missing)} tensors missing from the checkpoint: "
+                         + ", ".join(missing[:8]))
+        if unexpected:
+            lines.append(f"  {len(unexpected)} tensors the model does not have: "
+                         + ", ".join(unexpected[:8]))
+        lines.append("  check that --model names the architecture the checkpoint was trained as")
+        raise CheckpointError("\n".join(lines))
+    non_finite = [key for key, value in state_dict.items()
+                  if value.is_floating_point() and not torch.isfinite(value).all()]
+    if non_finite:
+        raise CheckpointError(
+            f"the checkpoint holds NaN or infinite values in {len(non_finite)} tensors: "
+            + ", ".join(non_finite[:8])
+        )
+    model.load_state_dict(state_dict)
+
+
+def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a .safetensors file; a damaged file is a CheckpointError."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        return load_file(str(path)), metadata
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file ({error}); it may be truncated or "
+            "corrupted: download or save it again"
+        ) from error
+
+
+def _read_document(path: Path) -> tuple[dict[str, Any], Path]:
+    """The vitkit description and weights file of a directory or a .safetensors file."""
+    if path.is_dir():
+        weights = path / WEIGHTS_NAME
+        config_file = path / CONFIG_NAME
+        if not weights.exists():
+            raise CheckpointError(f"{path} holds no {WEIGHTS_NAME}")
+        if config_file.exists():
+            try:
+                return json.loads(config_file.read_text()), weights
+            except json.JSONDecodeError as error:
+                raise CheckpointError(f"{config_file} is not valid JSON: {error}") from error
+        path = weights
+    _, metadata = read_safetensors(path)
+    if METADATA_KEY not in metadata:
+        raise CheckpointError(f"{path} carries no vitkit config in its metadata")
+    return json.loads(metadata[METADATA_KEY]), path
+
+
+def is_vitkit_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether `path` is a vitkit directory or a .safetensors file with a vitkit config."""
+    path = Path(path)
+    try:
+        document, _ = _read_document(path)
+    except (CheckpointError, OSError):
+        return False
+    return document.get("library") == "vitkit"
+
+
+def load_pretrained(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> VisionTransformer:
+    """Rebuild a model saved by `save_pretrained` (a directory or its .safetensors file)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    document, weights = _read_document(path)
+    if document.get("library") != "vitkit":
+        raise CheckpointError(f"{path} is not a vitkit checkpoint (no 'library': 'vitkit')")
+    config = ViTConfig.from_dict(document["config"])
+    model = VisionTransformer(config)
+    state_dict, _ = read_safetensors(weights)
+    load_state_dict_checked(model, state_dict)
+    model.model_name = document.get("model_name")
+    model.class_names = document.get("class_names")
+    model.preprocessing = document.get("preprocessing")
+    return model.to(map_location).eval()
