@@ -1,0 +1,41 @@
+"""Which device and number format to compute in: bf16 only where the hardware multiplies
+bf16 matrices natively (AMX on Intel CPUs, tensor cores on GPUs), fp32 everywhere else."""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_has_bf16_matrix_units() -> bool:
+    """Whether this CPU has AMX tiles, or at least AVX-512 BF16, for bf16 matrix products.
+
+    Without them (e.g. AVX2-only CPUs) PyTorch emulates bf16 matmuls, which is far slower
+    than fp32, so bf16 must not be the default there.
+    """
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def has_fast_bf16(device: torch.device | str) -> bool:
+    """Whether bf16 matrix products are native (and so faster than fp32) on `device`."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return cpu_has_bf16_matrix_units()
+    return False
+
+
+def default_dtype(device: torch.device | str, fp32: bool = False) -> torch.dtype:
+    """The compute dtype vitkit's commands use by default: bf16 where native, else fp32."""
+    if fp32:
+        return torch.float32
+    return torch.bfloat16 if has_fast_bf16(device) else torch.float32
