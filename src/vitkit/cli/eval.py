@@ -1,0 +1,129 @@
+"""`vitkit eval --checkpoint DIR --data SRC`: top-1/top-5 and per-class accuracy of a saved
+model, plus metrics.json and a confusion-matrix PNG in --out (default: eval/ beside the
+checkpoint folder)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .main import CommandError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "eval", help="accuracy of a saved model on a dataset",
+        description="Evaluate a vitkit checkpoint on a data source (a folder, a CSV or a "
+        "built-in name, as for `vitkit train --data`). Writes metrics.json and "
+        "confusion_matrix.png to --out, by default a folder eval/ beside the checkpoint folder.")
+    parser.add_argument("--checkpoint", required=True, help="a vitkit checkpoint folder")
+    parser.add_argument("--data", required=True, help="folder, CSV, or digits/cifar10/...")
+    parser.add_argument("--split", choices=("test", "val", "train"), default=None,
+                        help="which split (default: test, else val)")
+    parser.add_argument("--val-split", type=float, default=None,
+                        help="fraction carved out as val when the data has no val/ folder")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --val-split")
+    parser.add_argument("--data-dir", default=None, help="where torchvision data sets are")
+    parser.add_argument("--cache-dir", default=None, help="decoded-image cache folder")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--fp32", action="store_true",
+                        help="compute in fp32 even where bf16 is native")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: best)")
+    parser.add_argument("--out", default=None, help="folder for metrics.json and the PNG")
+    parser.set_defaults(func=run)
+
+
+def _choose_split(splits, wanted: str | None):
+    if wanted is not None:
+        return wanted, splits.get(wanted)
+    for name in ("test", "val"):
+        if getattr(splits, name) is not None:
+            return name, getattr(splits, name)
+    raise CommandError(f"{splits.name} has no test or val split; pass --split train, or "
+                       "--val-split FRACTION to hold some images out")
+
+
+def plot_confusion(confusion: list[list[int]], classes: list[str], path: Path,
+                   title: str) -> None:
+    """Save the confusion matrix (rows: true class, columns: predicted) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    matrix = np.asarray(confusion)
+    n = len(classes)
+    size = min(4 + 0.45 * n, 30)
+    fig, ax = plt.subplots(figsize=(size, size * 0.9))
+    image = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    if n <= 40:
+        ax.set_xticks(range(n), classes, rotation=90)
+        ax.set_yticks(range(n), classes)
+    if n <= 20:
+        threshold = matrix.max() / 2 if matrix.size else 0
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if matrix[i, j] > threshold else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from vitkit.data import load_splits
+    from vitkit.device import default_device, default_dtype
+    from vitkit.infer import evaluate
+    from vitkit.weights import load_pretrained
+    from vitkit.weights.io import _atomic_write
+
+    if args.batch_size < 1:
+        raise CommandError(f"--batch-size must be at least 1, got {args.batch_size}")
+    device = torch.device(args.device or default_device())
+    model = load_pretrained(args.checkpoint, map_location=device)
+    splits = load_splits(args.data, img_size=tuple(model.config.img_size),
+                         in_chans=model.config.in_chans, val_split=args.val_split,
+                         seed=args.seed, data_dir=args.data_dir, cache_dir=args.cache_dir)
+    split, dataset = _choose_split(splits, args.split)
+    if model.class_names and list(model.class_names) != list(dataset.classes):
+        missing = sorted(set(model.class_names) - set(dataset.classes))
+        extra = sorted(set(dataset.classes) - set(model.class_names))
+        raise CommandError(
+            f"the data's classes differ from the model's (only in the model: {missing[:10]}; "
+            f"only in the data: {extra[:10]}); evaluate on data with the model's classes")
+    if dataset.num_classes != model.config.num_classes:
+        raise CommandError(f"the data has {dataset.num_classes} classes but the model predicts "
+                           f"{model.config.num_classes}")
+    dtype = default_dtype(device, fp32=args.fp32)
+    metrics = evaluate(model, dataset, batch_size=args.batch_size, dtype=dtype, device=device)
+    checkpoint = Path(args.checkpoint).resolve()
+    out = Path(args.out) if args.out else (
+        checkpoint.parent if checkpoint.is_dir() else checkpoint.parent.parent) / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    document = {"checkpoint": str(checkpoint), "data": args.data, "split": split,
+                "dtype": str(dtype).replace("torch.", ""), "skipped": dataset.skipped,
+                **metrics}
+    text = json.dumps(document, indent=2) + "\n"
+    _atomic_write(out / "metrics.json", lambda tmp: Path(tmp).write_text(text))
+    plot_confusion(metrics["confusion"], dataset.classes, out / "confusion_matrix.png",
+                   f"{model.model_name or checkpoint.name} on {splits.name}/{split}: "
+                   f"top-1 {metrics['top1']:.1%}")
+    print(f"{splits.name}/{split}: {metrics['count']} images"
+          + (f" ({len(dataset.skipped)} unreadable files skipped)" if dataset.skipped else ""))
+    print(f"  top-1 {metrics['top1']:.2%}   top-{metrics['topk']} {metrics['top5']:.2%}   "
+          f"loss {metrics['loss']:.4f}")
+    print("  per class:")
+    width = max(len(name) for name in dataset.classes)
+    for name, accuracy in metrics["per_class"].items():
+        shown = "-" if accuracy is None else f"{accuracy:.2%}"
+        print(f"    {name:<{width}}  {shown:>7}  ({metrics['class_counts'][name]} images)")
+    print(f"wrote {out / 'metrics.json'} and {out / 'confusion_matrix.png'}")
+    return 0

@@ -1,0 +1,146 @@
+"""Decode a list of (path, label) files into one uint8 tensor dataset: a thread pool over the
+cores, a tqdm bar, every image resized to one size, and undecodable files skipped and listed."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .cache import cache_key, load_cached, store
+from .dataset import ImageTensorDataset
+from .images import ImageDecodeError, decode_image, image_size
+from .transforms import to_2tuple
+
+log = logging.getLogger("vitkit")
+
+_CHUNK = 256  # files per pool task: large enough to amortise the hand-off
+
+
+def most_common_size(paths: Sequence[str]) -> tuple[int, int]:
+    """The most frequent upright (height, width) among the files (read from headers only)."""
+    counts = Counter(size for size in map(image_size, paths) if size is not None)
+    if not counts:
+        raise ValueError(
+            f"none of the {len(paths)} files could be read as an image; check the data folder"
+        )
+    # Ties go to the larger area, then to the first seen, so the choice is deterministic.
+    return max(counts.items(), key=lambda item: (item[1], item[0][0] * item[0][1]))[0]
+
+
+def load_resized(path: str, size: tuple[int, int], mode: str) -> np.ndarray:
+    """One file decoded and resized (bicubic, antialiased) to `size`: uint8 (H, W, C)."""
+    image = decode_image(path, mode)
+    height, width = size
+    if image.size != (width, height):
+        image = image.resize((width, height), Image.Resampling.BICUBIC)
+    array = np.asarray(image, dtype=np.uint8)
+    return array[:, :, None] if array.ndim == 2 else array
+
+
+def _decode_chunk(paths: Sequence[str], size: tuple[int, int], mode: str
+                  ) -> list[np.ndarray | str]:
+    out: list[np.ndarray | str] = []
+    for path in paths:
+        try:
+            out.append(load_resized(path, size, mode))
+        except ImageDecodeError as error:
+            out.append(error.reason)
+        except MemoryError:
+            out.append("out of memory while decoding")
+    return out
+
+
+def default_workers() -> int:
+    """Threads to decode with: the cores this process may use, at most 8."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores))
+
+
+def decode_files(
+    items: Sequence[tuple[str, int]],
+    classes: list[str],
+    size: tuple[int, int],
+    mode: str,
+    progress: bool = True,
+    workers: int | None = None,
+    description: str = "decoding",
+) -> ImageTensorDataset:
+    """Decode every file into uint8 (N, C, H, W); bad files go to `skipped` with the reason."""
+    channels = 1 if mode == "L" else 3
+    height, width = size
+    buffer = np.empty((len(items), height, width, channels), dtype=np.uint8)
+    paths = [path for path, _ in items]
+    chunks = [paths[i:i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
+    kept = np.zeros(len(items), dtype=bool)
+    skipped: list[tuple[str, str]] = []
+    bar = tqdm(total=len(paths), desc=description, unit="img", disable=not progress,
+               leave=False)
+    with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
+        results = pool.map(_decode_chunk, chunks, [size] * len(chunks), [mode] * len(chunks))
+        index = 0
+        for chunk_results in results:
+            for result in chunk_results:
+                if isinstance(result, str):
+                    skipped.append((paths[index], result))
+                else:
+                    buffer[index] = result
+                    kept[index] = True
+                index += 1
+            bar.update(len(chunk_results))
+    bar.close()
+    labels = np.array([label for _, label in items], dtype=np.int64)
+    images = torch.from_numpy(buffer[kept]).permute(0, 3, 1, 2).contiguous()
+    return ImageTensorDataset(images, torch.from_numpy(labels[kept]), list(classes), skipped)
+
+
+def report_skipped(dataset: ImageTensorDataset, where: str) -> None:
+    """Log a one-paragraph warning listing (up to 10 of) the files that were skipped."""
+    if not dataset.skipped:
+        return
+    shown = "\n".join(f"  {path}: {reason}" for path, reason in dataset.skipped[:10])
+    more = len(dataset.skipped) - 10
+    tail = f"\n  ... and {more} more (see dataset.skipped)" if more > 0 else ""
+    log.warning("%s: skipped %d of %d files that could not be decoded:\n%s%s", where,
+                len(dataset.skipped), len(dataset) + len(dataset.skipped), shown, tail)
+
+
+def decode_cached(
+    items: Sequence[tuple[str, int]],
+    classes: list[str],
+    size: int | tuple[int, int] | None,
+    mode: str,
+    cache_dir: Path | None,
+    progress: bool = True,
+    description: str = "decoding",
+) -> ImageTensorDataset:
+    """`decode_files` through the memory/disk cache; `size` None means the most common size."""
+    if not items:
+        raise ValueError("no image files to decode")
+    settings = {"size": list(to_2tuple(size)) if size is not None else None, "mode": mode}
+    key = cache_key(list(items), classes, settings)
+    cached = load_cached(key, cache_dir)
+    if cached is not None:
+        log.info("%s: %d images from the cache (%s)", description, len(cached), key)
+        return cached
+    target = to_2tuple(size) if size is not None else most_common_size([p for p, _ in items])
+    dataset = decode_files(items, classes, target, mode, progress=progress,
+                           description=description)
+    if len(dataset) == 0:
+        raise ValueError(
+            f"none of the {len(items)} files could be decoded (first: {dataset.skipped[0][0]}: "
+            f"{dataset.skipped[0][1]}); check the data"
+        )
+    store(key, dataset, cache_dir, {"size": list(target), "mode": mode, "what": description})
+    return dataset

@@ -1,0 +1,124 @@
+"""Safe image decoding: any file Pillow reads becomes an upright RGB or L image, and anything
+else (empty, truncated, not an image, a decompression bomb) becomes an `ImageDecodeError`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# File name endings treated as images when a folder is listed.
+IMAGE_EXTENSIONS = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm",
+     ".tga", ".ico", ".jfif"}
+)
+
+MODES = ("RGB", "L")
+
+
+class ImageDecodeError(ValueError):
+    """A file that could not be decoded into an image; the message names the file and why."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    """Whether `path` has one of the image file endings vitkit lists from folders."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def pixel_limit() -> int | None:
+    """Pillow's decompression-bomb pixel limit (read at call time, never raised by vitkit)."""
+    return Image.MAX_IMAGE_PIXELS
+
+
+def _check_pixels(path: str, size: tuple[int, int]) -> None:
+    limit = pixel_limit()
+    width, height = size
+    if width <= 0 or height <= 0:
+        raise ImageDecodeError(path, f"the image declares an empty size {width}x{height}")
+    if limit is not None and width * height > limit:
+        raise ImageDecodeError(
+            path,
+            f"refused as a possible decompression bomb: {width}x{height} = {width * height:,} "
+            f"pixels is over Pillow's limit of {limit:,}",
+        )
+
+
+def _to_mode(image: Image.Image, mode: str) -> Image.Image:
+    """Convert any Pillow mode to RGB or L; transparency is composited onto white."""
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16/32-bit integer grey: scale to 8 bits (Pillow's convert('L') clips instead).
+        import numpy as np
+
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") else max(float(array.max()), 1.0)
+        image = Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    elif image.mode == "F":
+        image = image.convert("L")
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("LA", "La", "PA"):
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "RGBa"):
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
+    if image.mode != mode:
+        image = image.convert(mode)
+    return image
+
+
+def decode_image(path: str | os.PathLike, mode: str = "RGB") -> Image.Image:
+    """Decode `path` to a fully loaded, upright (EXIF orientation applied) image in `mode`.
+
+    `mode` is 'RGB' or 'L'. Animated files give their first frame. Raises ImageDecodeError,
+    with the reason, for anything that is not a whole, reasonably sized image.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    name = str(path)
+    try:
+        if os.path.getsize(name) == 0:
+            raise ImageDecodeError(name, "the file is empty (0 bytes)")
+        with Image.open(name) as image:
+            _check_pixels(name, image.size)
+            image.seek(0)  # the first frame of an animated GIF/PNG/WebP
+            image.load()
+            image = ImageOps.exif_transpose(image) or image
+            return _to_mode(image, mode)
+    except ImageDecodeError:
+        raise
+    except FileNotFoundError as error:
+        raise ImageDecodeError(name, "no such file") from error
+    except IsADirectoryError as error:
+        raise ImageDecodeError(name, "it is a folder, not a file") from error
+    except UnidentifiedImageError as error:
+        raise ImageDecodeError(name, "not an image Pillow can read (unknown format)") from error
+    except Image.DecompressionBombError as error:
+        reason = f"refused as a possible decompression bomb ({error})"
+        raise ImageDecodeError(name, reason) from error
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError, IndexError) as error:
+        reason = str(error) or type(error).__name__
+        if "truncated" in reason.lower():
+            reason = f"the file is truncated ({reason})"
+        raise ImageDecodeError(name, f"could not decode: {reason}") from error
+    except Exception as error:  # a Pillow plugin bug must not end a run over one file
+        reason = f"could not decode: {type(error).__name__}: {error}"
+        raise ImageDecodeError(name, reason) from error
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(height, width) of the upright image read from the header only, or None if unreadable."""
+    try:
+        with Image.open(str(path)) as image:
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - any failure here is reported by decode_image later
+        return None
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
+    return height, width

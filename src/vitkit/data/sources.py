@@ -1,0 +1,177 @@
+"""`load_splits`: one entry point for every data source vitkit's --data accepts (image
+folders, CSV files, built-in names), giving uint8 train/val/test datasets of one size."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .builtin import load_digits
+from .cache import default_cache_dir
+from .dataset import ImageTensorDataset
+from .decode import decode_cached, report_skipped
+from .folders import read_csv, scan_class_folders
+from .transforms import convert_channels, resize_batch, to_2tuple
+from .tvsets import TORCHVISION_SETS, load_torchvision
+
+log = logging.getLogger("vitkit")
+
+BUILTIN_SOURCES = ("digits", *TORCHVISION_SETS)
+
+
+@dataclass
+class DataSplits:
+    """The datasets of one source; `val` and `test` are None where the source has none."""
+
+    train: ImageTensorDataset
+    val: ImageTensorDataset | None
+    test: ImageTensorDataset | None
+    name: str
+
+    def get(self, split: str) -> ImageTensorDataset:
+        """The split named 'train', 'val' or 'test'; a clear error if this source lacks it."""
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be 'train', 'val' or 'test', not {split!r}")
+        dataset = getattr(self, split)
+        if dataset is None:
+            have = [s for s in ("train", "val", "test") if getattr(self, s) is not None]
+            raise ValueError(f"{self.name} has no {split} split (it has {', '.join(have)})")
+        return dataset
+
+
+def stratified_split(dataset: ImageTensorDataset, fraction: float, seed: int
+                     ) -> tuple[ImageTensorDataset, ImageTensorDataset]:
+    """Split off `fraction` of each class (at least one image of classes with 2+) as val."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"--val-split must be a fraction between 0 and 1, got {fraction}")
+    generator = torch.Generator().manual_seed(seed)
+    val_parts, train_parts = [], []
+    for label in range(dataset.num_classes):
+        members = torch.nonzero(dataset.targets == label).flatten()
+        members = members[torch.randperm(len(members), generator=generator)]
+        count = round(fraction * len(members))
+        if len(members) >= 2:
+            count = min(max(count, 1), len(members) - 1)
+        val_parts.append(members[:count])
+        train_parts.append(members[count:])
+    train_idx, val_idx = torch.cat(train_parts).sort().values, torch.cat(val_parts).sort().values
+    if len(val_idx) == 0:
+        raise ValueError(f"--val-split {fraction} leaves no validation images; use a larger one")
+    train, val = dataset.subset(train_idx), dataset.subset(val_idx)
+    train.skipped = list(dataset.skipped)
+    return train, val
+
+
+def check_same_classes(train: list[str], other: list[str], name: str) -> None:
+    """Raise a ValueError naming the differences when split `name` has other class names."""
+    if other == train:
+        return
+    only_train = sorted(set(train) - set(other))
+    only_other = sorted(set(other) - set(train))
+    parts = []
+    if only_train:
+        parts.append(f"in train but not in {name}: {only_train}")
+    if only_other:
+        parts.append(f"in {name} but not in train: {only_other}")
+    detail = "; ".join(parts) or "the same names in another order"
+    raise ValueError(f"the {name} classes differ from the train classes ({detail}); give both "
+                     "splits the same class folders")
+
+
+def _adapt(dataset: ImageTensorDataset | None, size: tuple[int, int] | None,
+           in_chans: int | None) -> ImageTensorDataset | None:
+    """Resize and convert channels of an in-memory dataset (built-in sources)."""
+    if dataset is None:
+        return None
+    images = dataset.images
+    if in_chans is not None:
+        images = convert_channels(images, in_chans)
+    if size is not None:
+        images = resize_batch(images, size)
+    if images is dataset.images:
+        return dataset
+    return ImageTensorDataset(images, dataset.targets, dataset.classes, dataset.skipped)
+
+
+def _builtin(name: str, data_dir: str | None, cache: Path) -> tuple[ImageTensorDataset, ...]:
+    if name == "digits":
+        return load_digits("train"), load_digits("test")
+    return (load_torchvision(name, "train", data_dir, cache),
+            load_torchvision(name, "test", data_dir, cache))
+
+
+def _folder_root(root: Path, size, mode: str, cache: Path, progress: bool):
+    """train/ with val/ and/or test/ beside it, each `<class>/*`."""
+    items, classes = scan_class_folders(root / "train")
+    train = decode_cached(items, classes, size, mode, cache, progress, f"{root.name}/train")
+    size = tuple(train.images.shape[-2:])
+    others: dict[str, ImageTensorDataset | None] = {"val": None, "test": None}
+    for split in others:
+        if (root / split).is_dir():
+            items, split_classes = scan_class_folders(root / split)
+            check_same_classes(classes, split_classes, split)
+            others[split] = decode_cached(items, classes, size, mode, cache, progress,
+                                          f"{root.name}/{split}")
+    return train, others["val"], others["test"]
+
+
+def load_splits(
+    source: str,
+    *,
+    img_size: int | tuple[int, int] | None = None,
+    in_chans: int | None = None,
+    val_split: float | None = None,
+    seed: int = 0,
+    data_dir: str | None = None,
+    cache_dir: str | None = None,
+    progress: bool = True,
+) -> DataSplits:
+    """Load a data source as uint8 datasets of one image size and channel count.
+
+    `source` is a built-in name (digits, cifar10, cifar100, mnist, fashion-mnist), a folder
+    (train/ with val/ or test/ beside it, or just `<class>/*`), or a `path,label` CSV.
+    Images are resized to `img_size`, else to the most common size in train; `in_chans`
+    1 gives greyscale, 3 RGB (default: 3 for files, the data's own for built-ins).
+    `val_split` carves a stratified, seeded validation set out of train when the source
+    has none. Decoded files are cached in memory and in `cache_dir` (default
+    $VITKIT_CACHE/datasets or ~/.cache/vitkit/datasets).
+    """
+    size = to_2tuple(img_size) if img_size is not None else None
+    if in_chans not in (None, 1, 3):
+        raise ValueError(f"in_chans must be 1 or 3, got {in_chans}")
+    mode = "L" if in_chans == 1 else "RGB"
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    val = test = None
+    if source.lower() in BUILTIN_SOURCES:
+        name = source.lower()
+        train, test = (_adapt(d, size, in_chans) for d in _builtin(name, data_dir, cache))
+    else:
+        path = Path(os.path.expanduser(source))
+        name = path.name
+        if path.is_file() and path.suffix.lower() == ".csv":
+            items, classes = read_csv(path)
+            train = decode_cached(items, classes, size, mode, cache, progress, path.name)
+        elif path.is_dir() and (path / "train").is_dir():
+            train, val, test = _folder_root(path, size, mode, cache, progress)
+        elif path.is_dir():
+            items, classes = scan_class_folders(path)
+            train = decode_cached(items, classes, size, mode, cache, progress, path.name)
+        elif path.exists():
+            raise ValueError(f"{path} is neither a folder nor a .csv file of 'path,label' rows")
+        else:
+            raise FileNotFoundError(
+                f"no data at {path}: give a folder, a .csv file, or one of "
+                f"{', '.join(BUILTIN_SOURCES)}"
+            )
+    if val is None and val_split is not None:
+        train, val = stratified_split(train, val_split, seed)
+    for split_name, dataset in (("train", train), ("val", val), ("test", test)):
+        if dataset is not None:
+            report_skipped(dataset, f"{name}/{split_name}")
+            if split_name != "train":
+                check_same_classes(train.classes, dataset.classes, split_name)
+    return DataSplits(train=train, val=val, test=test, name=name)
