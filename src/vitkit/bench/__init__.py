@@ -1,0 +1,1 @@
+"""Throughput benchmarks: vitkit against timm and Hugging Face in one process, as ratios."""

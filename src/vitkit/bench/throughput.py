@@ -1,0 +1,111 @@
+"""Run workloads side by side and report images/s, memory, MFU and ratios to the peers."""
+
+from __future__ import annotations
+
+import datetime
+import platform
+import statistics
+from dataclasses import dataclass
+
+import torch
+
+from ..models import ViTConfig, forward_flops
+from .timing import PeakMemory, matmul_peak_flops, synchronize, time_call
+from .workloads import Workload, inference_workloads, training_workloads
+
+
+@dataclass
+class Row:
+    """One measured workload."""
+
+    mode: str
+    precision: str
+    name: str
+    images_per_s: float
+    peak_mib: float
+    mfu: float  # model FLOP/s over the measured matmul peak in this precision
+
+    def ratio_to(self, other: Row) -> float:
+        return self.images_per_s / other.images_per_s
+
+
+def machine_description(device: torch.device) -> str:
+    """A one-line description of the processor the numbers were measured on."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{name}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def measure(workloads: list[Workload], device: torch.device, rounds: int,
+            min_time: float) -> dict[str, tuple[float, float]]:
+    """Seconds per step and peak memory of each workload, interleaving them round by round
+    so that a noisy neighbour slows all of them alike."""
+    seconds: dict[str, list[float]] = {w.name: [] for w in workloads}
+    memory: dict[str, float] = {}
+    for workload in workloads:  # warm-up (and compilation) outside the timed rounds
+        with PeakMemory(device) as peak:
+            workload.step()
+            synchronize(device)
+        memory[workload.name] = peak.peak_bytes
+    for _ in range(rounds):
+        for workload in workloads:
+            seconds[workload.name].append(
+                time_call(workload.step, device, min_time=min_time, min_iters=2)
+            )
+    return {name: (statistics.median(s), memory[name]) for name, s in seconds.items()}
+
+
+def run(
+    config: ViTConfig, mode: str, batch: int, dtype: torch.dtype, device: torch.device,
+    peers: list[str], compile: bool, rounds: int = 3, min_time: float = 2.0,
+    peak: float | None = None,
+) -> list[Row]:
+    """Benchmark one mode ('inference' or 'train') at one precision; returns a row each."""
+    build = inference_workloads if mode == "inference" else training_workloads
+    workloads = build(config, batch, dtype, device, peers, compile)
+    results = measure(workloads, device, rounds, min_time)
+    peak = peak or matmul_peak_flops(dtype, device)
+    flops_per_image = forward_flops(config) * (1 if mode == "inference" else 3)
+    precision = "bf16" if dtype == torch.bfloat16 else "fp32"
+    rows = []
+    for name, (step_seconds, peak_bytes) in results.items():
+        rate = batch / step_seconds
+        rows.append(Row(mode, precision, name, rate, peak_bytes / 2**20,
+                        rate * flops_per_image / peak))
+    return rows
+
+
+def format_table(rows: list[Row], baseline: str = "timm") -> str:
+    """A Markdown table with each row's ratio to the baseline of its mode and precision."""
+    lines = [
+        "| mode | precision | implementation | images/s | vs timm | peak MiB | MFU |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        base = next((r for r in rows if r.name == baseline and r.mode == row.mode
+                     and r.precision == row.precision), None)
+        ratio = f"{row.ratio_to(base):.2f}x" if base else "-"
+        lines.append(
+            f"| {row.mode} | {row.precision} | {row.name} | {row.images_per_s:.1f} | {ratio} | "
+            f"{row.peak_mib:.0f} | {100 * row.mfu:.0f}% |"
+        )
+    return "\n".join(lines)
+
+
+def results_header(command: str, device: torch.device, peaks: dict[str, float]) -> str:
+    """Date, machine, command and matmul peaks, for benchmarks/RESULTS.md."""
+    today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    peak_text = ", ".join(f"{k} {v / 1e12:.3f} TFLOP/s" for k, v in peaks.items())
+    return (
+        f"- date: {today}\n- machine: {machine_description(device)}\n"
+        f"- command: `{command}`\n- measured matmul peak (2048^2): {peak_text}\n"
+    )

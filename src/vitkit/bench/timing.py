@@ -1,0 +1,81 @@
+"""Timing tools: a steady-state timer, a resident-memory sampler and the matmul peak."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+from collections.abc import Callable
+
+import torch
+
+PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued device work, so wall time measures it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(fn: Callable[[], object], device: torch.device, min_time: float = 2.0,
+              min_iters: int = 3) -> float:
+    """Median seconds per call of fn, after one warm-up call, over >= min_iters calls and
+    >= min_time seconds."""
+    fn()
+    synchronize(device)
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_iters or time.perf_counter() - start < min_time:
+        t0 = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * PAGE
+
+
+class PeakMemory:
+    """Peak memory while a block runs: CUDA allocator peak, or sampled resident set on CPU
+    (as the increase over the resident set at the start)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return self
+        self._base = _resident_bytes()
+        self._max = self._base
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self._max = max(self._max, _resident_bytes())
+            time.sleep(0.005)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            self.peak_bytes = torch.cuda.max_memory_allocated(self.device)
+            return
+        self._stop.set()
+        self._thread.join()
+        self.peak_bytes = max(self._max, _resident_bytes()) - self._base
+
+
+def matmul_peak_flops(dtype: torch.dtype, device: torch.device, size: int = 2048) -> float:
+    """The machine's measured matrix-multiply rate (FLOP/s) for square products in dtype."""
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    seconds = time_call(lambda: a @ b, device, min_time=1.0)
+    return 2 * size**3 / seconds

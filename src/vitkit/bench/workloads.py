@@ -1,0 +1,135 @@
+"""The benchmarked workloads: inference and training steps of vitkit and of its peers.
+
+timm and transformers are imported here only when asked for: they are the yardsticks,
+never dependencies of vitkit itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..infer.optimize import optimize_for_inference
+from ..models import ViTConfig, VisionTransformer
+
+
+@dataclass
+class Workload:
+    """One thing to time: `step()` processes `batch` images."""
+
+    name: str
+    step: Callable[[], object]
+    batch: int
+
+
+def peer_model(library: str, config: ViTConfig) -> nn.Module:
+    """The same architecture built by timm or transformers, returning logits."""
+    if library == "timm":
+        import timm.models.vision_transformer as timm_vit
+
+        return timm_vit.VisionTransformer(
+            img_size=config.img_size, patch_size=config.patch_size, in_chans=config.in_chans,
+            num_classes=config.num_classes, embed_dim=config.embed_dim, depth=config.depth,
+            num_heads=config.num_heads, mlp_ratio=config.mlp_dim / config.embed_dim,
+            global_pool=config.global_pool,
+        )
+    if library == "hf":
+        from transformers import ViTConfig as HFConfig
+        from transformers import ViTForImageClassification
+
+        hf_config = HFConfig(
+            image_size=config.img_size[0], patch_size=config.patch_size,
+            num_channels=config.in_chans, hidden_size=config.embed_dim,
+            num_hidden_layers=config.depth, num_attention_heads=config.num_heads,
+            intermediate_size=config.mlp_dim, layer_norm_eps=config.layer_norm_eps,
+            num_labels=config.num_classes, hidden_act="gelu", qkv_bias=config.qkv_bias,
+            attn_implementation="sdpa",
+        )
+        return _LogitsOnly(ViTForImageClassification(hf_config))
+    raise ValueError(f"unknown peer library {library!r}; use 'timm' or 'hf'")
+
+
+class _LogitsOnly(nn.Module):
+    """Hugging Face models return an output object; benchmarks want the logits tensor."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=images).logits
+
+
+def _autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def inference_workloads(
+    config: ViTConfig, batch: int, dtype: torch.dtype, device: torch.device,
+    peers: list[str], compile: bool,
+) -> list[Workload]:
+    """Forward passes: vitkit's fast path (eager, and compiled if asked) and each peer's
+    eager forward (under autocast for bf16, as their users run it)."""
+    torch.manual_seed(0)
+    model = VisionTransformer(config).eval()
+    images = torch.randn(batch, config.in_chans, *config.img_size, device=device)
+    workloads = []
+    fast = optimize_for_inference(model, dtype=dtype, device=device)
+    workloads.append(Workload("vitkit", lambda: fast(images), batch))
+    if compile:
+        compiled = optimize_for_inference(model, dtype=dtype, device=device, compile=True)
+        workloads.append(Workload("vitkit compiled", lambda: compiled(images), batch))
+    for library in peers:
+        peer = peer_model(library, config).to(device).eval()
+
+        def forward(peer: nn.Module = peer) -> torch.Tensor:
+            with torch.inference_mode(), _autocast(device, dtype):
+                return peer(images)
+
+        workloads.append(Workload(library, forward, batch))
+    return workloads
+
+
+def training_workloads(
+    config: ViTConfig, batch: int, dtype: torch.dtype, device: torch.device,
+    peers: list[str], compile: bool,
+) -> list[Workload]:
+    """Training steps (forward, backward, AdamW step) on a fixed random batch."""
+    torch.manual_seed(0)
+    images = torch.randn(batch, config.in_chans, *config.img_size, device=device)
+    labels = torch.randint(0, config.num_classes, (batch,), device=device)
+
+    def make_step(model: nn.Module, optimizer: torch.optim.Optimizer) -> Callable[[], object]:
+        def step() -> None:
+            with _autocast(device, dtype):
+                loss = F.cross_entropy(model(images), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        return step
+
+    workloads = []
+    ours = VisionTransformer(config).to(device).train()
+    fused = {"fused": True} if device.type in ("cpu", "cuda") else {}
+    workloads.append(Workload(
+        "vitkit", make_step(ours, torch.optim.AdamW(ours.parameters(), lr=1e-4, **fused)), batch
+    ))
+    if compile:
+        compiled = VisionTransformer(config).to(device).train()
+        optimizer = torch.optim.AdamW(compiled.parameters(), lr=1e-4, **fused)
+        workloads.append(Workload(
+            "vitkit compiled", make_step(torch.compile(compiled), optimizer), batch
+        ))
+    for library in peers:
+        peer = peer_model(library, config).to(device).train()
+        optimizer = torch.optim.AdamW(peer.parameters(), lr=1e-4)
+        workloads.append(Workload(library, make_step(peer, optimizer), batch))
+    return workloads

@@ -1,0 +1,91 @@
+"""`vitkit bench`: images/s, memory and MFU of vitkit beside timm and Hugging Face."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+
+from vitkit.device import default_device, has_fast_bf16
+from vitkit.models import get_config
+
+from .main import CommandError
+
+PEER_MODULES = {"timm": "timm", "hf": "transformers"}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("bench", help="measure throughput against timm and Hugging Face")
+    parser.add_argument("--model", default="vit_base_patch16_224", help="a preset name")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--img-size", type=int, default=None, help="override the resolution")
+    parser.add_argument("--depth", type=int, default=None, help="override the number of blocks")
+    parser.add_argument("--num-classes", type=int, default=None)
+    parser.add_argument("--mode", nargs="+", choices=["inference", "train"],
+                        default=["inference"])
+    parser.add_argument("--precision", nargs="+", choices=["auto", "fp32", "bf16"],
+                        default=["auto"],
+                        help="'auto': bf16 where the hardware has bf16 matrix units, else fp32")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    parser.add_argument("--peers", nargs="*", default=None,
+                        help="peer libraries to compare (default: those installed of timm, hf)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
+    parser.add_argument("--min-time", type=float, default=2.0, help="seconds per timing")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="append the table to this Markdown file (e.g. benchmarks/RESULTS.md)")
+    parser.add_argument("--title", default=None, help="heading for the appended section")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vitkit.bench.throughput import format_table, results_header
+    from vitkit.bench.throughput import run as run_bench
+    from vitkit.bench.timing import matmul_peak_flops
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = {k: v for k, v in (("img_size", args.img_size), ("depth", args.depth),
+                                   ("num_classes", args.num_classes)) if v is not None}
+    config = get_config(args.model, **overrides)
+    if args.batch_size < 1:
+        raise CommandError("--batch-size must be at least 1")
+    peers = args.peers
+    if peers is None:
+        peers = [p for p, module in PEER_MODULES.items() if importlib.util.find_spec(module)]
+    for peer in peers:
+        if peer not in PEER_MODULES:
+            raise CommandError(f"unknown peer {peer!r}; choose from {', '.join(PEER_MODULES)}")
+        if not importlib.util.find_spec(PEER_MODULES[peer]):
+            raise CommandError(f"peer {peer!r} needs `pip install {PEER_MODULES[peer]}`")
+    device = default_device()
+    precisions = []
+    for choice in args.precision:
+        if choice == "auto":
+            choice = "bf16" if has_fast_bf16(device) else "fp32"
+        if choice not in precisions:
+            precisions.append(choice)
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    peaks = {p: matmul_peak_flops(dtypes[p], device) for p in precisions}
+    command = "vitkit bench " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else [])
+    print(results_header(command, device, peaks))
+    rows = []
+    for mode in args.mode:
+        for precision in precisions:
+            print(f"timing {args.model} {mode} {precision} batch {args.batch_size} "
+                  f"({', '.join(['vitkit'] + peers)})...", flush=True)
+            rows += run_bench(config, mode, args.batch_size, dtypes[precision], device, peers,
+                              args.compile, args.rounds, args.min_time, peaks[precision])
+    table = format_table(rows)
+    print(table)
+    if args.results:
+        title = args.title or f"{args.model}, batch {args.batch_size}"
+        section = f"\n## {title}\n\n{results_header(command, device, peaks)}\n{table}\n"
+        with open(args.results, "a") as handle:
+            handle.write(section)
+        print(f"appended to {args.results}")
+    return 0

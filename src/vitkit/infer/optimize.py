@@ -1,0 +1,55 @@
+"""The fast inference path: weights stored in the compute dtype, no autograd, optionally
+compiled with frozen weights."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from ..device import default_dtype
+from ..models import VisionTransformer
+
+
+class InferenceModel(nn.Module):
+    """A frozen copy of a ViT in `dtype` that takes any float images and returns fp32 logits.
+
+    Holding bf16 weights avoids autocast's cast of every weight on every call; the input is
+    cast once on the way in and the logits once on the way out.
+    """
+
+    def __init__(self, model: VisionTransformer, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.model = model
+        self.dtype = dtype
+        self.config = model.config
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images.to(self.dtype)).float()
+
+
+def optimize_for_inference(
+    model: VisionTransformer,
+    dtype: torch.dtype | None = None,
+    compile: bool = False,
+    device: torch.device | str | None = None,
+) -> nn.Module:
+    """A module computing the same logits as `model` (within `dtype` rounding), faster.
+
+    dtype defaults to bf16 where the hardware has bf16 matrix units and fp32 elsewhere (see
+    `vitkit.device`). With compile=True the model goes through `torch.compile` with frozen
+    weights (constant-folded, prepacked matrices); the first call then takes a while.
+    The original model is left untouched.
+    """
+    device = torch.device(device) if device is not None else model.pos_embed.device
+    dtype = dtype or default_dtype(device)
+    frozen = copy.deepcopy(model).to(device=device, dtype=dtype).eval()
+    frozen.requires_grad_(False)
+    wrapped = InferenceModel(frozen, dtype).eval()
+    if not compile:
+        return wrapped
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True
+    return torch.compile(wrapped, dynamic=False)

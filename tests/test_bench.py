@@ -1,0 +1,43 @@
+"""The fast inference path keeps the logits; `vitkit bench` measures and compares."""
+
+from __future__ import annotations
+
+import torch
+
+import vitkit
+from vitkit.cli.main import main
+from vitkit.infer.optimize import optimize_for_inference
+
+from .test_model import randomise
+
+
+def test_optimize_for_inference_keeps_the_logits_in_fp32_and_bf16() -> None:
+    model = randomise(vitkit.create_model("vit_tiny_patch16_224", depth=2, img_size=32,
+                                          num_classes=10), seed=1).eval()
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(x)
+    fast = optimize_for_inference(model, dtype=torch.float32)
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(x), expected, rtol=1e-5, atol=1e-5)
+        low = optimize_for_inference(model, dtype=torch.bfloat16)(x)
+    assert low.dtype == torch.float32
+    assert (low - expected).abs().max() < 0.05 * expected.abs().max()
+    assert model.pos_embed.dtype == torch.float32  # the original is untouched
+    assert model.pos_embed.requires_grad
+
+
+def test_bench_prints_a_table_with_ratios_and_appends_results(tmp_path, capsys) -> None:
+    results = tmp_path / "RESULTS.md"
+    status = main(["bench", "--model", "vit_cifar_patch4_32", "--depth", "1", "--batch-size",
+                   "4", "--mode", "inference", "train", "--precision", "fp32", "--peers",
+                   "timm", "hf", "--rounds", "1", "--min-time", "0.05",
+                   "--results", str(results)])
+    assert status == 0
+    out = capsys.readouterr().out
+    table = [line for line in out.splitlines() if line.startswith("| ")]
+    names = [line.split("|")[3].strip() for line in table[2:]]  # after header, rule
+    assert names == ["vitkit", "timm", "hf"] * 2
+    assert "| 1.00x |" in out  # timm's own ratio
+    text = results.read_text()
+    assert "measured matmul peak" in text and "| train | fp32 | hf |" in text
