@@ -9,7 +9,7 @@ import os
 import sys
 
 # Subcommand modules, in the order `vitkit --help` lists them.
-COMMANDS = ["models", "info"]
+COMMANDS = ["models", "info", "analyze", "eval", "predict", "bench", "convert"]
 
 
 class CommandError(Exception):
