@@ -1,12 +1,18 @@
-"""Reading and writing weights: vitkit's own format, and checkpoints from other libraries."""
+"""Reading and writing weights: vitkit's own format, timm, Hugging Face and Google's .npz."""
 
+from .export import FORMATS, export, export_hf, export_npz, export_timm
 from .io import CheckpointError, load_pretrained, load_state_dict_checked, save_pretrained
 from .load import Checkpoint, create_pretrained, read_checkpoint
 
 __all__ = [
+    "FORMATS",
     "Checkpoint",
     "CheckpointError",
     "create_pretrained",
+    "export",
+    "export_hf",
+    "export_npz",
+    "export_timm",
     "load_pretrained",
     "load_state_dict_checked",
     "read_checkpoint",

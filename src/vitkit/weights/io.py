@@ -13,7 +13,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..models import ViTConfig, VisionTransformer
+from ..models import VisionTransformer, ViTConfig
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -105,8 +105,14 @@ def save_pretrained(
     return directory
 
 
-def load_state_dict_checked(model: torch.nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
-    """Load a state dict strictly, naming every missing, unexpected or mis-shaped tensor."""
+def load_state_dict_checked(
+    model: torch.nn.Module, state_dict: dict[str, torch.Tensor], assign: bool = False
+) -> None:
+    """Load a state dict strictly, naming every missing, unexpected or mis-shaped tensor.
+
+    With assign=True (for a model built on the meta device) the tensors become the
+    parameters, cast to the model's dtype, instead of being copied into initialised ones.
+    """
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
@@ -118,7 +124,8 @@ def load_state_dict_checked(model: torch.nn.Module, state_dict: dict[str, torch.
     if missing or unexpected or mis_shaped:
         lines = ["the checkpoint does not fit this model's architecture:"]
         if mis_shaped:
-            lines.append(f"  {len(mis_shaped)} tensors differ in shape: " + "; ".join(mis_shaped[:8]))
+            lines.append(f"  {len(mis_shaped)} tensors differ in shape: "
+                         + "; ".join(mis_shaped[:8]))
         if missing:
             lines.append(f"  {len(missing)} tensors missing from the checkpoint: "
                          + ", ".join(missing[:8]))
@@ -134,7 +141,12 @@ def load_state_dict_checked(model: torch.nn.Module, state_dict: dict[str, torch.
             f"the checkpoint holds NaN or infinite values in {len(non_finite)} tensors: "
             + ", ".join(non_finite[:8])
         )
-    model.load_state_dict(state_dict)
+    if assign:
+        state_dict = {
+            key: value.to(expected[key].dtype).contiguous() if value.is_floating_point() else value
+            for key, value in state_dict.items()
+        }
+    model.load_state_dict(state_dict, assign=assign)
 
 
 def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -192,9 +204,10 @@ def load_pretrained(
     if document.get("library") != "vitkit":
         raise CheckpointError(f"{path} is not a vitkit checkpoint (no 'library': 'vitkit')")
     config = ViTConfig.from_dict(document["config"])
-    model = VisionTransformer(config)
+    with torch.device("meta"):  # no initialisation: every tensor comes from the file
+        model = VisionTransformer(config)
     state_dict, _ = read_safetensors(weights)
-    load_state_dict_checked(model, state_dict)
+    load_state_dict_checked(model, state_dict, assign=True)
     model.model_name = document.get("model_name")
     model.class_names = document.get("class_names")
     model.preprocessing = document.get("preprocessing")

@@ -1,8 +1,9 @@
-"""Build a model from pretrained weights: read a checkpoint, adapt it to the model asked for
-(new head, new resolution), and load it strictly."""
+"""Build a model from pretrained weights: read a checkpoint (file, folder or hub id), adapt it
+to the model asked for (new head, new resolution), and load it strictly."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -11,10 +12,21 @@ from typing import Any
 
 import torch
 
-from ..models import ViTConfig, VisionTransformer, get_config, resample_pos_embed
-from .io import CheckpointError, _read_document, load_state_dict_checked, read_safetensors
+from ..models import PRESETS, VisionTransformer, ViTConfig, get_config, resample_pos_embed
+from .formats import read_weights
+from .hf import class_names_from_hf, config_from_hf, preprocessing_from_hf
+from .hub import download, parse_hub_id
+from .io import CONFIG_NAME, CheckpointError, _read_document, load_state_dict_checked
+from .timm import guess_num_heads, read_timm_config
 
 log = logging.getLogger("vitkit")
+
+# Weight files looked for in a folder, in this order.
+FOLDER_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.pth", "model.pt", "model.npz")
+ARCHITECTURE = ("embed_dim", "depth", "num_heads", "mlp_dim", "patch_size")
+# Fields that follow the checkpoint even when a preset name is given.
+FOLLOW_CHECKPOINT = ("num_classes", "img_size", "representation_size", "layer_norm_eps",
+                     "fc_norm", "global_pool", "class_token", "qkv_bias")
 
 
 @dataclass
@@ -28,25 +40,90 @@ class Checkpoint:
     preprocessing: dict[str, Any] | None = None
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    layout: str = "vitkit"  # where the tensors came from: vitkit, timm, hf or flax
 
 
 def read_checkpoint(source: str | os.PathLike) -> Checkpoint:
-    """Read a checkpoint from a path, detecting its format from its contents."""
+    """Read a checkpoint from a file, a folder or a hub id ('org/name'), detecting its format
+    from its contents."""
     path = Path(source)
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}")
+    if path.exists():
+        checkpoint = _read_folder(path) if path.is_dir() else _read_file(path)
+        checkpoint.source = str(path)
+        return checkpoint
+    hub = parse_hub_id(str(source))
+    if hub is None:
+        raise FileNotFoundError(
+            f"no checkpoint at {source}: not a file, a folder, or a hub id like "
+            "'google/vit-base-patch16-224'"
+        )
+    repo_id, revision = hub
     try:
-        document, weights = _read_document(path)
+        folder = download(repo_id, revision)
     except CheckpointError as error:
-        raise CheckpointError(f"{path}: unrecognised checkpoint ({error})") from error
-    state_dict, _ = read_safetensors(weights)
+        raise CheckpointError(
+            f"no file or folder {source} here, and from the hub: {error}"
+        ) from error
+    checkpoint = _read_folder(folder)
+    checkpoint.source = str(source)
+    if checkpoint.model_name is None and repo_id.startswith("timm/"):
+        name = repo_id.split("/", 1)[1].split(".", 1)[0]
+        checkpoint.model_name = name if name in PRESETS else None
+    return checkpoint
+
+
+def _read_file(path: Path) -> Checkpoint:
+    state_dict, config, layout, notes = read_weights(path)
+    return Checkpoint(state_dict=state_dict, config=config, notes=notes, layout=layout)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path} is not valid JSON ({error}); fix or remove it") from error
+
+
+def _read_folder(path: Path) -> Checkpoint:
+    """A vitkit, Hugging Face or timm-hub folder: a weights file plus its config.json."""
+    document = _read_json(path / CONFIG_NAME) or {}
+    if document.get("library") == "vitkit":
+        return _read_vitkit(path)
+    weights = next((path / name for name in FOLDER_WEIGHTS if (path / name).exists()), None)
+    weights = weights or next(iter(sorted(path.glob("*.npz"))), None)
+    if weights is None:
+        raise CheckpointError(
+            f"{path} holds no weights file (looked for {', '.join(FOLDER_WEIGHTS)}, *.npz)"
+        )
+    checkpoint = _read_file(weights)
+    config = checkpoint.config = dict(checkpoint.config or {})
+    if "architecture" in document or "pretrained_cfg" in document:  # timm's hub layout
+        stated = read_timm_config(document)
+        config.update(stated["config"])
+        arch = stated["architecture"]
+        checkpoint.model_name = arch if arch in PRESETS else None
+        checkpoint.class_names = stated["class_names"]
+        checkpoint.preprocessing = stated["preprocessing"]
+    elif document.get("model_type") == "vit" or "hidden_size" in document:
+        config.update(config_from_hf(document))
+        checkpoint.class_names = class_names_from_hf(document, config.get("num_classes", 0))
+        processor = _read_json(path / "preprocessor_config.json")
+        if processor:
+            checkpoint.preprocessing = preprocessing_from_hf(processor)
+    return checkpoint
+
+
+def _read_vitkit(path: Path) -> Checkpoint:
+    document, weights = _read_document(path)
+    state_dict, _, _, _ = read_weights(weights)
     return Checkpoint(
         state_dict=state_dict,
         config=document.get("config"),
         model_name=document.get("model_name"),
         class_names=document.get("class_names"),
         preprocessing=document.get("preprocessing"),
-        source=str(path),
     )
 
 
@@ -55,22 +132,35 @@ def target_config(
 ) -> ViTConfig:
     """The configuration to build: the named preset, or the checkpoint's own, plus overrides.
 
-    Unless overridden, the class count and resolution follow the checkpoint.
+    Unless overridden, the class count and resolution follow the checkpoint. A checkpoint that
+    does not state its head count takes it from the preset with the same shape.
     """
     stated = dict(checkpoint.config or {})
-    if name is None:
-        name = checkpoint.model_name
-        if not stated and name is None:
-            raise CheckpointError(
-                f"{checkpoint.source} does not say which architecture it holds; pass a model name"
-            )
-    if name is not None and (name != checkpoint.model_name or not stated):
+    complete = all(key in stated for key in ARCHITECTURE)
+    if name is None and checkpoint.model_name in PRESETS and not complete:
+        # The checkpoint names its own preset: what its tensors show wins, the preset fills in.
+        stated = {**get_config(checkpoint.model_name).to_dict(), **stated}
+    elif name is not None and (name != checkpoint.model_name or not complete):
         base = get_config(name).to_dict()
-        for key in ("num_classes", "img_size", "representation_size", "layer_norm_eps",
-                    "fc_norm", "global_pool", "class_token", "qkv_bias"):
+        for key in FOLLOW_CHECKPOINT:
             if key in stated:
                 base[key] = stated[key]
         stated = base
+    elif not complete:
+        if "num_heads" not in stated and "num_heads" not in overrides:
+            guess = guess_num_heads(stated)
+            if guess is None:
+                raise CheckpointError(
+                    f"{checkpoint.source} does not say how many attention heads it has; pass "
+                    "the model name (--model NAME) or num_heads="
+                )
+            stated["num_heads"] = guess[0]
+            checkpoint.notes.append(f"took num_heads={guess[0]} from {guess[1]}")
+        missing = [key for key in ARCHITECTURE if key not in stated and key not in overrides]
+        if missing:
+            raise CheckpointError(
+                f"{checkpoint.source} does not state its {', '.join(missing)}; pass a model name"
+            )
     stated.update(overrides)
     return ViTConfig.from_dict(stated)
 
@@ -82,9 +172,12 @@ def adapt_state_dict(
     for another resolution. Returns the new state dict and what was changed, in words."""
     notes: list[str] = []
     state_dict = dict(state_dict)
+    if not config.representation_size and "pre_logits.fc.weight" in state_dict:
+        del state_dict["pre_logits.fc.weight"], state_dict["pre_logits.fc.bias"]
+        notes.append("dropped the checkpoint's representation layer (pre_logits)")
+    head_in = config.representation_size or config.embed_dim
     head = state_dict.get("head.weight")
-    if head is not None and head.shape[0] != config.num_classes:
-        head_in = config.representation_size or config.embed_dim
+    if head is not None and tuple(head.shape) != (config.num_classes, head_in):
         notes.append(
             f"replaced the {head.shape[0]}-class head with a zero-initialised "
             f"{config.num_classes}-class head"
@@ -95,7 +188,6 @@ def adapt_state_dict(
         else:
             del state_dict["head.weight"], state_dict["head.bias"]
     elif head is None and config.num_classes:
-        head_in = config.representation_size or config.embed_dim
         notes.append(f"added a zero-initialised {config.num_classes}-class head")
         state_dict["head.weight"] = torch.zeros(config.num_classes, head_in)
         state_dict["head.bias"] = torch.zeros(config.num_classes)
@@ -114,21 +206,34 @@ def adapt_state_dict(
     return state_dict, notes
 
 
+def _source_grid(checkpoint: Checkpoint, config: ViTConfig) -> tuple[int, int] | None:
+    stated = checkpoint.config or {}
+    if "img_size" not in stated:
+        return None
+    size = stated["img_size"]
+    size = (size, size) if isinstance(size, int) else size
+    patch = stated.get("patch_size", config.patch_size)
+    return (size[0] // patch, size[1] // patch)
+
+
 def create_pretrained(
     name: str | None, source: str | os.PathLike | Checkpoint, overrides: dict[str, Any]
 ) -> VisionTransformer:
     """A model named `name` (or the checkpoint's own) holding the weights of `source`."""
-    checkpoint = source if isinstance(source, Checkpoint) else read_checkpoint(source)
+    owned = not isinstance(source, Checkpoint)
+    checkpoint = read_checkpoint(source) if owned else source
     config = target_config(name, checkpoint, overrides)
-    source_grid = None
-    if checkpoint.config and "img_size" in checkpoint.config:
-        size = checkpoint.config["img_size"]
-        size = (size, size) if isinstance(size, int) else size
-        patch = checkpoint.config.get("patch_size", config.patch_size)
-        source_grid = (size[0] // patch, size[1] // patch)
-    state_dict, notes = adapt_state_dict(checkpoint.state_dict, config, source_grid)
-    model = VisionTransformer(config)
-    load_state_dict_checked(model, state_dict)
+    state_dict, notes = adapt_state_dict(
+        checkpoint.state_dict, config, _source_grid(checkpoint, config)
+    )
+    if not owned:  # the model takes the tensors over: leave the caller's checkpoint alone
+        state_dict = {key: value.clone() for key, value in state_dict.items()}
+    with torch.device("meta"):  # no initialisation: every tensor comes from the checkpoint
+        model = VisionTransformer(config)
+    try:
+        load_state_dict_checked(model, state_dict, assign=True)
+    except CheckpointError as error:
+        raise CheckpointError(f"{checkpoint.source}: {error}") from error
     for note in checkpoint.notes + notes:
         log.warning("%s: %s", checkpoint.source, note)
     model.model_name = name or checkpoint.model_name

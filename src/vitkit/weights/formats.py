@@ -1,0 +1,83 @@
+"""Read any checkpoint file and put its tensors in vitkit (= timm) names. The file format is
+sniffed from its first bytes and the layout (timm, Hugging Face, Flax) from its keys; file
+names are never trusted."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .hf import hf_to_vitkit, is_hf
+from .io import METADATA_KEY, CheckpointError, read_safetensors
+from .npz import flax_to_vitkit, is_flax, read_npz
+from .timm import infer_config, is_timm
+from .torch_file import read_torch_file
+
+
+def sniff(path: Path) -> str:
+    """'safetensors', 'npz' or 'torch', from the file's bytes; anything else is an error."""
+    with open(path, "rb") as handle:
+        head = handle.read(9)
+    if len(head) < 9:
+        raise CheckpointError(f"{path} is empty or truncated ({len(head)} bytes)")
+    if head[:4] == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError) as error:
+            raise CheckpointError(
+                f"{path} is a damaged zip archive ({error}); it may be truncated: download or "
+                "save it again"
+            ) from error
+        return "npz" if any(name.endswith(".npy") for name in names) else "torch"
+    if head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] < os.path.getsize(path):
+        return "safetensors"
+    if head[:1] == b"\x80":  # a pickle: torch.save's legacy format
+        return "torch"
+    raise CheckpointError(
+        f"{path} is not a checkpoint format vitkit reads (safetensors, PyTorch .pth/.bin, "
+        "Google .npz)"
+    )
+
+
+def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], str, list[str]]:
+    """The tensors of a checkpoint file in vitkit names, the config fields they imply (or that
+    the file states), the layout they came in, and notes on anything dropped."""
+    kind = sniff(path)
+    notes: list[str] = []
+    if kind == "npz":
+        arrays = read_npz(path)
+        if not is_flax(arrays):
+            raise CheckpointError(_unknown_layout(path, list(arrays)))
+        state_dict, config = flax_to_vitkit(arrays)
+        return state_dict, config, "flax", notes
+    if kind == "safetensors":
+        state_dict, metadata = read_safetensors(path)
+        if METADATA_KEY in metadata:
+            document = json.loads(metadata[METADATA_KEY])
+            return state_dict, dict(document.get("config") or {}), "vitkit", notes
+    else:
+        state_dict = read_torch_file(path)
+    if is_timm(state_dict):
+        return state_dict, infer_config(state_dict), "timm", notes
+    if is_hf(state_dict):
+        state_dict, notes = hf_to_vitkit(state_dict)
+        config = infer_config(state_dict)
+        config["layer_norm_eps"] = 1e-12  # HF's default, when no config.json says otherwise
+        return state_dict, config, "hf", notes
+    if is_flax(state_dict):
+        raise CheckpointError(f"{path}: Flax checkpoints are read from .npz files only")
+    raise CheckpointError(_unknown_layout(path, list(state_dict)))
+
+
+def _unknown_layout(path: Path, keys: list[str]) -> str:
+    return (
+        f"{path} does not hold a Vision Transformer in a layout vitkit knows (timm, Hugging "
+        f"Face, Google Flax); its first tensors are: {', '.join(sorted(keys)[:6])}"
+    )

@@ -1,0 +1,123 @@
+"""timm's side: the config.json of timm's hub repos, and what a timm/vitkit state dict's
+tensor shapes say about the architecture (everything but the head count)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+
+from ..models import PRESETS
+from ..models.config import SIZES
+
+# timm model_args that are ViTConfig fields under the same name or another one.
+_MODEL_ARGS = {
+    "img_size": "img_size", "patch_size": "patch_size", "in_chans": "in_chans",
+    "embed_dim": "embed_dim", "depth": "depth", "num_heads": "num_heads",
+    "qkv_bias": "qkv_bias", "class_token": "class_token", "global_pool": "global_pool",
+    "fc_norm": "fc_norm", "num_classes": "num_classes",
+}
+
+
+def is_timm(keys: Any) -> bool:
+    """Whether these keys are timm's (= vitkit's) VisionTransformer naming."""
+    return "patch_embed.proj.weight" in keys and "pos_embed" in keys
+
+
+def infer_config(state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """ViTConfig fields implied by the tensors of a vitkit/timm state dict.
+
+    The head count is not among them (qkv's shape is the same for any head count); the
+    image size is taken to be square.
+    """
+    proj = state_dict["patch_embed.proj.weight"]
+    dim, in_chans, patch, _ = proj.shape
+    blocks = {int(m.group(1)) for k in state_dict if (m := re.match(r"blocks\.(\d+)\.", k))}
+    class_token = "cls_token" in state_dict
+    fc_norm = "fc_norm.weight" in state_dict
+    grid = state_dict["pos_embed"].shape[1] - int(class_token)
+    side = int(round(grid**0.5))
+    config: dict[str, Any] = dict(
+        patch_size=patch, in_chans=in_chans, embed_dim=dim, depth=len(blocks),
+        qkv_bias="blocks.0.attn.qkv.bias" in state_dict, class_token=class_token,
+        global_pool="avg" if fc_norm or not class_token else "token", fc_norm=fc_norm,
+        num_classes=state_dict["head.weight"].shape[0] if "head.weight" in state_dict else 0,
+        representation_size=(
+            state_dict["pre_logits.fc.weight"].shape[0]
+            if "pre_logits.fc.weight" in state_dict else None
+        ),
+    )
+    if "blocks.0.mlp.fc1.weight" in state_dict:
+        config["mlp_dim"] = state_dict["blocks.0.mlp.fc1.weight"].shape[0]
+    if side * side == grid:
+        config["img_size"] = [side * patch, side * patch]
+    return config
+
+
+def guess_num_heads(config: dict[str, Any]) -> tuple[int, str] | None:
+    """A head count for an architecture without one: from the preset with the same shape,
+    else the standard size with the same width. Returns (heads, where it came from)."""
+    keys = ("embed_dim", "depth", "mlp_dim", "patch_size")
+    for name, preset in PRESETS.items():
+        if all(getattr(preset, key) == config.get(key) for key in keys):
+            return preset.num_heads, f"the preset {name}"
+    for size, (dim, _, heads, _) in SIZES.items():
+        if dim == config.get("embed_dim"):
+            return heads, f"the standard {size} width"
+    return None
+
+
+def read_timm_config(document: dict[str, Any]) -> dict[str, Any]:
+    """What a timm hub config.json says: architecture name, config fields, class names and
+    preprocessing (from pretrained_cfg)."""
+    pretrained = document.get("pretrained_cfg") or {}
+    fields = {_MODEL_ARGS[k]: v for k, v in (document.get("model_args") or {}).items()
+              if k in _MODEL_ARGS}
+    if "num_classes" in document:
+        fields.setdefault("num_classes", document["num_classes"])
+    if document.get("global_pool") in ("token", "avg"):
+        fields.setdefault("global_pool", document["global_pool"])
+    if "input_size" in pretrained:
+        fields.setdefault("img_size", list(pretrained["input_size"][-2:]))
+        fields.setdefault("in_chans", pretrained["input_size"][0])
+    prep = {key: pretrained[key] for key in ("mean", "std", "interpolation", "crop_pct")
+            if key in pretrained}
+    for key in ("mean", "std"):
+        if key in prep:
+            prep[key] = list(prep[key])
+    return {
+        "architecture": document.get("architecture"),
+        "config": fields,
+        "class_names": document.get("label_names"),
+        "preprocessing": prep,
+    }
+
+
+def timm_config_of(model_name: str | None, config: Any, class_names: list[str] | None,
+                   preprocessing: dict[str, Any]) -> dict[str, Any]:
+    """A timm hub-style config.json for a vitkit model (architecture, args, pretrained_cfg)."""
+    document: dict[str, Any] = {
+        "architecture": model_name or "vit_base_patch16_224",
+        "num_classes": config.num_classes,
+        "num_features": config.embed_dim,
+        "global_pool": config.global_pool,
+        "model_args": {
+            "img_size": list(config.img_size), "patch_size": config.patch_size,
+            "in_chans": config.in_chans, "embed_dim": config.embed_dim, "depth": config.depth,
+            "num_heads": config.num_heads, "mlp_ratio": config.mlp_dim / config.embed_dim,
+            "qkv_bias": config.qkv_bias, "class_token": config.class_token,
+            "global_pool": config.global_pool, "fc_norm": config.fc_norm,
+        },
+        "pretrained_cfg": {
+            "input_size": [config.in_chans, *config.img_size],
+            "interpolation": preprocessing.get("interpolation", "bicubic"),
+            "mean": list(preprocessing["mean"]),
+            "std": list(preprocessing["std"]),
+            "crop_pct": preprocessing.get("crop_pct", 0.9),
+            "num_classes": config.num_classes,
+        },
+    }
+    if class_names:
+        document["label_names"] = list(class_names)
+    return document

@@ -1,0 +1,71 @@
+"""Safe reading of PyTorch checkpoints (.pth/.pt/.bin): tensors only, never arbitrary code."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from typing import Any
+
+import torch
+
+from .io import CheckpointError
+
+# Keys under which training scripts commonly nest the model's state dict.
+WRAPPER_KEYS = ("model", "state_dict", "model_state_dict", "model_state", "module", "ema")
+# Prefixes added by DistributedDataParallel and torch.compile.
+STRIPPED_PREFIXES = ("module.", "_orig_mod.")
+
+
+def read_torch_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The state dict in a torch.save file, loaded with weights_only=True.
+
+    A pickle holding anything but tensors and plain containers is refused before it can run;
+    a truncated or damaged file is a CheckpointError too.
+    """
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"refused to load {path}: it contains Python objects other than tensors, and "
+            "unpickling them could run arbitrary code. If you trust its origin, load it yourself "
+            "and save the state dict again with safetensors or torch.save(model.state_dict())"
+        ) from error
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint ({_first_line(error)}); it may be "
+            "truncated or corrupted: download or save it again"
+        ) from error
+    return unwrap_state_dict(obj, str(path))
+
+
+def unwrap_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """Find the tensors in a loaded checkpoint: plain, or nested under 'model'/'state_dict'."""
+    if isinstance(obj, dict) and not _is_state_dict(obj):
+        for key in WRAPPER_KEYS:
+            if isinstance(obj.get(key), dict) and _is_state_dict(obj[key]):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not _is_state_dict(obj):
+        found = sorted(obj)[:8] if isinstance(obj, dict) else type(obj).__name__
+        raise CheckpointError(
+            f"{source} holds no state dict of tensors (found {found}); save the model with "
+            "torch.save(model.state_dict(), path)"
+        )
+    state_dict = {}
+    for key, value in obj.items():
+        for prefix in STRIPPED_PREFIXES:
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+        state_dict[key] = value
+    return state_dict
+
+
+def _is_state_dict(obj: dict) -> bool:
+    return bool(obj) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
