@@ -275,7 +275,8 @@ def test_known_filters_give_back_their_principal_components() -> None:
     mixing = torch.randn(24, 3, generator=generator, dtype=torch.float64)
     mixing -= mixing.mean(dim=0)
     mixing, _ = torch.linalg.qr(mixing)  # orthonormal columns, still centred
-    weight = mixing @ torch.diag(scales) @ basis.T
+    offset = torch.randn(1, d, generator=generator, dtype=torch.float64)  # a shared mean filter
+    weight = mixing @ torch.diag(scales) @ basis.T + offset  # PCA must centre it away
     with torch.no_grad():
         model.patch_embed.proj.weight.copy_(weight.reshape(24, 3, 2, 2))
     components = embedding_filters(model, k=3)
