@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import struct
 import time
+import warnings
 import zlib
 
 import numpy as np
@@ -102,6 +103,11 @@ def test_bomb_over_a_lowered_limit(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 4,096 pixels is now "over"
     with pytest.raises(ImageDecodeError, match="decompression bomb"):
         decode_image(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)  # over, but Pillow only warns
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # even when warnings are errors, the reason is right
+        with pytest.raises(ImageDecodeError, match="decompression bomb"):
+            decode_image(path)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5000)
     assert decode_image(path).size == (64, 64)
 

@@ -98,7 +98,7 @@ def decode_image(path: str | os.PathLike, mode: str = "RGB") -> Image.Image:
         raise ImageDecodeError(name, "it is a folder, not a file") from error
     except UnidentifiedImageError as error:
         raise ImageDecodeError(name, "not an image Pillow can read (unknown format)") from error
-    except Image.DecompressionBombError as error:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         reason = f"refused as a possible decompression bomb ({error})"
         raise ImageDecodeError(name, reason) from error
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError, IndexError) as error:
@@ -116,7 +116,9 @@ def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
     try:
         with Image.open(str(path)) as image:
             width, height = image.size
-            orientation = image.getexif().get(0x0112, 1)
+            # getexif() of a PNG reads the whole file; its header info already has any EXIF.
+            has_exif = image.format in ("JPEG", "MPO", "TIFF", "WEBP") or "exif" in image.info
+            orientation = image.getexif().get(0x0112, 1) if has_exif else 1
     except Exception:  # noqa: BLE001 - any failure here is reported by decode_image later
         return None
     if orientation in (5, 6, 7, 8):
