@@ -4,6 +4,7 @@ RGB/L image or raises ImageDecodeError with a reason; nothing else escapes, noth
 from __future__ import annotations
 
 import io
+import os
 import struct
 import time
 import warnings
@@ -79,6 +80,23 @@ def test_missing_file_and_folder(tmp_path):
         decode_image(tmp_path / "nope.png")
     with pytest.raises(ImageDecodeError):
         decode_image(tmp_path)
+
+
+def test_pipe_named_png_does_not_block(tmp_path):
+    path = tmp_path / "pipe.png"
+    os.mkfifo(path)
+    with pytest.raises(ImageDecodeError, match="not a regular file"):
+        decode_image(path)
+
+
+def test_large_jpeg_shrunk_on_decode(tmp_path):
+    image = Image.new("RGB", (800, 600), (250, 10, 10))
+    path = _save(image, tmp_path / "photo.jpg", quality=90)
+    assert decode_image(path).size == (800, 600)
+    shrunk = decode_image(path, min_size=(64, 64))
+    assert 64 <= min(shrunk.size) and shrunk.size[0] <= 200  # 1/4 or 1/8 scale
+    array = load_resized(str(path), (32, 32), "RGB")
+    assert array.shape == (32, 32, 3) and abs(int(array[16, 16, 0]) - 250) < 12
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:

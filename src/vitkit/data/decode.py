@@ -38,7 +38,7 @@ def most_common_size(paths: Sequence[str]) -> tuple[int, int]:
 
 def load_resized(path: str, size: tuple[int, int], mode: str) -> np.ndarray:
     """One file decoded and resized (bicubic, antialiased) to `size`: uint8 (H, W, C)."""
-    image = decode_image(path, mode)
+    image = decode_image(path, mode, min_size=size)
     height, width = size
     if image.size != (width, height):
         image = image.resize((width, height), Image.Resampling.BICUBIC)

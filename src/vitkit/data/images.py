@@ -4,6 +4,7 @@ else (empty, truncated, not an image, a decompression bomb) becomes an `ImageDec
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -72,21 +73,33 @@ def _to_mode(image: Image.Image, mode: str) -> Image.Image:
     return image
 
 
-def decode_image(path: str | os.PathLike, mode: str = "RGB") -> Image.Image:
+def decode_image(
+    path: str | os.PathLike, mode: str = "RGB", min_size: tuple[int, int] | None = None
+) -> Image.Image:
     """Decode `path` to a fully loaded, upright (EXIF orientation applied) image in `mode`.
 
-    `mode` is 'RGB' or 'L'. Animated files give their first frame. Raises ImageDecodeError,
-    with the reason, for anything that is not a whole, reasonably sized image.
+    `mode` is 'RGB' or 'L'. Animated files give their first frame. `min_size` (h, w), when
+    the caller will shrink the image anyway, lets large JPEGs decode at a reduced scale no
+    smaller than it. Raises ImageDecodeError, with the reason, for anything that is not a
+    whole, reasonably sized image.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     name = str(path)
     try:
-        if os.path.getsize(name) == 0:
+        info = os.stat(name)
+        if stat.S_ISDIR(info.st_mode):
+            raise ImageDecodeError(name, "it is a folder, not a file")
+        if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block or never end
+            raise ImageDecodeError(name, "not a regular file (a pipe, socket or device)")
+        if info.st_size == 0:
             raise ImageDecodeError(name, "the file is empty (0 bytes)")
         with Image.open(name) as image:
             _check_pixels(name, image.size)
             image.seek(0)  # the first frame of an animated GIF/PNG/WebP
+            if min_size is not None and image.format == "JPEG":
+                side = max(min_size)  # either orientation: EXIF may still rotate it
+                image.draft(image.mode, (side, side))  # decode at 1/2..1/8 scale, still >= it
             image.load()
             image = ImageOps.exif_transpose(image) or image
             return _to_mode(image, mode)

@@ -3,6 +3,7 @@ way the model was saved, in batches; an unreadable file becomes an error row, no
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -59,14 +60,18 @@ def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[str]:
     return out
 
 
-def _as_uint8(item: ImageInput, mode: str) -> torch.Tensor:
+def _as_uint8(item: ImageInput, mode: str, min_size: tuple[int, int] | None = None
+              ) -> torch.Tensor:
     """One input as a uint8 (C, H, W) tensor; raises ImageDecodeError for unreadable files."""
     if isinstance(item, torch.Tensor):
         if item.dtype != torch.uint8 or item.ndim != 3:
             raise ImageDecodeError("<tensor>", f"expected uint8 (C, H, W), got {item.dtype} "
                                    f"{tuple(item.shape)}")
         return item
-    image = _to_mode(item, mode) if isinstance(item, Image.Image) else decode_image(item, mode)
+    if isinstance(item, Image.Image):
+        image = _to_mode(item, mode)
+    else:
+        image = decode_image(item, mode, min_size=min_size)
     array = np.asarray(image, dtype=np.uint8)
     array = array[:, :, None] if array.ndim == 2 else array
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
@@ -92,6 +97,7 @@ def predict(
     `vitkit.data.transforms.eval_resize_crop`) with the model's saved img_size, crop_pct and
     interpolation, then normalised with its mean/std. Computes in bf16 only where the
     hardware is native at it (`vitkit.device.default_dtype`), fp32 when `fp32` is set.
+    Large JPEGs are decoded at a reduced DCT scale, never below the size the resize needs.
     """
     if topk < 1:
         raise ValueError(f"--topk must be at least 1, got {topk}")
@@ -104,12 +110,14 @@ def predict(
     mode = "L" if model.config.in_chans == 1 else "RGB"
     names = model.class_names or [str(i) for i in range(model.config.num_classes)]
     k = min(topk, model.config.num_classes)
+    crop_pct = float(prep.get("crop_pct", 1.0))
+    min_size = tuple(math.ceil(s / crop_pct) for s in prep["img_size"])  # JPEG draft bound
     results: list[Prediction] = []
 
     def prepare(item: ImageInput) -> torch.Tensor | str:
         try:
-            image = _as_uint8(item, mode)
-            return eval_resize_crop(image, prep["img_size"], float(prep.get("crop_pct", 1.0)),
+            image = _as_uint8(item, mode, min_size)
+            return eval_resize_crop(image, prep["img_size"], crop_pct,
                                     prep.get("interpolation", "bicubic"))
         except ImageDecodeError as error:
             return error.reason
