@@ -9,7 +9,9 @@ import os
 import sys
 
 # Subcommand modules, in the order `vitkit --help` lists them.
-COMMANDS = ["models", "info", "analyze", "eval", "predict", "bench", "convert"]
+COMMANDS = [
+    "models", "info", "train", "finetune", "demo", "analyze", "eval", "predict", "bench", "convert",
+]
 
 
 class CommandError(Exception):

@@ -1,0 +1,47 @@
+"""`vitkit finetune --pretrained SRC --data SRC --out DIR`: fine-tune pretrained weights with
+the paper's recipe (SGD, clipping at norm 1, zero-initialised head, optional higher resolution)."""
+
+from __future__ import annotations
+
+import argparse
+
+from vitkit.train.cli_args import add_recipe_options, add_run_options, recipe_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("finetune", help="fine-tune pretrained weights on your images")
+    parser.add_argument("--pretrained", required=True,
+                        help="a checkpoint folder or file, or a hub id")
+    add_run_options(parser)
+    add_recipe_options(parser, "paper-finetune")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from vitkit import create_model
+    from vitkit.train.run_command import model_overrides, run_training
+    from vitkit.train.sources import load_data
+
+    recipe = recipe_from_args(args)
+    torch.manual_seed(args.seed)
+    probe = create_model(args.model, pretrained=args.pretrained)  # to learn size and channels
+    img_size = args.img_size or probe.config.img_size[0]
+    splits = load_data(args.data, img_size=img_size, in_chans=probe.config.in_chans,
+                       val_split=args.val_split, seed=args.seed, data_dir=args.data_dir,
+                       progress=not args.no_progress)
+    if splits.name == "digits" and args.hflip is None:
+        recipe = recipe.replace(hflip=False)
+    overrides = {"num_classes": splits.train.num_classes, "img_size": img_size,
+                 **model_overrides(recipe, probe.config.embed_dim)}
+    model = create_model(args.model, pretrained=args.pretrained, **overrides)
+    if recipe.zero_head:
+        model.reset_classifier(splits.train.num_classes)  # Section 3.2: a zero head
+    prep = model.preprocessing or {}
+    print(f"fine-tuning {args.pretrained} at {model.config.img_size[0]}x{model.config.img_size[1]}"
+          f" for {splits.train.num_classes} classes")
+    model.train()
+    summary = run_training(model, splits, recipe, args, mean=prep.get("mean"),
+                           std=prep.get("std"))
+    return 0 if summary["finished"] else 3

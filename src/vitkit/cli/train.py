@@ -1,0 +1,42 @@
+"""`vitkit train --data SRC --out DIR`: train a ViT from scratch (small-data recipe by default)."""
+
+from __future__ import annotations
+
+import argparse
+
+from vitkit.train.cli_args import add_recipe_options, add_run_options, recipe_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("train", help="train a ViT from scratch on your images")
+    add_run_options(parser)
+    add_recipe_options(parser, "small-data")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from vitkit import create_model
+    from vitkit.train.run_command import model_overrides, run_training
+    from vitkit.train.sources import default_model, load_data
+
+    splits = load_data(args.data, img_size=args.img_size, val_split=args.val_split,
+                       seed=args.seed, data_dir=args.data_dir, progress=not args.no_progress)
+    name, config = default_model(splits.train.image_shape, splits.train.num_classes,
+                                 args.img_size)
+    if args.model:
+        name = args.model
+        config = {"num_classes": config["num_classes"], "in_chans": config["in_chans"],
+                  **({"img_size": args.img_size} if args.img_size else {})}
+    defaults = {"hflip": False} if splits.name == "digits" else {}  # flips change digits
+    recipe = recipe_from_args(args, **defaults)
+    from vitkit.models import get_config
+
+    embed_dim = get_config(name).embed_dim
+    torch.manual_seed(args.seed)
+    model = create_model(name, **config, **model_overrides(recipe, embed_dim))
+    print(f"model {name} ({sum(p.numel() for p in model.parameters()):,} parameters), "
+          f"img_size {model.config.img_size}, patch {model.config.patch_size}")
+    summary = run_training(model, splits, recipe, args)
+    return 0 if summary["finished"] else 3

@@ -1,0 +1,69 @@
+"""Command-line options generated from the Recipe fields, so every recipe value can be
+overridden (`--lr`, `--no-hflip`, `--mixup 0`, ...), plus the options every training command
+shares."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+
+from .recipes import Recipe, get_recipe, list_recipes
+
+HELP = {
+    "epochs": "training epochs (fractions allowed)",
+    "batch_size": "global batch per optimizer step",
+    "lr": "peak learning rate",
+    "accum_steps": "gradient accumulation: micro-batches per step",
+    "grad_clip": "clip gradients to this global norm (0: off)",
+    "representation_size": "pre-logits layer width (-1: embed_dim, 0: none)",
+}
+
+
+def add_recipe_options(parser: argparse.ArgumentParser, default_recipe: str) -> None:
+    """--recipe plus one option per Recipe field (default: the recipe's value)."""
+    parser.add_argument("--recipe", default=default_recipe, choices=list_recipes(),
+                        help=f"named hyperparameters (default {default_recipe})")
+    group = parser.add_argument_group("recipe overrides (default: the recipe's value)")
+    hints = typing.get_type_hints(Recipe)
+    for field in dataclasses.fields(Recipe):
+        if field.name == "name":
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        kind = hints[field.name]
+        if kind is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                               help=HELP.get(field.name))
+        else:
+            base = {int: int, float: float, str: str}.get(kind, int)
+            group.add_argument(flag, type=base, default=None, help=HELP.get(field.name),
+                               metavar=field.name.upper())
+
+
+def recipe_from_args(args: argparse.Namespace, **defaults: object) -> Recipe:
+    """The chosen recipe with command-line overrides; `defaults` apply unless given."""
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Recipe)
+                 if f.name != "name" and getattr(args, f.name, None) is not None}
+    return get_recipe(args.recipe, **{**defaults, **overrides})
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by `train` and `finetune`."""
+    parser.add_argument("--data", required=True,
+                        help="an image folder (train/<class>/*), a CSV, or a built-in name "
+                        "such as digits")
+    parser.add_argument("--out", required=True, help="the run folder to write")
+    parser.add_argument("--model", default=None, help="a preset name (see `vitkit models`)")
+    parser.add_argument("--img-size", type=int, default=None, help="train at this resolution")
+    parser.add_argument("--seed", type=int, default=0, help="the run's seed (default 0)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--fp32", action="store_true", help="never use bf16 autocast")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
+    parser.add_argument("--val-split", type=float, default=None,
+                        help="hold out this fraction of train for validation")
+    parser.add_argument("--data-dir", default=None, help="where built-in datasets live")
+    parser.add_argument("--save-every", type=int, default=0,
+                        help="also checkpoint every N steps (default: epoch ends only)")
+    parser.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
