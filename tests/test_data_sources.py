@@ -186,7 +186,7 @@ def test_disk_cache_is_reused_and_invalidated(tmp_path, cache, monkeypatch):
     calls = []
     real = decode_module.decode_image
     monkeypatch.setattr(decode_module, "decode_image",
-                        lambda path, mode: calls.append(path) or real(path, mode))
+                        lambda path, mode, **kw: calls.append(path) or real(path, mode, **kw))
     first = load_splits(str(root), cache_dir=cache, progress=False).train
     assert len(calls) == 8
     assert list(Path(cache).glob("*.safetensors")) and list(Path(cache).glob("*.json"))
