@@ -10,7 +10,9 @@ from .dataset import ImageTensorDataset
 DIGITS_SEED = 0  # the fixed seed of the digits train/test split
 
 
-def load_digits(split: str, seed: int = DIGITS_SEED, test_fraction: float = 0.2) -> ImageTensorDataset:
+def load_digits(
+    split: str, seed: int = DIGITS_SEED, test_fraction: float = 0.2
+) -> ImageTensorDataset:
     """scikit-learn's 1,797 8x8 digits as 1-channel uint8 images, in a fixed stratified split.
 
     Pixel values 0..16 are scaled to 0..255. `split` is 'train' (80%) or 'test' (20%).

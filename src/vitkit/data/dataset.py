@@ -45,5 +45,7 @@ class ImageTensorDataset(Dataset):
         return tuple(self.images.shape[1:])  # type: ignore[return-value]
 
     def subset(self, indices: torch.Tensor) -> ImageTensorDataset:
-        """The images at `indices`, sharing class names."""
-        return ImageTensorDataset(self.images[indices], self.targets[indices], self.classes)
+        """The images at `indices`, sharing class names and the list of skipped files."""
+        return ImageTensorDataset(
+            self.images[indices], self.targets[indices], self.classes, list(self.skipped)
+        )
