@@ -134,8 +134,10 @@ def load_state_dict_checked(
                          + ", ".join(unexpected[:8]))
         lines.append("  check that --model names the architecture the checkpoint was trained as")
         raise CheckpointError("\n".join(lines))
+    # One summing pass per tensor; only a non-finite sum (maybe an overflow) is looked at closely.
     non_finite = [key for key, value in state_dict.items()
-                  if value.is_floating_point() and not torch.isfinite(value).all()]
+                  if value.is_floating_point() and not torch.isfinite(value.sum())
+                  and not torch.isfinite(value).all()]
     if non_finite:
         raise CheckpointError(
             f"the checkpoint holds NaN or infinite values in {len(non_finite)} tensors: "
