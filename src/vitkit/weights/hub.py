@@ -10,7 +10,7 @@ from pathlib import Path
 from .io import CheckpointError
 
 # Tried in this order; the first one present is downloaded, the rest are not.
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_model.safetensors")
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 SIDE_FILES = ("config.json", "preprocessor_config.json")
 _HUB_ID = re.compile(r"^(?:hf[-_]hub:)?([A-Za-z0-9][\w.-]*/[\w.-]+)(?:@([\w./-]+))?$")
 
@@ -68,7 +68,15 @@ def download(repo_id: str, revision: str | None = None) -> Path:
             ) from error
         except RevisionNotFoundError as error:
             raise CheckpointError(f"{repo_id} has no revision {revision!r}") from error
-        except (EntryNotFoundError, LocalEntryNotFoundError):
+        except LocalEntryNotFoundError as error:
+            if offline:  # not in the cache: perhaps another file is
+                return None
+            raise CheckpointError(  # online but unreachable: stop, trying more files won't help
+                f"{repo_id} is not in the local hub cache and the hub could not be reached "
+                f"({type(error).__name__}); check the network, or set HF_HUB_OFFLINE=1 to use "
+                "the cache only"
+            ) from error
+        except EntryNotFoundError:  # the repo lacks this file
             return None
 
     for filename in WEIGHT_FILES:
@@ -85,5 +93,8 @@ def download(repo_id: str, revision: str | None = None) -> Path:
         )
         raise CheckpointError(f"{repo_id}: {where}")
     for filename in SIDE_FILES:
-        fetch(filename)
+        try:
+            fetch(filename)
+        except CheckpointError:  # side files are optional
+            pass
     return weights.parent

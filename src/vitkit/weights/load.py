@@ -161,6 +161,10 @@ def target_config(
             raise CheckpointError(
                 f"{checkpoint.source} does not state its {', '.join(missing)}; pass a model name"
             )
+    new_head = overrides.get("num_classes", stated.get("num_classes")) != stated.get("num_classes")
+    if new_head and stated.get("representation_size") and "representation_size" not in overrides:
+        # Fine-tuning replaces the whole pre-training head, pre-logits layer included (Sec. 3.2).
+        stated["representation_size"] = None
     stated.update(overrides)
     return ViTConfig.from_dict(stated)
 
@@ -174,7 +178,8 @@ def adapt_state_dict(
     state_dict = dict(state_dict)
     if not config.representation_size and "pre_logits.fc.weight" in state_dict:
         del state_dict["pre_logits.fc.weight"], state_dict["pre_logits.fc.bias"]
-        notes.append("dropped the checkpoint's representation layer (pre_logits)")
+        notes.append("dropped the checkpoint's representation layer (pre_logits), as the paper "
+                     "does when fine-tuning; pass representation_size= to keep it")
     head_in = config.representation_size or config.embed_dim
     head = state_dict.get("head.weight")
     if head is not None and tuple(head.shape) != (config.num_classes, head_in):
