@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import argparse
 
-from vitkit.train.cli_args import add_recipe_options, add_run_options, recipe_from_args
+from vitkit.train.cli_args import (
+    add_recipe_options,
+    add_run_options,
+    parse_model_args,
+    recipe_from_args,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         recipe = recipe.replace(hflip=False)
     overrides = {"num_classes": splits.train.num_classes, "img_size": img_size,
                  **model_overrides(recipe, probe.config.embed_dim)}
+    overrides.update(parse_model_args(args.model_arg))
     model = create_model(args.model, pretrained=args.pretrained, **overrides)
     if recipe.zero_head:
         model.reset_classifier(splits.train.num_classes)  # Section 3.2: a zero head

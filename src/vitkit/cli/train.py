@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from vitkit.train.cli_args import add_recipe_options, add_run_options, recipe_from_args
+from vitkit.train.cli_args import (
+    add_recipe_options,
+    add_run_options,
+    parse_model_args,
+    recipe_from_args,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
 
     embed_dim = get_config(name).embed_dim
     torch.manual_seed(args.seed)
-    model = create_model(name, **config, **model_overrides(recipe, embed_dim))
+    extra = parse_model_args(args.model_arg)
+    embed_dim = extra.get("embed_dim", embed_dim)
+    model = create_model(name, **{**config, **model_overrides(recipe, embed_dim), **extra})
     print(f"model {name} ({sum(p.numel() for p in model.parameters()):,} parameters), "
           f"img_size {model.config.img_size}, patch {model.config.patch_size}")
     summary = run_training(model, splits, recipe, args)

@@ -54,6 +54,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                         "such as digits")
     parser.add_argument("--out", required=True, help="the run folder to write")
     parser.add_argument("--model", default=None, help="a preset name (see `vitkit models`)")
+    parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a model config field, e.g. --model-arg depth=4 "
+                        "(repeatable)")
     parser.add_argument("--img-size", type=int, default=None, help="train at this resolution")
     parser.add_argument("--seed", type=int, default=0, help="the run's seed (default 0)")
     parser.add_argument("--resume", action="store_true",
@@ -67,3 +70,19 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="also checkpoint every N steps (default: epoch ends only)")
     parser.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def parse_model_args(pairs: list[str]) -> dict[str, object]:
+    """--model-arg KEY=VALUE pairs as config overrides, values read as JSON when they parse."""
+    import json
+
+    overrides: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--model-arg needs KEY=VALUE, got {pair!r}")
+        try:
+            overrides[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = value
+    return overrides
