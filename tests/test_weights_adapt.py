@@ -50,3 +50,11 @@ def test_models_from_one_checkpoint_object_do_not_share_tensors(tmp_path) -> Non
         first.pos_embed.zero_()
     assert second.pos_embed.abs().sum() > 0
     assert checkpoint.state_dict["pos_embed"].abs().sum() > 0
+
+
+def test_a_vitkit_safetensors_file_alone_keeps_names_and_preprocessing(tmp_path) -> None:
+    vitkit.save_pretrained(tiny(), tmp_path / "m", class_names=["x", "y", "z"],
+                           preprocessing={"mean": [0.1, 0.2, 0.3], "std": [1.0, 1.0, 1.0]})
+    model = vitkit.create_model(None, pretrained=tmp_path / "m" / "model.safetensors")
+    assert model.class_names == ["x", "y", "z"] and model.model_name == "vit_tiny_patch16_224"
+    assert model.preprocessing["mean"] == [0.1, 0.2, 0.3] and model.config.depth == 2

@@ -166,6 +166,20 @@ def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
         ) from error
 
 
+def read_safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """Only the metadata of a .safetensors file (its header), without reading the tensors."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file ({error}); it may be truncated or "
+            "corrupted: download or save it again"
+        ) from error
+
+
 def _read_document(path: Path) -> tuple[dict[str, Any], Path]:
     """The vitkit description and weights file of a directory or a .safetensors file."""
     if path.is_dir():
@@ -179,7 +193,7 @@ def _read_document(path: Path) -> tuple[dict[str, Any], Path]:
             except json.JSONDecodeError as error:
                 raise CheckpointError(f"{config_file} is not valid JSON: {error}") from error
         path = weights
-    _, metadata = read_safetensors(path)
+    metadata = read_safetensors_metadata(path)
     if METADATA_KEY not in metadata:
         raise CheckpointError(f"{path} carries no vitkit config in its metadata")
     return json.loads(metadata[METADATA_KEY]), path

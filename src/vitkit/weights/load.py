@@ -74,6 +74,8 @@ def read_checkpoint(source: str | os.PathLike) -> Checkpoint:
 
 def _read_file(path: Path) -> Checkpoint:
     state_dict, config, layout, notes = read_weights(path)
+    if layout == "vitkit":  # a vitkit file also carries its name, classes and preprocessing
+        return _read_vitkit(path, state_dict)
     return Checkpoint(state_dict=state_dict, config=config, notes=notes, layout=layout)
 
 
@@ -115,9 +117,10 @@ def _read_folder(path: Path) -> Checkpoint:
     return checkpoint
 
 
-def _read_vitkit(path: Path) -> Checkpoint:
+def _read_vitkit(path: Path, state_dict: dict[str, torch.Tensor] | None = None) -> Checkpoint:
     document, weights = _read_document(path)
-    state_dict, _, _, _ = read_weights(weights)
+    if state_dict is None:
+        state_dict, _, _, _ = read_weights(weights)
     return Checkpoint(
         state_dict=state_dict,
         config=document.get("config"),

@@ -86,10 +86,14 @@ def read_timm_config(document: dict[str, Any]) -> dict[str, Any]:
     for key in ("mean", "std"):
         if key in prep:
             prep[key] = list(prep[key])
+    names = document.get("label_names")
+    if isinstance(names, dict):  # {index: name}, allowed by timm when indices have gaps
+        names = [names.get(str(i), names.get(i)) for i in range(len(names))]
+        names = None if None in names else names
     return {
         "architecture": document.get("architecture"),
         "config": fields,
-        "class_names": document.get("label_names"),
+        "class_names": names,
         "preprocessing": prep,
     }
 
