@@ -299,7 +299,8 @@ def train(run: TrainRun) -> TrainResult:
                                              dtype=dtype) for key, m in candidates.items()}
                 winner = max(scores, key=scores.get)
                 last_val = scores[winner]
-                metrics.write(step, {"epoch": round(step / steps_per_epoch, 4), **scores})
+                metrics.write(step, {"epoch": round(step / steps_per_epoch, 4), **scores,
+                                     "elapsed_s": round(time.perf_counter() - start_time, 1)})
                 if last_val > best:
                     best = last_val
                     save_weights(candidates[winner])

@@ -1,0 +1,114 @@
+"""Train a plain ViT (patch embedding, no convolutional stem) from scratch on CIFAR-10 within a
+wall-clock budget, and record test top-1 against minutes in benchmarks/RESULTS.md.
+
+    python benchmarks/cifar10_scratch.py --minutes 60
+
+The epoch count is set from a short throughput measurement so the whole schedule (warmup,
+cosine decay) fits the budget. The test split is evaluated at every epoch end (reported as
+`val_top1` in OUT/metrics.jsonl, with `elapsed_s`); the number recorded is the final one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import vitkit
+from vitkit.data import load_splits
+from vitkit.train import TrainRun, get_recipe, train
+from vitkit.train.augment import BatchAugment, channel_stats
+
+TARBALL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10-png.tar.gz"
+
+
+def ensure_extracted(folder: Path, tarball: Path) -> Path:
+    if not (folder / "train").is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        print(f"extracting {tarball} to {folder} ...", flush=True)
+        subprocess.run(["tar", "-xzf", str(tarball), "-C", str(folder)], check=True)
+    return folder
+
+
+def images_per_second(model, augment, data, batch: int, steps: int = 4) -> float:
+    """Training throughput (augmentation + forward + backward + step) on real batches."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    timings = []
+    for step in range(steps + 1):
+        start = time.perf_counter()
+        idx = torch.randint(len(data), (batch,))
+        images, targets = augment(data.images[idx], data.targets[idx])
+        loss = torch.nn.functional.cross_entropy(model(images), targets)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        if step:  # the first step warms up
+            timings.append(time.perf_counter() - start)
+    return batch / (sum(timings) / len(timings))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=60.0, help="wall-clock budget")
+    parser.add_argument("--data", default="/tmp/cifar10", help="extracted image-folder tree")
+    parser.add_argument("--tarball", default=str(TARBALL))
+    parser.add_argument("--out", default="/tmp/vitkit-cifar10")
+    parser.add_argument("--model", default="vit_cifar_patch4_32")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--results", default=str(Path(__file__).with_name("RESULTS.md")))
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    splits = load_splits(str(ensure_extracted(Path(args.data), Path(args.tarball))))
+    train_set, test_set = splits.train, splits.test
+    print(f"CIFAR-10: {len(train_set)} train, {len(test_set)} test "
+          f"({time.perf_counter() - started:.0f} s to load)", flush=True)
+    torch.manual_seed(args.seed)
+    model = vitkit.create_model(args.model, num_classes=10, drop_path_rate=0.1)
+    recipe = get_recipe("small-data", batch_size=args.batch_size, lr=args.lr, crop="pad",
+                        pad=4, warmup_epochs=1.0, ema_decay=0.9995)
+    mean, std = channel_stats(train_set.images)
+    augment = BatchAugment(recipe, 10, mean, std, model.config.img_size, (32, 32))
+    rate = images_per_second(model, augment, train_set, args.batch_size)
+    budget = args.minutes * 60 - (time.perf_counter() - started)
+    # leave ~8% for the per-epoch test evaluations and checkpoints
+    epochs = max(0.05, round(0.92 * budget * rate / len(train_set), 2))
+    recipe = recipe.replace(epochs=epochs, warmup_epochs=min(1.0, epochs / 10))
+    print(f"{rate:.0f} images/s measured -> {epochs} epochs in {args.minutes:g} minutes",
+          flush=True)
+    torch.manual_seed(args.seed)
+    model = vitkit.create_model(args.model, num_classes=10, drop_path_rate=0.1)
+    out = Path(args.out) / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    result = train(TrainRun(model=model, train_set=train_set, val_set=test_set, recipe=recipe,
+                            out_dir=out, seed=args.seed, mean=mean, std=std))
+    minutes = (time.perf_counter() - started) / 60
+    curve = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    curve = [(round(row["elapsed_s"] / 60, 1), max(row.get("val_top1", 0),
+              row.get("val_top1_ema", 0))) for row in curve if "val_top1" in row]
+    final = curve[-1][1] if curve else float("nan")
+    params = sum(p.numel() for p in model.parameters())
+    line = (f"| {datetime.date.today()} | {args.model} ({params / 1e6:.1f}M) | "
+            f"{args.batch_size} | {epochs} | {minutes:.1f} | {result.images_per_s:.0f} | "
+            f"{final:.4f} | {' '.join(f'{m}m:{t:.3f}' for m, t in curve[-6:])} |")
+    results = Path(args.results)
+    if not results.exists():
+        results.write_text(
+            "# Benchmarks\n\n## CIFAR-10 from scratch (benchmarks/cifar10_scratch.py)\n\n"
+            "| date | model | batch | epochs | wall min | train img/s | test top-1 | "
+            "curve (min:top-1) |\n|---|---|---|---|---|---|---|---|\n")
+    with open(results, "a") as handle:
+        handle.write(line + "\n")
+    print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
