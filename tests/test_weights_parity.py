@@ -173,3 +173,16 @@ def test_representation_layer_matches_hf_pooler(tmp_path) -> None:
     hf_back = transformers.ViTModel.from_pretrained(tmp_path / "back").eval()
     with torch.no_grad():
         assert max_diff(hf_back(pixel_values=x).pooler_output, pooled) <= TOLERANCE
+
+
+def test_transformers_in_memory_names_without_config_json(tmp_path) -> None:
+    """torch.save(model.state_dict()) of transformers >= 5 uses its module names (q_proj, ...)
+    rather than the hub's; both map, and HF's LayerNorm eps 1e-12 is assumed without a config."""
+    source = random_hf(transformers.ViTForImageClassification, hidden_size=192,
+                       num_hidden_layers=2, num_attention_heads=3, intermediate_size=768,
+                       image_size=32, patch_size=16, num_labels=3)
+    torch.save(source.state_dict(), tmp_path / "pytorch_model.bin")
+    model = vitkit.create_model(None, pretrained=tmp_path / "pytorch_model.bin")
+    assert model.config.num_heads == 3 and model.config.layer_norm_eps == 1e-12
+    x = torch.randn(2, 3, 32, 32)
+    assert max_diff(logits(model, x), logits(source, x)) <= TOLERANCE
