@@ -158,7 +158,9 @@ def target_config(
                     "the model name (--model NAME) or num_heads="
                 )
             stated["num_heads"] = guess[0]
-            checkpoint.notes.append(f"took num_heads={guess[0]} from {guess[1]}")
+            note = f"took num_heads={guess[0]} from {guess[1]}"
+            if note not in checkpoint.notes:
+                checkpoint.notes.append(note)
         missing = [key for key in ARCHITECTURE if key not in stated and key not in overrides]
         if missing:
             raise CheckpointError(
