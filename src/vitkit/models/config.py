@@ -148,8 +148,11 @@ def _build_presets() -> dict[str, Preset]:
     add("base", 8, 224)
     add("huge", 14, 224)
     # Small models for small images, trained from scratch in minutes on a CPU.
+    # Tuned for `vitkit demo` (>= 0.97 on digits in under 3 CPU minutes): mean-pooled patch
+    # tokens learn much faster than the [class] token on 1,437 images (0.96 vs 0.94 at 50
+    # epochs), and D=64, L=4 beat D=96/128 at the same wall-clock budget.
     presets["vit_digits_patch2_8"] = Preset(
-        128, 6, 4, 256, 2, 8, extra=dict(num_classes=10, in_chans=1)
+        64, 4, 4, 128, 2, 8, extra=dict(num_classes=10, in_chans=1, global_pool="avg")
     )
     presets["vit_cifar_patch4_32"] = Preset(192, 9, 3, 384, 4, 32, extra=dict(num_classes=10))
     return presets

@@ -69,6 +69,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-every", type=int, default=0,
                         help="also checkpoint every N steps (default: epoch ends only)")
     parser.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads (default: PyTorch's; 1 is fastest for tiny models)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

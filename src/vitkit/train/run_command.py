@@ -31,6 +31,10 @@ def run_training(model: VisionTransformer, splits: Splits, recipe: Recipe,
                  std: list[float] | None = None) -> dict:
     """Train, then evaluate the saved checkpoint on the test split; returns the summary."""
     out = Path(args.out)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     for path, reason in splits.train.skipped:
         log.warning("skipped %s: %s", path, reason)
     print(f"recipe {recipe.name}: " + json.dumps(
