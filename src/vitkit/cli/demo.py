@@ -12,7 +12,7 @@ from pathlib import Path
 # Tuned on a 2-core CPU: >= 0.97 test top-1 in well under 3 minutes (see the report of
 # `vitkit demo`); flips stay off because a mirrored digit is a different symbol.
 DEMO_MODEL = "vit_digits_patch2_8"
-DEMO_EPOCHS = 80
+DEMO_EPOCHS = 100
 DEMO_RECIPE = dict(
     epochs=DEMO_EPOCHS, batch_size=64, lr=3e-3, weight_decay=0.05, warmup_epochs=3,
     label_smoothing=0.1, crop="pad", pad=1, hflip=False, randaugment=False, mixup=0.0,
