@@ -36,7 +36,7 @@ def test_overrides_and_bad_values():
 
 
 def test_no_weight_decay_on_biases_norms_pos_embed_cls_token():
-    model = tiny_model()
+    model = tiny_model(global_pool="token")  # the final `norm` on all tokens
     decay, no_decay = param_groups(model, 0.1)
     names = {id(p): n for n, p in model.named_parameters()}
     skipped = {names[id(p)] for p in no_decay["params"]}
