@@ -62,7 +62,9 @@ def test_train_digits_with_a_named_model_then_resume(tmp_path):
     assert main([*args, "--resume"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 11 and 0 <= metrics["test_top1"] <= 1
-    assert json.loads((out / "recipe.json").read_text())["hflip"] is False  # no flips on digits
+    recipe = json.loads((out / "recipe.json").read_text())
+    assert recipe["hflip"] is False  # no flips on digits
+    assert recipe["crop"] == "pad" and not recipe["randaugment"]  # gentle on 8x8 images
 
 
 def test_finetune_at_a_higher_resolution(tmp_path):
@@ -81,6 +83,7 @@ def test_finetune_at_a_higher_resolution(tmp_path):
     (["--batch-size", "5000"], "larger than the training set"),
     (["--model", "vit_nope"], "unknown model"),
     (["--recipe", "paper-pretrain", "--optimizer", "lbfgs"], "optimizer must be"),
+    (["--img-size", "9"], "not divisible by the patch size"),
 ])
 def test_misuse_gets_one_clear_line(tmp_path, capsys, extra, message):
     code = main(["train", "--data", "digits", "--out", str(tmp_path / "x"), *FAST, *extra])

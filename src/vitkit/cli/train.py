@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
 
     from vitkit import create_model
     from vitkit.train.run_command import model_overrides, run_training
-    from vitkit.train.sources import default_model, load_data
+    from vitkit.train.sources import default_model, load_data, recipe_defaults
 
     splits = load_data(args.data, img_size=args.img_size, val_split=args.val_split,
                        seed=args.seed, data_dir=args.data_dir, progress=not args.no_progress)
@@ -34,8 +34,8 @@ def run(args: argparse.Namespace) -> int:
         name = args.model
         config = {"num_classes": config["num_classes"], "in_chans": config["in_chans"],
                   **({"img_size": args.img_size} if args.img_size else {})}
-    defaults = {"hflip": False} if splits.name == "digits" else {}  # flips change digits
-    recipe = recipe_from_args(args, **defaults)
+    recipe = recipe_from_args(
+        args, **recipe_defaults(args.recipe, splits.train.image_shape, splits.name))
     from vitkit.models import get_config
 
     embed_dim = get_config(name).embed_dim
