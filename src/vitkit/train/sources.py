@@ -1,16 +1,12 @@
-"""Where training data comes from: `vitkit.data.load_splits` when present, else a small
-adapter for `digits` and image folders (train/<class>/*, with val/ or test/ beside it).
-Also picks a default model suited to the data's image size."""
+"""Training data through `vitkit.data.load_splits`, and the defaults that depend on it: a
+small ViT suited to the image size, and recipe settings for tiny images and digits."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import torch
-
-from ..data import ImageTensorDataset, load_digits
+from ..data import ImageTensorDataset, load_splits
 
 
 @dataclass
@@ -24,64 +20,10 @@ class Splits:
 def load_data(source: str, *, img_size: int | None = None, in_chans: int | None = None,
               val_split: float | None = None, seed: int = 0, data_dir: str | None = None,
               progress: bool = True) -> Splits:
-    """The train/val/test splits of `source` as in-memory uint8 datasets."""
-    try:
-        from ..data import load_splits  # the full data layer, when it is installed
-    except ImportError:
-        load_splits = None
-    if load_splits is not None:
-        splits = load_splits(source, img_size=img_size, in_chans=in_chans, val_split=val_split,
-                             seed=seed, data_dir=data_dir, progress=progress)
-        return Splits(splits.train, splits.val, splits.test, splits.name)
-    if source == "digits":
-        return Splits(load_digits("train"), None, load_digits("test"), "digits")
-    root = Path(source)
-    if not root.is_dir():
-        raise FileNotFoundError(
-            f"no data at {source!r}: give an image folder (train/<class>/...) or 'digits'"
-        )
-    train_dir = root / "train" if (root / "train").is_dir() else root
-    train = _read_folder(train_dir, img_size, in_chans, None)
-    size = tuple(train.images.shape[-2:])
-    others = {name: _read_folder(root / name, size, train.images.shape[1], train.classes)
-              for name in ("val", "test") if (root / name).is_dir()}
-    return Splits(train, others.get("val"), others.get("test"), root.name)
-
-
-def _read_folder(folder: Path, img_size: Any, in_chans: int | None,
-                 classes: list[str] | None) -> ImageTensorDataset:
-    """Decode folder/<class>/* into one uint8 tensor; undecodable files are skipped and listed."""
-    from PIL import Image
-    from torchvision.transforms.v2 import functional as TF
-
-    found = sorted(p.name for p in folder.iterdir() if p.is_dir())
-    classes = classes or found
-    if not classes:
-        raise ValueError(f"{folder} has no class folders; expected {folder}/<class>/<image>")
-    if len(classes) < 2:
-        raise ValueError(f"{folder} has only one class ({classes[0]}); training needs two or more")
-    images, targets, skipped = [], [], []
-    size = None if img_size is None else (
-        (img_size, img_size) if isinstance(img_size, int) else tuple(img_size))
-    for label, name in enumerate(classes):
-        for path in sorted((folder / name).glob("*")) if (folder / name).is_dir() else []:
-            if not path.is_file():
-                continue
-            try:
-                with Image.open(path) as image:
-                    mode = "L" if in_chans == 1 else "RGB"
-                    tensor = TF.pil_to_tensor(image.convert(mode))
-            except Exception as error:  # any undecodable file is skipped, never fatal
-                skipped.append((str(path), f"{type(error).__name__}: {error}"))
-                continue
-            size = size or tuple(tensor.shape[-2:])
-            if tuple(tensor.shape[-2:]) != size:
-                tensor = TF.resize(tensor, list(size), antialias=True)
-            images.append(tensor)
-            targets.append(label)
-    if not images:
-        raise ValueError(f"no readable images under {folder}")
-    return ImageTensorDataset(torch.stack(images), torch.tensor(targets), list(classes), skipped)
+    """The train/val/test splits of `source` (see `vitkit.data.load_splits`)."""
+    splits = load_splits(source, img_size=img_size, in_chans=in_chans, val_split=val_split,
+                         seed=seed, data_dir=data_dir, progress=progress)
+    return Splits(splits.train, splits.val, splits.test, splits.name)
 
 
 def default_model(image_shape: tuple[int, int, int], num_classes: int,
