@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import vitkit
-from vitkit.models import ViTConfig, VisionTransformer, get_config, resample_pos_embed
+from vitkit.models import VisionTransformer, ViTConfig, get_config, resample_pos_embed
 
 PARAMETER_COUNTS = {
     "vit_tiny_patch16_224": 5_717_416,

@@ -8,7 +8,7 @@ import os as _os
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .factory import create_model  # noqa: E402
-from .models import ViTConfig, VisionTransformer, list_models  # noqa: E402
+from .models import VisionTransformer, ViTConfig, list_models  # noqa: E402
 from .weights import load_pretrained, save_pretrained  # noqa: E402
 
 __version__ = "0.1.0"

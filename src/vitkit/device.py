@@ -13,7 +13,7 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cpu_has_bf16_matrix_units() -> bool:
     """Whether this CPU has AMX tiles, or at least AVX-512 BF16, for bf16 matrix products.
 

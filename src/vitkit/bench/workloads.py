@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..infer.optimize import optimize_for_inference
-from ..models import ViTConfig, VisionTransformer
+from ..models import VisionTransformer, ViTConfig
 
 
 @dataclass

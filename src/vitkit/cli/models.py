@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vitkit.models import ViTConfig, VisionTransformer, forward_flops, get_config, list_models
+from vitkit.models import VisionTransformer, ViTConfig, forward_flops, get_config, list_models
 
 
 def count_parameters(config: ViTConfig) -> int:

@@ -3,10 +3,10 @@
 Each module below is one equation of Section 3.1; parameter names follow timm, so that the
 field's checkpoints map onto this model one to one.
 
-    z_0  = [x_class; x_p^1 E; ...; x_p^N E] + E_pos              (1)  VisionTransformer.embed
-    z'_l = MSA(LN(z_{l-1})) + z_{l-1},        l = 1..L           (2)  EncoderBlock, MultiHeadSelfAttention
-    z_l  = MLP(LN(z'_l)) + z'_l,              l = 1..L           (3)  EncoderBlock, MLP
-    y    = LN(z_L^0)                                             (4)  VisionTransformer.forward_head
+    z_0  = [x_class; x_p^1 E; ...; x_p^N E] + E_pos    (1)  VisionTransformer.embed
+    z'_l = MSA(LN(z_{l-1})) + z_{l-1},   l = 1..L      (2)  EncoderBlock, MultiHeadSelfAttention
+    z_l  = MLP(LN(z'_l)) + z'_l,         l = 1..L      (3)  EncoderBlock, MLP
+    y    = LN(z_L^0)                                   (4)  VisionTransformer.forward_head
 """
 
 from __future__ import annotations
