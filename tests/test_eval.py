@@ -54,8 +54,12 @@ def test_evaluate_matches_hand_computation_and_restores_mode():
     top5 = (logits.topk(5, 1).indices == targets[:, None]).any(1).float().mean().item()
     assert metrics["top1"] == pytest.approx(top1) and metrics["top5"] == pytest.approx(top5)
     assert sum(map(sum, metrics["confusion"])) == 37
-    bf16 = evaluate(model, data.subset(torch.arange(4)), batch_size=4, dtype=torch.bfloat16)
+    four = data.subset(torch.arange(4))
+    bf16 = evaluate(model, four, batch_size=4, dtype=torch.bfloat16)
     assert bf16["count"] == 4
+    # bf16 runs on a frozen bf16 copy: the logits agree to bf16 rounding, the model stays fp32
+    assert bf16["loss"] == pytest.approx(evaluate(model, four)["loss"], rel=0.05)
+    assert all(p.dtype == torch.float32 and p.requires_grad for p in model.parameters())
 
 
 def test_evaluate_rejects_wrong_class_count():

@@ -8,6 +8,7 @@ import os as _os
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .factory import create_model  # noqa: E402
+from .infer.optimize import optimize_for_inference  # noqa: E402
 from .models import VisionTransformer, ViTConfig, list_models  # noqa: E402
 from .weights import load_pretrained, save_pretrained  # noqa: E402
 
@@ -19,5 +20,6 @@ __all__ = [
     "create_model",
     "list_models",
     "load_pretrained",
+    "optimize_for_inference",
     "save_pretrained",
 ]

@@ -11,6 +11,7 @@ import torch
 from ..data.transforms import convert_channels, normalize, resize_batch
 from ..models import VisionTransformer
 from ..weights.io import preprocessing_of
+from .optimize import optimize_for_inference
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -29,11 +30,13 @@ def model_inputs(model: VisionTransformer, images: torch.Tensor,
     return normalize(images, prep["mean"], prep["std"])
 
 
-def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
-    """Autocast to `dtype` (bf16/fp16), or nothing for fp32."""
+def inference_module(model: VisionTransformer, dtype: torch.dtype,
+                     device: torch.device) -> torch.nn.Module:
+    """What vitkit's commands run: the model itself in fp32, else a frozen copy holding its
+    weights in `dtype` (`optimize_for_inference`), so no weight is re-cast on every batch."""
     if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
+        return model
+    return optimize_for_inference(model, dtype=dtype, device=device)
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ..data.dataset import ImageTensorDataset
 from ..models import VisionTransformer
-from .batches import autocast, eval_mode, model_device, model_inputs
+from .batches import eval_mode, inference_module, model_device, model_inputs
 
 
 def evaluate(
@@ -40,14 +40,13 @@ def evaluate(
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
     top_k_hits = 0
     loss_sum = 0.0
-    with eval_mode(model):
+    runner = inference_module(model, dtype, device)
+    with eval_mode(runner):
         for start in range(0, len(dataset), batch_size):
             images = dataset.images[start:start + batch_size]
             targets = dataset.targets[start:start + batch_size].to(device)
             inputs = model_inputs(model, images, device)
-            with autocast(device, dtype):
-                logits = model(inputs)
-            logits = logits.float()
+            logits = runner(inputs).float()
             loss_sum += F.cross_entropy(logits, targets, reduction="sum").item()
             top = logits.topk(k, dim=1).indices
             top_k_hits += (top == targets[:, None]).any(dim=1).sum().item()

@@ -21,7 +21,7 @@ from ..data.transforms import eval_resize_crop, normalize
 from ..device import default_dtype
 from ..models import VisionTransformer
 from ..weights.io import preprocessing_of
-from .batches import autocast, eval_mode, model_device
+from .batches import eval_mode, inference_module, model_device
 
 ImageInput = str | os.PathLike | Image.Image | torch.Tensor
 
@@ -124,7 +124,8 @@ def predict(
         except (ValueError, RuntimeError, MemoryError) as error:
             return f"could not preprocess: {error}"
 
-    with ThreadPoolExecutor(max_workers=default_workers()) as pool, eval_mode(model):
+    runner = inference_module(model, dtype, device)
+    with ThreadPoolExecutor(max_workers=default_workers()) as pool, eval_mode(runner):
         for start in range(0, len(paths_or_images), batch_size):
             chunk = list(paths_or_images[start:start + batch_size])
             prepared = list(pool.map(prepare, chunk))
@@ -136,8 +137,7 @@ def predict(
             if good:
                 batch = torch.stack([prepared[i] for i in good]).to(device)
                 inputs = normalize(batch, prep["mean"], prep["std"])
-                with autocast(device, dtype):
-                    logits = model(inputs)
+                logits = runner(inputs)
                 probs = logits.float().softmax(dim=1)
                 top = probs.topk(k, dim=1)
                 for row_index, values, indices in zip(good, top.values.tolist(),
