@@ -29,11 +29,28 @@ def most_common_size(paths: Sequence[str]) -> tuple[int, int]:
     """The most frequent upright (height, width) among the files (read from headers only)."""
     counts = Counter(size for size in map(image_size, paths) if size is not None)
     if not counts:
-        raise ValueError(
-            f"none of the {len(paths)} files could be read as an image; check the data folder"
-        )
+        reason = "no files" if not paths else _why_unreadable(paths[0])
+        raise ValueError(_none_decoded(paths, paths[0] if paths else "", reason))
     # Ties go to the larger area, then to the first seen, so the choice is deterministic.
     return max(counts.items(), key=lambda item: (item[1], item[0][0] * item[0][1]))[0]
+
+
+def _why_unreadable(path: str) -> str:
+    try:
+        decode_image(path)
+    except ImageDecodeError as error:
+        return error.reason
+    return "its header could not be read"
+
+
+def _none_decoded(paths: Sequence[str], first: str, reason: str) -> str:
+    """The message for a set of files none of which decodes: where, the first reason, what to do."""
+    try:
+        where = os.path.commonpath([os.path.abspath(os.path.dirname(p)) for p in paths])
+    except ValueError:  # no paths, or paths on different drives
+        where = "the data"
+    return (f"none of the {len(paths)} image files under {where} could be decoded (first: "
+            f"{first}: {reason}); check the data folder, or replace or remove the broken files")
 
 
 def load_resized(path: str, size: tuple[int, int], mode: str) -> np.ndarray:
@@ -138,9 +155,7 @@ def decode_cached(
     dataset = decode_files(items, classes, target, mode, progress=progress,
                            description=description)
     if len(dataset) == 0:
-        raise ValueError(
-            f"none of the {len(items)} files could be decoded (first: {dataset.skipped[0][0]}: "
-            f"{dataset.skipped[0][1]}); check the data"
-        )
+        first, reason = dataset.skipped[0]
+        raise ValueError(_none_decoded([path for path, _ in items], first, reason))
     store(key, dataset, cache_dir, {"size": list(target), "mode": mode, "what": description})
     return dataset
