@@ -37,6 +37,15 @@ def _version() -> str:
     return f"vitkit {__version__}"
 
 
+def one_line(error: BaseException) -> str:
+    """The error's message on one line: an indented list of details joined with '; '."""
+    message = ""
+    for part in (line.strip() for line in str(error).splitlines()):
+        if part:
+            message += part if not message else (" " if message.endswith(":") else "; ") + part
+    return message or type(error).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -53,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     except (CommandError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
         if os.environ.get("VITKIT_DEBUG"):
             raise
-        message = str(e).strip() or type(e).__name__
-        print(f"vitkit {args.command}: error: {message}", file=sys.stderr)
+        print(f"vitkit {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
     return int(result or 0)
 
