@@ -2,6 +2,7 @@
 wall-clock budget, and record test top-1 against minutes in benchmarks/RESULTS.md.
 
     python benchmarks/cifar10_scratch.py --minutes 60
+    python benchmarks/cifar10_scratch.py --minutes 60 --model-arg embed_dim=128 --recipe-arg mixup=0
 
 The epoch count is set from a short throughput measurement so the whole schedule (warmup,
 cosine decay) fits the budget. The test split is evaluated at every epoch end (reported as
@@ -24,6 +25,7 @@ import vitkit
 from vitkit.data import load_splits
 from vitkit.train import TrainRun, get_recipe, train
 from vitkit.train.augment import BatchAugment, channel_stats
+from vitkit.train.cli_args import parse_model_args
 
 TARBALL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10-png.tar.gz"
 
@@ -63,6 +65,10 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="model config override, e.g. depth=6 (repeatable)")
+    parser.add_argument("--recipe-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="recipe override, e.g. randaugment=false (repeatable)")
     parser.add_argument("--results", default=str(Path(__file__).with_name("RESULTS.md")))
     args = parser.parse_args()
 
@@ -72,9 +78,12 @@ def main() -> int:
     print(f"CIFAR-10: {len(train_set)} train, {len(test_set)} test "
           f"({time.perf_counter() - started:.0f} s to load)", flush=True)
     torch.manual_seed(args.seed)
-    model = vitkit.create_model(args.model, num_classes=10, drop_path_rate=0.1)
-    recipe = get_recipe("small-data", batch_size=args.batch_size, lr=args.lr, crop="pad",
-                        pad=4, warmup_epochs=1.0, ema_decay=0.9995)
+    model_args = {"num_classes": 10, "drop_path_rate": 0.1, **parse_model_args(args.model_arg)}
+    recipe_args = {"batch_size": args.batch_size, "lr": args.lr, "crop": "pad", "pad": 4,
+                   "warmup_epochs": 1.0, "ema_decay": 0.9995,
+                   **parse_model_args(args.recipe_arg)}
+    model = vitkit.create_model(args.model, **model_args)
+    recipe = get_recipe("small-data", **recipe_args)
     mean, std = channel_stats(train_set.images)
     augment = BatchAugment(recipe, 10, mean, std, model.config.img_size, (32, 32))
     rate = images_per_second(model, augment, train_set, args.batch_size)
@@ -86,11 +95,11 @@ def main() -> int:
     epochs = budget / (epoch_s + eval_s) if budget >= epoch_s + eval_s else (
         (budget - eval_s) / epoch_s)
     epochs = max(0.02, round(epochs, 2))
-    recipe = recipe.replace(epochs=epochs, warmup_epochs=min(1.0, epochs / 10))
+    recipe = recipe.replace(epochs=epochs, warmup_epochs=min(recipe.warmup_epochs, epochs / 10))
     print(f"{rate:.0f} images/s measured -> {epochs} epochs in {args.minutes:g} minutes",
           flush=True)
     torch.manual_seed(args.seed)
-    model = vitkit.create_model(args.model, num_classes=10, drop_path_rate=0.1)
+    model = vitkit.create_model(args.model, **model_args)
     out = Path(args.out) / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     train(TrainRun(model=model, train_set=train_set, val_set=test_set, recipe=recipe,
                    out_dir=out, seed=args.seed, mean=mean, std=std))
@@ -100,7 +109,9 @@ def main() -> int:
               row.get("val_top1_ema", 0))) for row in curve if "val_top1" in row]
     final = curve[-1][1] if curve else float("nan")
     params = sum(p.numel() for p in model.parameters())
-    line = (f"| {datetime.date.today()} | {args.model} ({params / 1e6:.1f}M) | "
+    changes = " ".join([*args.model_arg, *args.recipe_arg])
+    name = f"{args.model} {changes}".strip()
+    line = (f"| {datetime.date.today()} | {name} ({params / 1e6:.1f}M) | "
             f"{args.batch_size} | {args.minutes:g} | {epochs} | {minutes:.1f} | {rate:.0f} | "
             f"{final:.4f} | {' '.join(f'{m}m:{t:.3f}' for m, t in curve[-6:])} |")
     results = Path(args.results)

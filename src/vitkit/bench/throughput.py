@@ -11,7 +11,7 @@ import torch
 
 from ..models import ViTConfig, forward_flops
 from .timing import PeakMemory, matmul_peak_flops, synchronize, time_call
-from .workloads import Workload, inference_workloads, training_workloads
+from .workloads import Batches, Workload, inference_workloads, training_workloads
 
 
 @dataclass
@@ -67,11 +67,14 @@ def measure(workloads: list[Workload], device: torch.device, rounds: int,
 def run(
     config: ViTConfig, mode: str, batch: int, dtype: torch.dtype, device: torch.device,
     peers: list[str], compile: bool, rounds: int = 3, min_time: float = 2.0,
-    peak: float | None = None,
+    peak: float | None = None, batches: Batches | None = None,
 ) -> list[Row]:
-    """Benchmark one mode ('inference' or 'train') at one precision; returns a row each."""
-    build = inference_workloads if mode == "inference" else training_workloads
-    workloads = build(config, batch, dtype, device, peers, compile)
+    """Benchmark one mode ('inference' or 'train') at one precision; returns a row each.
+    `batches` feeds training steps from a real data pipeline (see `augmented_batches`)."""
+    if mode == "inference":
+        workloads = inference_workloads(config, batch, dtype, device, peers, compile)
+    else:
+        workloads = training_workloads(config, batch, dtype, device, peers, compile, batches)
     results = measure(workloads, device, rounds, min_time)
     peak = peak or matmul_peak_flops(dtype, device)
     flops_per_image = forward_flops(config) * (1 if mode == "inference" else 3)

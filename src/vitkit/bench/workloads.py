@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.dataset import ImageTensorDataset
 from ..infer.optimize import optimize_for_inference
 from ..models import VisionTransformer, ViTConfig
 
@@ -97,17 +98,43 @@ def inference_workloads(
     return workloads
 
 
+Batches = Callable[[], tuple[torch.Tensor, torch.Tensor]]
+
+
+def augmented_batches(dataset: ImageTensorDataset, config: ViTConfig, batch: int,
+                      recipe: str = "small-data") -> Batches:
+    """Random batches of `dataset` (its uint8 tensor cache) through the recipe's batched
+    augmentation, exactly as `vitkit train` feeds its model."""
+    from ..train import get_recipe
+    from ..train.augment import BatchAugment, channel_stats
+
+    mean, std = channel_stats(dataset.images)
+    augment = BatchAugment(get_recipe(recipe), dataset.num_classes, mean, std,
+                           config.img_size, tuple(dataset.images.shape[-2:]))
+    generator = torch.Generator().manual_seed(0)
+
+    def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.randint(len(dataset), (batch,), generator=generator)
+        return augment(dataset.images[index], dataset.targets[index])
+
+    return next_batch
+
+
 def training_workloads(
     config: ViTConfig, batch: int, dtype: torch.dtype, device: torch.device,
-    peers: list[str], compile: bool,
+    peers: list[str], compile: bool, batches: Batches | None = None,
 ) -> list[Workload]:
-    """Training steps (forward, backward, AdamW step) on a fixed random batch."""
+    """Training steps (forward, backward, AdamW step): on a fixed random batch, or, when
+    `batches` is given, on a fresh batch from it inside every timed step (the data pipeline
+    is then part of each library's time)."""
     torch.manual_seed(0)
-    images = torch.randn(batch, config.in_chans, *config.img_size, device=device)
-    labels = torch.randint(0, config.num_classes, (batch,), device=device)
+    fixed = (torch.randn(batch, config.in_chans, *config.img_size, device=device),
+             torch.randint(0, config.num_classes, (batch,), device=device))
 
     def make_step(model: nn.Module, optimizer: torch.optim.Optimizer) -> Callable[[], object]:
         def step() -> None:
+            images, labels = batches() if batches is not None else fixed
+            images, labels = images.to(device), labels.to(device)
             with _autocast(device, dtype):
                 loss = F.cross_entropy(model(images), labels)
             optimizer.zero_grad(set_to_none=True)

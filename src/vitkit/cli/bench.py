@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         default=["auto"],
                         help="'auto': bf16 where the hardware has bf16 matrix units, else fp32")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    parser.add_argument("--data", default=None,
+                        help="train mode: feed every library real batches of this dataset "
+                             "(folder, CSV or built-in name) through vitkit's augmentation")
     parser.add_argument("--peers", nargs="*", default=None,
                         help="peer libraries to compare (default: those installed of timm, hf)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
@@ -71,15 +74,31 @@ def run(args: argparse.Namespace) -> int:
             precisions.append(choice)
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
     peaks = {p: matmul_peak_flops(dtypes[p], device) for p in precisions}
-    command = "vitkit bench " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else [])
+    # the command line that ran this: `vitkit bench ...` or e.g. benchmarks/throughput.py
+    if Path(sys.argv[0]).name == "vitkit":
+        command = "vitkit " + shlex.join(sys.argv[1:])
+    else:
+        command = "python " + shlex.join(sys.argv)
     print(results_header(command, device, peaks))
+    batches = None
+    if args.data and "train" in args.mode:
+        from vitkit.bench.workloads import augmented_batches
+        from vitkit.data import load_splits
+
+        dataset = load_splits(args.data, in_chans=config.in_chans).train
+        if dataset.num_classes != config.num_classes:
+            config = get_config(args.model, **{**overrides, "num_classes": dataset.num_classes})
+        batches = augmented_batches(dataset, config, args.batch_size)
+        print(f"training batches: {len(dataset)} images of {args.data}, small-data "
+              "augmentation inside each timed step", flush=True)
     rows = []
     for mode in args.mode:
         for precision in precisions:
             print(f"timing {args.model} {mode} {precision} batch {args.batch_size} "
                   f"({', '.join(['vitkit'] + peers)})...", flush=True)
             rows += run_bench(config, mode, args.batch_size, dtypes[precision], device, peers,
-                              args.compile, args.rounds, args.min_time, peaks[precision])
+                              args.compile, args.rounds, args.min_time, peaks[precision],
+                              batches=batches if mode == "train" else None)
     table = format_table(rows)
     print(table)
     if args.results:
