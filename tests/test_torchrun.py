@@ -29,6 +29,9 @@ def test_torchrun_two_processes_train_digits(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     # 1,437 training digits at a global batch of 128: 11 full steps, logged once (rank 0)
-    assert sum("val_top1" in row for row in rows) == 1
+    assert rows[-1]["step"] == 11 and len({row["step"] for row in rows}) == len(rows)
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["steps"] == 11 and 0.0 <= summary["test_top1"] <= 1.0
+    assert done.stdout.count("checkpoint:") == 1  # rank 0 alone reports
     model = vitkit.create_model(None, pretrained=out / "checkpoint")
     assert model.config.depth == 1 and model.config.num_classes == 10

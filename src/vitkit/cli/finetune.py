@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from vitkit import create_model
+    from vitkit.train.distributed import is_main_process
     from vitkit.train.run_command import model_overrides, run_training
     from vitkit.train.sources import load_data
 
@@ -45,8 +46,10 @@ def run(args: argparse.Namespace) -> int:
     if recipe.zero_head:
         model.reset_classifier(splits.train.num_classes)  # Section 3.2: a zero head
     prep = model.preprocessing or {}
-    print(f"fine-tuning {args.pretrained} at {model.config.img_size[0]}x{model.config.img_size[1]}"
-          f" for {splits.train.num_classes} classes")
+    if is_main_process():
+        height, width = model.config.img_size
+        print(f"fine-tuning {args.pretrained} at {height}x{width} "
+              f"for {splits.train.num_classes} classes")
     model.train()
     summary = run_training(model, splits, recipe, args, mean=prep.get("mean"),
                            std=prep.get("std"))

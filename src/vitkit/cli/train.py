@@ -23,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from vitkit import create_model
+    from vitkit.train.distributed import is_main_process
     from vitkit.train.run_command import model_overrides, run_training
     from vitkit.train.sources import default_model, load_data, recipe_defaults
 
@@ -43,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     extra = parse_model_args(args.model_arg)
     embed_dim = extra.get("embed_dim", embed_dim)
     model = create_model(name, **{**config, **model_overrides(recipe, embed_dim), **extra})
-    print(f"model {name} ({sum(p.numel() for p in model.parameters()):,} parameters), "
-          f"img_size {model.config.img_size}, patch {model.config.patch_size}")
+    if is_main_process():
+        print(f"model {name} ({sum(p.numel() for p in model.parameters()):,} parameters), "
+              f"img_size {model.config.img_size}, patch {model.config.patch_size}")
     summary = run_training(model, splits, recipe, args)
     return 0 if summary["finished"] else 3

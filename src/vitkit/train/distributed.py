@@ -26,6 +26,12 @@ class DistInfo:
         return self.rank == 0
 
 
+def is_main_process() -> bool:
+    """True unless this is a torchrun worker of rank > 0 (which should neither print nor
+    write the run's files)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def init_from_env(device: torch.device) -> DistInfo:
     """Join the process group torchrun describes in RANK/WORLD_SIZE; a no-op without it."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -69,5 +75,8 @@ def any_across(flag: bool, info: DistInfo, device: torch.device | str = "cpu") -
 
 
 def cleanup(info: DistInfo) -> None:
+    """Leave the process group once every rank is here: after rank 0's last write, so no
+    rank reads the run folder before it is complete."""
     if info.enabled and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()

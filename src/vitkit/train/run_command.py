@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..models import VisionTransformer
 from .checkpoint import TrainingError
+from .distributed import is_main_process
 from .recipes import Recipe
 from .sources import Splits
 from .trainer import TrainRun, evaluate_top1, train
@@ -35,14 +36,16 @@ def run_training(model: VisionTransformer, splits: Splits, recipe: Recipe,
         import torch
 
         torch.set_num_threads(args.threads)
-    for path, reason in splits.train.skipped:
-        log.warning("skipped %s: %s", path, reason)
-    print(f"recipe {recipe.name}: " + json.dumps(
-        {k: v for k, v in recipe.to_dict().items() if k != "name"}))
-    print(f"data {splits.name}: {len(splits.train)} train, "
-          f"{len(splits.val) if splits.val else 0} val, "
-          f"{len(splits.test) if splits.test else 0} test images, "
-          f"{splits.train.num_classes} classes, {len(splits.train.skipped)} skipped")
+    main = is_main_process()  # under torchrun, rank 0 alone reports and writes
+    if main:
+        for path, reason in splits.train.skipped:
+            log.warning("skipped %s: %s", path, reason)
+        print(f"recipe {recipe.name}: " + json.dumps(
+            {k: v for k, v in recipe.to_dict().items() if k != "name"}))
+        print(f"data {splits.name}: {len(splits.train)} train, "
+              f"{len(splits.val) if splits.val else 0} val, "
+              f"{len(splits.test) if splits.test else 0} test images, "
+              f"{splits.train.num_classes} classes, {len(splits.train.skipped)} skipped")
     run = TrainRun(
         model=model, train_set=splits.train, val_set=splits.val, recipe=recipe, out_dir=out,
         seed=args.seed, fp32=args.fp32, device=args.device, mean=mean, std=std,
@@ -60,6 +63,8 @@ def run_training(model: VisionTransformer, splits: Splits, recipe: Recipe,
                "images_per_s": round(result.images_per_s, 1),
                "best_val_top1": result.best_val_top1, "finished": result.finished,
                "skipped_images": len(splits.train.skipped)}
+    if not main:
+        return summary
     if result.finished and splits.test is not None and result.checkpoint.exists():
         from ..weights import load_pretrained
         from .augment import Normalize
