@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from typing import Any
 
 import torch
@@ -20,22 +21,53 @@ def read_torch_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The state dict in a torch.save file, loaded with weights_only=True.
 
     A pickle holding anything but tensors and plain containers is refused before it can run;
-    a truncated or damaged file is a CheckpointError too.
+    a truncated or damaged file is a CheckpointError too, whatever the reader trips over.
     """
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        # A handle, not the name: torch.load reads a file named *.safetensors as safetensors
+        # whatever its bytes hold, and the format here comes from the bytes.
+        with open(path, "rb") as handle:
+            obj = torch.load(handle, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        reason = _unpickler_reason(error)
+        if UNSAFE.search(reason):
+            raise CheckpointError(
+                f"refused to load {path}: it contains Python objects other than tensors, and "
+                "unpickling them could run arbitrary code. If you trust its origin, load it "
+                "yourself and save the state dict again with safetensors or "
+                "torch.save(model.state_dict())"
+            ) from error
+        raise CheckpointError(_damaged(path, f"a damaged pickle: {reason}")) from error
+    except MemoryError as error:
         raise CheckpointError(
-            f"refused to load {path}: it contains Python objects other than tensors, and "
-            "unpickling them could run arbitrary code. If you trust its origin, load it yourself "
-            "and save the state dict again with safetensors or torch.save(model.state_dict())"
+            f"not enough memory to read {path}: it claims tensors larger than this machine can "
+            "hold, so it is damaged or too big for this machine; download or save it again"
         ) from error
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise CheckpointError(
-            f"{path} is not a readable PyTorch checkpoint ({_first_line(error)}); it may be "
-            "truncated or corrupted: download or save it again"
-        ) from error
+    except Exception as error:  # noqa: BLE001 - damaged bytes make torch's readers raise anything
+        raise CheckpointError(_damaged(path, f"{type(error).__name__}: {_first_line(error)}")
+                              ) from error
     return unwrap_state_dict(obj, str(path))
+
+
+# What torch's weights-only unpickler says when it meets objects other than tensors, as opposed
+# to bytes that are no valid pickle at all ("Unsupported operand", "String is too long", ...).
+UNSAFE = re.compile(r"GLOBAL|Can only create new object|Can only build|must be imported")
+
+
+def _unpickler_reason(error: pickle.UnpicklingError) -> str:
+    """The unpickler's own words from torch's long weights_only message."""
+    text = str(error)
+    if "WeightsUnpickler error:" in text:
+        tail = text.split("WeightsUnpickler error:", 1)[1]
+        lines = [line.strip() for line in tail.splitlines() if line.strip()]
+        if lines:
+            return lines[0]
+    return _first_line(error)
+
+
+def _damaged(path: str | os.PathLike, reason: str) -> str:
+    return (f"{path} is not a readable PyTorch checkpoint ({reason}); it may be truncated or "
+            "corrupted: download or save it again")
 
 
 def unwrap_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.Tensor]:
