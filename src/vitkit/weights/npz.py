@@ -8,6 +8,7 @@ head_dim, D). The blocks are `Transformer/encoderblock_i/` or, scanned, one
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import zipfile
@@ -28,19 +29,72 @@ NAMINGS = {
 
 
 def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Every array of an .npz file; pickled objects are refused, damage is a CheckpointError."""
+    """Every array of an .npz file; pickled objects are refused, damage is a CheckpointError.
+
+    Each array's header is checked against the size of its member before anything is
+    allocated, so a damaged header can't claim more memory than the file holds.
+    """
+    arrays: dict[str, np.ndarray] = {}
     try:
-        with np.load(str(path), allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
-    except ValueError as error:
+        with zipfile.ZipFile(str(path)) as archive:
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue  # np.savez writes only .npy members; anything else is no array
+                _check_member(archive, info, path)
+                with archive.open(info) as member:
+                    array = np.lib.format.read_array(member, allow_pickle=False)
+                arrays[info.filename[: -len(".npy")]] = array
+    except CheckpointError:
+        raise
+    except MemoryError as error:
         raise CheckpointError(
-            f"refused to load {path}: it holds pickled Python objects, which could run code"
+            f"not enough memory to read {path}: it claims arrays larger than this machine can "
+            "hold, so it is damaged or too big for this machine; download it again"
         ) from error
-    except (zipfile.BadZipFile, EOFError, OSError, KeyError) as error:
+    except Exception as error:  # noqa: BLE001 - zipfile and numpy raise many kinds on damage
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise CheckpointError(
-            f"{path} is not a readable .npz file ({error}); it may be truncated: download it "
-            "again"
+            f"{path} is not a readable .npz file ({type(error).__name__}: {reason}); it may be "
+            "truncated or corrupted: download it again"
         ) from error
+    if not arrays:
+        raise CheckpointError(f"{path} is a zip archive without .npy arrays, not an .npz file")
+    return arrays
+
+
+# Deflate expands at most ~1032:1; a member claiming more is damaged (or a zip bomb).
+_MAX_DEFLATE_RATIO = 1100
+
+
+def _check_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path) -> None:
+    """Refuse an .npy member whose header claims more bytes than the member holds, or objects."""
+    name = info.filename
+    if info.compress_type == zipfile.ZIP_STORED:
+        plausible = info.file_size == info.compress_size
+    else:
+        plausible = info.file_size <= _MAX_DEFLATE_RATIO * max(info.compress_size, 1)
+    if not plausible:
+        raise CheckpointError(
+            f"{path}: member {name} claims {info.file_size:,} bytes from {info.compress_size:,} "
+            "stored ones; the file is damaged: download it again"
+        )
+    with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+        header = member.tell()
+    if dtype.hasobject:
+        raise CheckpointError(
+            f"refused to load {path}: {name} holds pickled Python objects, which could run code"
+        )
+    claimed = math.prod(shape) * dtype.itemsize
+    if claimed != info.file_size - header:
+        raise CheckpointError(
+            f"{path}: array {name} claims shape {shape} of {dtype} ({claimed:,} bytes) but holds "
+            f"{info.file_size - header:,} bytes; the file is damaged: download it again"
+        )
 
 
 def is_flax(keys: Any) -> bool:
@@ -59,6 +113,18 @@ def _t(array: np.ndarray) -> torch.Tensor:
 def flax_to_vitkit(arrays: dict[str, np.ndarray]) -> tuple[dict[str, torch.Tensor], dict]:
     """Convert a Flax ViT checkpoint to vitkit (timm) names; returns the state dict and the
     ViTConfig fields the tensors imply (all of them: Flax kernels keep the head count)."""
+    try:
+        return _flax_to_vitkit(arrays)
+    except (RuntimeError, IndexError, ValueError, TypeError) as error:
+        if isinstance(error, CheckpointError):
+            raise
+        raise CheckpointError(
+            f"the arrays do not have the shapes of a Flax ViT ({error}); the file is damaged "
+            "or holds another architecture"
+        ) from error
+
+
+def _flax_to_vitkit(arrays: dict[str, np.ndarray]) -> tuple[dict[str, torch.Tensor], dict]:
     prefix = next(p for p in PREFIXES if f"{p}embedding/kernel" in arrays)
     w = {key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)}
     if any(key.startswith("MAPHead_0/") for key in w):
