@@ -4,7 +4,6 @@ names are never trusted."""
 
 from __future__ import annotations
 
-import json
 import os
 import struct
 import zipfile
@@ -18,6 +17,7 @@ from .io import METADATA_KEY, CheckpointError, read_safetensors
 from .npz import flax_to_vitkit, is_flax, read_npz
 from .timm import infer_config, is_timm
 from .torch_file import read_torch_file
+from .validate import parse_document
 
 
 def sniff(path: Path) -> str:
@@ -30,9 +30,11 @@ def sniff(path: Path) -> str:
         try:
             with zipfile.ZipFile(path) as archive:
                 names = archive.namelist()
-        except (zipfile.BadZipFile, OSError) as error:
+        except Exception as error:  # noqa: BLE001 - zipfile raises many kinds on damaged bytes
+            reason = str(error) if isinstance(error, zipfile.BadZipFile) else (
+                f"{type(error).__name__}: {error}")
             raise CheckpointError(
-                f"{path} is a damaged zip archive ({error}); it may be truncated: download or "
+                f"{path} is a damaged zip archive ({reason}); it may be truncated: download or "
                 "save it again"
             ) from error
         return "npz" if any(name.endswith(".npy") for name in names) else "torch"
@@ -48,7 +50,17 @@ def sniff(path: Path) -> str:
 
 def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], str, list[str]]:
     """The tensors of a checkpoint file in vitkit names, the config fields they imply (or that
-    the file states), the layout they came in, and notes on anything dropped."""
+    the file states), the layout they came in, and notes on anything dropped. Every failure is
+    a CheckpointError whose message names the file."""
+    try:
+        return _read_weights(path)
+    except CheckpointError as error:
+        if str(path) in str(error):
+            raise
+        raise CheckpointError(f"{path}: {error}") from error
+
+
+def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], str, list[str]]:
     kind = sniff(path)
     notes: list[str] = []
     if kind == "npz":
@@ -60,7 +72,7 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], s
     if kind == "safetensors":
         state_dict, metadata = read_safetensors(path)
         if METADATA_KEY in metadata:
-            document = json.loads(metadata[METADATA_KEY])
+            document = parse_document(metadata[METADATA_KEY], str(path))
             return state_dict, dict(document.get("config") or {}), "vitkit", notes
     else:
         state_dict = read_torch_file(path)

@@ -134,6 +134,14 @@ def load_state_dict_checked(
                          + ", ".join(unexpected[:8]))
         lines.append("  check that --model names the architecture the checkpoint was trained as")
         raise CheckpointError("\n".join(lines))
+    not_float = [f"{key} ({value.dtype})".replace("torch.", "") for key, value in state_dict.items()
+                 if expected[key].is_floating_point() and not value.is_floating_point()]
+    if not_float:
+        raise CheckpointError(
+            f"the checkpoint holds {len(not_float)} tensors that are not floating point where "
+            "the model has weights: " + ", ".join(not_float[:8])
+            + "; the file is damaged or was saved wrongly"
+        )
     # One summing pass per tensor; only a non-finite sum (maybe an overflow) is looked at closely.
     non_finite = [key for key, value in state_dict.items()
                   if value.is_floating_point() and not torch.isfinite(value.sum())
@@ -152,18 +160,19 @@ def load_state_dict_checked(
 
 
 def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and metadata of a .safetensors file; a damaged file is a CheckpointError."""
-    from safetensors import safe_open
+    """Tensors and metadata of a .safetensors file; a damaged file is a CheckpointError.
 
+    The safetensors library checks every tensor's offsets against the file's size, so a
+    header can't make it allocate more than the file holds.
+    """
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-        return load_file(str(path)), metadata
-    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-        raise CheckpointError(
-            f"{path} is not a readable safetensors file ({error}); it may be truncated or "
-            "corrupted: download or save it again"
-        ) from error
+        return load_file(str(path)), read_safetensors_metadata(path)
+    except CheckpointError:
+        raise
+    except MemoryError as error:
+        raise CheckpointError(_not_enough_memory(path)) from error
+    except Exception as error:  # noqa: BLE001 - damaged bytes: whatever the reader raises
+        raise CheckpointError(_unreadable_safetensors(path, error)) from error
 
 
 def read_safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
@@ -172,16 +181,36 @@ def read_safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
 
     try:
         with safe_open(str(path), framework="pt") as handle:
-            return handle.metadata() or {}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-        raise CheckpointError(
-            f"{path} is not a readable safetensors file ({error}); it may be truncated or "
-            "corrupted: download or save it again"
-        ) from error
+            metadata = handle.metadata() or {}
+    except MemoryError as error:
+        raise CheckpointError(_not_enough_memory(path)) from error
+    except Exception as error:  # noqa: BLE001 - damaged bytes: whatever the reader raises
+        raise CheckpointError(_unreadable_safetensors(path, error)) from error
+    if not isinstance(metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        raise CheckpointError(f"{path} has a damaged safetensors header (its metadata is not a "
+                              "map of strings): download or save it again")
+    return metadata
+
+
+def _unreadable_safetensors(path: str | os.PathLike, error: BaseException) -> str:
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if not isinstance(error, (SafetensorError, OSError)):
+        reason = f"{type(error).__name__}: {reason}"
+    return (f"{path} is not a readable safetensors file ({reason}); it may be truncated or "
+            "corrupted: download or save it again")
+
+
+def _not_enough_memory(path: str | os.PathLike) -> str:
+    return (f"not enough memory to read {path}: it claims tensors larger than this machine can "
+            "hold, so it is damaged or too big for this machine; download or save it again")
 
 
 def _read_document(path: Path) -> tuple[dict[str, Any], Path]:
     """The vitkit description and weights file of a directory or a .safetensors file."""
+    from .validate import parse_document
+
     if path.is_dir():
         weights = path / WEIGHTS_NAME
         config_file = path / CONFIG_NAME
@@ -189,14 +218,16 @@ def _read_document(path: Path) -> tuple[dict[str, Any], Path]:
             raise CheckpointError(f"{path} holds no {WEIGHTS_NAME}")
         if config_file.exists():
             try:
-                return json.loads(config_file.read_text()), weights
-            except json.JSONDecodeError as error:
-                raise CheckpointError(f"{config_file} is not valid JSON: {error}") from error
+                text = config_file.read_bytes().decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise CheckpointError(f"{config_file} is not UTF-8 text ({error}); the file is "
+                                      "damaged: save or download it again") from error
+            return parse_document(text, str(config_file)), weights
         path = weights
     metadata = read_safetensors_metadata(path)
     if METADATA_KEY not in metadata:
         raise CheckpointError(f"{path} carries no vitkit config in its metadata")
-    return json.loads(metadata[METADATA_KEY]), path
+    return parse_document(metadata[METADATA_KEY], str(path)), path
 
 
 def is_vitkit_checkpoint(path: str | os.PathLike) -> bool:
@@ -216,14 +247,27 @@ def load_pretrained(
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
+    from .validate import validate
+
     document, weights = _read_document(path)
     if document.get("library") != "vitkit":
         raise CheckpointError(f"{path} is not a vitkit checkpoint (no 'library': 'vitkit')")
-    config = ViTConfig.from_dict(document["config"])
+    if not document.get("config"):
+        raise CheckpointError(f"{path}: the vitkit description has no config; the file is "
+                              "damaged: save or download it again")
+    state_dict, _ = read_safetensors(weights)
+    validate(document["config"], state_dict, document.get("class_names"),
+             document.get("preprocessing"), str(path))
+    try:
+        config = ViTConfig.from_dict(document["config"])
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{path} states an invalid configuration: {error}") from error
     with torch.device("meta"):  # no initialisation: every tensor comes from the file
         model = VisionTransformer(config)
-    state_dict, _ = read_safetensors(weights)
-    load_state_dict_checked(model, state_dict, assign=True)
+    try:
+        load_state_dict_checked(model, state_dict, assign=True)
+    except CheckpointError as error:
+        raise CheckpointError(f"{path}: {error}") from error
     model.model_name = document.get("model_name")
     model.class_names = document.get("class_names")
     model.preprocessing = document.get("preprocessing")

@@ -18,6 +18,7 @@ from .hf import class_names_from_hf, config_from_hf, preprocessing_from_hf
 from .hub import download, parse_hub_id
 from .io import CONFIG_NAME, CheckpointError, _read_document, load_state_dict_checked
 from .timm import guess_num_heads, read_timm_config
+from .validate import validate
 
 log = logging.getLogger("vitkit")
 
@@ -50,7 +51,7 @@ def read_checkpoint(source: str | os.PathLike) -> Checkpoint:
     if path.exists():
         checkpoint = _read_folder(path) if path.is_dir() else _read_file(path)
         checkpoint.source = str(path)
-        return checkpoint
+        return _validated(checkpoint)
     hub = parse_hub_id(str(source))
     if hub is None:
         raise FileNotFoundError(
@@ -69,6 +70,15 @@ def read_checkpoint(source: str | os.PathLike) -> Checkpoint:
     if checkpoint.model_name is None and repo_id.startswith("timm/"):
         name = repo_id.split("/", 1)[1].split(".", 1)[0]
         checkpoint.model_name = name if name in PRESETS else None
+    return _validated(checkpoint)
+
+
+def _validated(checkpoint: Checkpoint) -> Checkpoint:
+    """The checkpoint, once what it states agrees with itself (see `validate`)."""
+    validate(checkpoint.config, checkpoint.state_dict, checkpoint.class_names,
+             checkpoint.preprocessing, checkpoint.source)
+    if checkpoint.model_name is not None and not isinstance(checkpoint.model_name, str):
+        checkpoint.model_name = None
     return checkpoint
 
 
@@ -83,9 +93,13 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        document = json.loads(path.read_bytes().decode("utf-8"))
+    except (ValueError, RecursionError) as error:  # bad JSON, or bytes that aren't UTF-8
         raise CheckpointError(f"{path} is not valid JSON ({error}); fix or remove it") from error
+    if not isinstance(document, dict):
+        raise CheckpointError(f"{path} holds a JSON {type(document).__name__}, not an object; "
+                              "fix or remove it")
+    return document
 
 
 def _read_folder(path: Path) -> Checkpoint:
@@ -100,12 +114,30 @@ def _read_folder(path: Path) -> Checkpoint:
             f"{path} holds no weights file (looked for {', '.join(FOLDER_WEIGHTS)}, *.npz)"
         )
     checkpoint = _read_file(weights)
-    config = checkpoint.config = dict(checkpoint.config or {})
+    checkpoint.config = dict(checkpoint.config or {})
+    try:
+        _read_folder_config(path, document, checkpoint)
+    except CheckpointError as error:
+        if str(path) in str(error):
+            raise
+        raise CheckpointError(f"{path / CONFIG_NAME}: {error}") from error
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as error:
+        # A field of another JSON type than timm or HF write (a list for a dict, ...).
+        raise CheckpointError(
+            f"{path}: config.json or preprocessor_config.json has a field of the wrong type "
+            f"({type(error).__name__}: {error}); fix or remove the file"
+        ) from error
+    return checkpoint
+
+
+def _read_folder_config(path: Path, document: dict[str, Any], checkpoint: Checkpoint) -> None:
+    """What a timm-hub or HF config.json states, into `checkpoint`."""
+    config = checkpoint.config
     if "architecture" in document or "pretrained_cfg" in document:  # timm's hub layout
         stated = read_timm_config(document)
         config.update(stated["config"])
         arch = stated["architecture"]
-        checkpoint.model_name = arch if arch in PRESETS else None
+        checkpoint.model_name = arch if isinstance(arch, str) and arch in PRESETS else None
         checkpoint.class_names = stated["class_names"]
         checkpoint.preprocessing = stated["preprocessing"]
     elif document.get("model_type") == "vit" or "hidden_size" in document:
@@ -114,7 +146,6 @@ def _read_folder(path: Path) -> Checkpoint:
         processor = _read_json(path / "preprocessor_config.json")
         if processor:
             checkpoint.preprocessing = preprocessing_from_hf(processor)
-    return checkpoint
 
 
 def _read_vitkit(path: Path, state_dict: dict[str, torch.Tensor] | None = None) -> Checkpoint:
@@ -171,7 +202,10 @@ def target_config(
         # Fine-tuning replaces the whole pre-training head, pre-logits layer included (Sec. 3.2).
         stated["representation_size"] = None
     stated.update(overrides)
-    return ViTConfig.from_dict(stated)
+    try:
+        return ViTConfig.from_dict(stated)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{checkpoint.source}: cannot build the model: {error}") from error
 
 
 def adapt_state_dict(
@@ -233,9 +267,12 @@ def create_pretrained(
     owned = not isinstance(source, Checkpoint)
     checkpoint = read_checkpoint(source) if owned else source
     config = target_config(name, checkpoint, overrides)
-    state_dict, notes = adapt_state_dict(
-        checkpoint.state_dict, config, _source_grid(checkpoint, config)
-    )
+    try:
+        state_dict, notes = adapt_state_dict(
+            checkpoint.state_dict, config, _source_grid(checkpoint, config)
+        )
+    except ValueError as error:  # position embeddings that fit no grid
+        raise CheckpointError(f"{checkpoint.source}: {error}") from error
     if not owned:  # the model takes the tensors over: leave the caller's checkpoint alone
         state_dict = {key: value.clone() for key, value in state_dict.items()}
     with torch.device("meta"):  # no initialisation: every tensor comes from the checkpoint

@@ -10,6 +10,7 @@ import torch
 
 from ..models import PRESETS
 from ..models.config import SIZES
+from .io import CheckpointError
 
 # timm model_args that are ViTConfig fields under the same name or another one.
 _MODEL_ARGS = {
@@ -25,19 +26,30 @@ def is_timm(keys: Any) -> bool:
     return "patch_embed.proj.weight" in keys and "pos_embed" in keys
 
 
+# The dimensions of the tensors whose shapes infer_config reads.
+_NDIM = {"patch_embed.proj.weight": 4, "pos_embed": 3, "head.weight": 2,
+         "pre_logits.fc.weight": 2, "blocks.0.mlp.fc1.weight": 2}
+
+
 def infer_config(state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
     """ViTConfig fields implied by the tensors of a vitkit/timm state dict.
 
     The head count is not among them (qkv's shape is the same for any head count); the
     image size is taken to be square.
     """
+    for key, ndim in _NDIM.items():
+        if key in state_dict and state_dict[key].ndim != ndim:
+            raise CheckpointError(
+                f"tensor {key} has shape {tuple(state_dict[key].shape)}, where a ViT's has "
+                f"{ndim} dimensions; the file is damaged or holds another architecture"
+            )
     proj = state_dict["patch_embed.proj.weight"]
     dim, in_chans, patch, _ = proj.shape
     blocks = {int(m.group(1)) for k in state_dict if (m := re.match(r"blocks\.(\d+)\.", k))}
     class_token = "cls_token" in state_dict
     fc_norm = "fc_norm.weight" in state_dict
     grid = state_dict["pos_embed"].shape[1] - int(class_token)
-    side = int(round(grid**0.5))
+    side = int(round(max(grid, 0) ** 0.5))
     config: dict[str, Any] = dict(
         patch_size=patch, in_chans=in_chans, embed_dim=dim, depth=len(blocks),
         qkv_bias="blocks.0.attn.qkv.bias" in state_dict, class_token=class_token,
