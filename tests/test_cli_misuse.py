@@ -106,6 +106,16 @@ def test_eval_folder_that_is_not_a_checkpoint(tmp_path, capsys):
     _one_line_error(capsys, code, "holds no model.safetensors")
 
 
+def test_eval_and_predict_with_a_damaged_checkpoint(tmp_path, capsys, checkpoint, image):
+    weights = checkpoint / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    code = main(["eval", "--checkpoint", str(checkpoint), "--data", "digits"])
+    _one_line_error(capsys, code, "not a readable safetensors file")
+    (checkpoint / "config.json").write_text('{"library": "vitkit", "config": [')
+    code = main(["predict", "--checkpoint", str(checkpoint), str(image)])
+    _one_line_error(capsys, code, "config.json: the vitkit description is not valid JSON")
+
+
 @pytest.mark.parametrize("layout, phrase", [
     ("empty", "no class sub-folders"),
     ("single-class", "single class"),
