@@ -103,7 +103,8 @@ def test_cli_eval_other_split_and_out(setup, tmp_path, capsys):
     checkpoint, data = setup
     out_dir = tmp_path / "elsewhere"
     assert main(["eval", "--checkpoint", checkpoint, "--data", str(data), "--split", "train",
-                 "--out", str(out_dir), "--fp32"]) == 0
+                 "--out", str(out_dir), "--fp32", "--no-progress"]) == 0
+    assert "img/s" not in capsys.readouterr().err  # no decode bar
     metrics = json.loads((out_dir / "metrics.json").read_text())
     assert metrics["split"] == "train" and metrics["count"] == 6
     assert metrics["top1"] == pytest.approx(1 / 3)

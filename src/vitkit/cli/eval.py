@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="compute in fp32 even where bf16 is native")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: best)")
     parser.add_argument("--out", default=None, help="folder for metrics.json and the PNG")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar while images are decoded")
     parser.set_defaults(func=run)
 
 
@@ -91,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
     model = load_pretrained(args.checkpoint, map_location=device)
     splits = load_splits(args.data, img_size=tuple(model.config.img_size),
                          in_chans=model.config.in_chans, val_split=args.val_split,
-                         seed=args.seed, data_dir=args.data_dir, cache_dir=args.cache_dir)
+                         seed=args.seed, data_dir=args.data_dir, cache_dir=args.cache_dir,
+                         progress=not args.no_progress)
     split, dataset = _choose_split(splits, args.split)
     if model.class_names and list(model.class_names) != list(dataset.classes):
         missing = sorted(set(model.class_names) - set(dataset.classes))
