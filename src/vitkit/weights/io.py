@@ -170,7 +170,7 @@ def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
     except CheckpointError:
         raise
     except MemoryError as error:
-        raise CheckpointError(_not_enough_memory(path)) from error
+        raise CheckpointError(not_enough_memory(path)) from error
     except Exception as error:  # noqa: BLE001 - damaged bytes: whatever the reader raises
         raise CheckpointError(_unreadable_safetensors(path, error)) from error
 
@@ -183,7 +183,7 @@ def read_safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
     except MemoryError as error:
-        raise CheckpointError(_not_enough_memory(path)) from error
+        raise CheckpointError(not_enough_memory(path)) from error
     except Exception as error:  # noqa: BLE001 - damaged bytes: whatever the reader raises
         raise CheckpointError(_unreadable_safetensors(path, error)) from error
     if not isinstance(metadata, dict) or not all(
@@ -194,17 +194,25 @@ def read_safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
     return metadata
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (readers' messages run long), or its type's name."""
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def not_enough_memory(path: str | os.PathLike, what: str = "tensors",
+                      remedy: str = "download or save it again") -> str:
+    """The message for a file whose reading ran out of memory: what it claims, and what to do."""
+    return (f"not enough memory to read {path}: it claims {what} larger than this machine can "
+            f"hold, so it is damaged or too big for this machine; {remedy}")
+
+
 def _unreadable_safetensors(path: str | os.PathLike, error: BaseException) -> str:
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    reason = first_line(error)
     if not isinstance(error, (SafetensorError, OSError)):
         reason = f"{type(error).__name__}: {reason}"
     return (f"{path} is not a readable safetensors file ({reason}); it may be truncated or "
             "corrupted: download or save it again")
-
-
-def _not_enough_memory(path: str | os.PathLike) -> str:
-    return (f"not enough memory to read {path}: it claims tensors larger than this machine can "
-            "hold, so it is damaged or too big for this machine; download or save it again")
 
 
 def _read_document(path: Path) -> tuple[dict[str, Any], Path]:

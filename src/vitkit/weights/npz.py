@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .io import CheckpointError
+from .io import CheckpointError, not_enough_memory
 
 POS_VIT_JAX = "Transformer/posembed_input/pos_embedding"
 PREFIXES = ("opt/target/", "params/img/", "params/", "")
@@ -47,10 +47,7 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     except CheckpointError:
         raise
     except MemoryError as error:
-        raise CheckpointError(
-            f"not enough memory to read {path}: it claims arrays larger than this machine can "
-            "hold, so it is damaged or too big for this machine; download it again"
-        ) from error
+        raise CheckpointError(not_enough_memory(path, "arrays", "download it again")) from error
     except Exception as error:  # noqa: BLE001 - zipfile and numpy raise many kinds on damage
         reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise CheckpointError(

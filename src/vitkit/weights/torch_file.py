@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from .io import CheckpointError
+from .io import CheckpointError, first_line, not_enough_memory
 
 # Keys under which training scripts commonly nest the model's state dict.
 WRAPPER_KEYS = ("model", "state_dict", "model_state_dict", "model_state", "module", "ema")
@@ -39,12 +39,9 @@ def read_torch_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             ) from error
         raise CheckpointError(_damaged(path, f"a damaged pickle: {reason}")) from error
     except MemoryError as error:
-        raise CheckpointError(
-            f"not enough memory to read {path}: it claims tensors larger than this machine can "
-            "hold, so it is damaged or too big for this machine; download or save it again"
-        ) from error
+        raise CheckpointError(not_enough_memory(path)) from error
     except Exception as error:  # noqa: BLE001 - damaged bytes make torch's readers raise anything
-        raise CheckpointError(_damaged(path, f"{type(error).__name__}: {_first_line(error)}")
+        raise CheckpointError(_damaged(path, f"{type(error).__name__}: {first_line(error)}")
                               ) from error
     return unwrap_state_dict(obj, str(path))
 
@@ -62,7 +59,7 @@ def _unpickler_reason(error: pickle.UnpicklingError) -> str:
         lines = [line.strip() for line in tail.splitlines() if line.strip()]
         if lines:
             return lines[0]
-    return _first_line(error)
+    return first_line(error)
 
 
 def _damaged(path: str | os.PathLike, reason: str) -> str:
@@ -96,8 +93,3 @@ def _is_state_dict(obj: dict) -> bool:
     return bool(obj) and all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
     )
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
