@@ -22,10 +22,11 @@ from pathlib import Path
 import torch
 
 import vitkit
+from vitkit.cli.recipe_args import parse_model_args
 from vitkit.data import load_splits
+from vitkit.models import Preprocessing
 from vitkit.train import TrainRun, get_recipe, train
 from vitkit.train.augment import BatchAugment, channel_stats
-from vitkit.train.cli_args import parse_model_args
 
 TARBALL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10-png.tar.gz"
 
@@ -85,7 +86,8 @@ def main() -> int:
     model = vitkit.create_model(args.model, **model_args)
     recipe = get_recipe("small-data", **recipe_args)
     mean, std = channel_stats(train_set.images)
-    augment = BatchAugment(recipe, 10, mean, std, model.config.img_size, (32, 32))
+    augment = BatchAugment(recipe, 10, Preprocessing(mean=mean, std=std, crop_pct=1.0),
+                           model.config.img_size, (32, 32))
     rate = images_per_second(model, augment, train_set, args.batch_size)
     budget = 0.95 * (args.minutes * 60 - (time.perf_counter() - started))
     # Each epoch end evaluates the test set twice (weights and EMA); a forward pass costs

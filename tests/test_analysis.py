@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from tests.conftest import randomise
 from vitkit.analysis import (
     attention_maps,
     attention_rollout,
@@ -26,12 +27,7 @@ def tiny_model(seed: int = 0, **overrides) -> VisionTransformer:
     base = dict(img_size=8, patch_size=4, in_chans=3, num_classes=5, embed_dim=12, depth=3,
                 num_heads=3, mlp_dim=24)
     base.update(overrides)
-    model = VisionTransformer(ViTConfig(**base))
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for param in model.parameters():
-            param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
-    return model.eval()
+    return randomise(VisionTransformer(ViTConfig(**base)), seed, scale=0.5).eval()
 
 
 def images_for(model: VisionTransformer, batch: int = 2, seed: int = 1) -> torch.Tensor:

@@ -27,7 +27,7 @@ def digits_like(**overrides) -> VisionTransformer:
     if base["num_classes"]:
         with torch.no_grad():
             model.head.weight.normal_()
-    model.model_name = "tiny_digits"
+    model.meta.name = "tiny_digits"
     return model.eval()
 
 

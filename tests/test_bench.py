@@ -7,11 +7,10 @@ import time
 import torch
 
 import vitkit
+from tests.conftest import randomise
 from vitkit.bench.timing import PeakMemory
 from vitkit.cli.main import main
 from vitkit.infer.optimize import optimize_for_inference
-
-from .test_model import randomise
 
 
 def test_optimize_for_inference_keeps_the_logits_in_fp32_and_bf16() -> None:

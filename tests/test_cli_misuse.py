@@ -7,30 +7,12 @@ import pytest
 from PIL import Image
 
 import vitkit
-from tests.test_data_sources import make_class_folder
-from tests.train_helpers import TINY
+from tests.conftest import TINY, make_class_folder, one_line_error
 from vitkit.cli.main import main
 
+pytestmark = pytest.mark.usefixtures("private_cache")
+
 FAST = ["--epochs", "1", "--no-progress", "--no-randaugment", "--warmup-epochs", "0"]
-
-
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("VITKIT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("VITKIT_DEBUG", raising=False)
-
-
-def _one_line_error(capsys, code: int, phrase: str) -> str:
-    """Exit status 2 and a single non-empty stderr line holding `phrase`, no traceback."""
-    err = capsys.readouterr().err
-    # What a terminal shows: a progress bar erased with carriage returns leaves nothing.
-    shown = "\n".join(line.rsplit("\r", 1)[-1] for line in err.split("\n"))
-    lines = [line for line in shown.splitlines() if line.strip()]
-    assert code == 2, err
-    assert len(lines) == 1 and shown.strip() == lines[0], err
-    assert "Traceback" not in err and lines[0].startswith("vitkit ")
-    assert phrase in lines[0], lines[0]
-    return lines[0]
 
 
 def _undecodable_folder(root):
@@ -81,7 +63,7 @@ def test_train_refuses_data_it_cannot_learn_from(tmp_path, capsys, layout, phras
         (data / "cat").mkdir()
         (data / "dog").mkdir()
     code = main(["train", "--data", str(data), "--out", str(tmp_path / "run"), *FAST])
-    line = _one_line_error(capsys, code, phrase)
+    line = one_line_error(capsys, code, phrase)
     assert str(data) in line
     assert not (tmp_path / "run" / "checkpoint").exists()
 
@@ -91,29 +73,29 @@ def test_train_single_class_csv(tmp_path, capsys):
     (tmp_path / "labels.csv").write_text("path,label\nimages/cat/0.png,cat\nimages/cat/1.png,cat\n")
     code = main(["train", "--data", str(tmp_path / "labels.csv"), "--out", str(tmp_path / "r"),
                  *FAST])
-    _one_line_error(capsys, code, "single class ('cat')")
+    one_line_error(capsys, code, "single class ('cat')")
 
 
 # -- eval -------------------------------------------------------------------------------------
 def test_eval_missing_checkpoint(tmp_path, capsys):
     code = main(["eval", "--checkpoint", str(tmp_path / "nope"), "--data", "digits"])
-    _one_line_error(capsys, code, "no checkpoint at")
+    one_line_error(capsys, code, "no checkpoint at")
 
 
 def test_eval_folder_that_is_not_a_checkpoint(tmp_path, capsys):
     (tmp_path / "ckpt").mkdir()
     code = main(["eval", "--checkpoint", str(tmp_path / "ckpt"), "--data", "digits"])
-    _one_line_error(capsys, code, "holds no model.safetensors")
+    one_line_error(capsys, code, "holds no model.safetensors")
 
 
 def test_eval_and_predict_with_a_damaged_checkpoint(tmp_path, capsys, checkpoint, image):
     weights = checkpoint / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
     code = main(["eval", "--checkpoint", str(checkpoint), "--data", "digits"])
-    _one_line_error(capsys, code, "not a readable safetensors file")
+    one_line_error(capsys, code, "not a readable safetensors file")
     (checkpoint / "config.json").write_text('{"library": "vitkit", "config": [')
     code = main(["predict", "--checkpoint", str(checkpoint), str(image)])
-    _one_line_error(capsys, code, "config.json: the vitkit description is not valid JSON")
+    one_line_error(capsys, code, "config.json: the vitkit description is not valid JSON")
 
 
 @pytest.mark.parametrize("layout, phrase", [
@@ -132,31 +114,31 @@ def test_eval_on_bad_data(tmp_path, capsys, checkpoint, layout, phrase):
         _undecodable_folder(data)
     code = main(["eval", "--checkpoint", str(checkpoint), "--data", str(data),
                  "--out", str(tmp_path / "eval")])
-    _one_line_error(capsys, code, phrase)
+    one_line_error(capsys, code, phrase)
 
 
 def test_eval_batch_size_zero(tmp_path, capsys, checkpoint):
     code = main(["eval", "--checkpoint", str(checkpoint), "--data", "digits",
                  "--batch-size", "0"])
-    _one_line_error(capsys, code, "--batch-size must be at least 1")
+    one_line_error(capsys, code, "--batch-size must be at least 1")
 
 
 # -- predict, finetune, analyze, info, convert ------------------------------------------------
 def test_predict_missing_checkpoint(tmp_path, capsys, image):
     code = main(["predict", "--checkpoint", str(tmp_path / "nope"), str(image)])
-    _one_line_error(capsys, code, "no checkpoint at")
+    one_line_error(capsys, code, "no checkpoint at")
 
 
 def test_predict_no_images(tmp_path, capsys, checkpoint):
     (tmp_path / "empty").mkdir()
     code = main(["predict", "--checkpoint", str(checkpoint), str(tmp_path / "empty")])
-    _one_line_error(capsys, code, "no image files found")
+    one_line_error(capsys, code, "no image files found")
 
 
 def test_finetune_missing_pretrained(tmp_path, capsys):
     code = main(["finetune", "--pretrained", str(tmp_path / "nope"), "--data", "digits",
                  "--out", str(tmp_path / "ft"), *FAST])
-    _one_line_error(capsys, code, "no checkpoint at")
+    one_line_error(capsys, code, "no checkpoint at")
     assert not (tmp_path / "ft").exists()
 
 
@@ -164,13 +146,13 @@ def test_finetune_on_single_class_data(tmp_path, capsys, checkpoint):
     make_class_folder(tmp_path / "data", {"cat": 3})
     code = main(["finetune", "--pretrained", str(checkpoint), "--data", str(tmp_path / "data"),
                  "--out", str(tmp_path / "ft"), *FAST])
-    _one_line_error(capsys, code, "single class")
+    one_line_error(capsys, code, "single class")
 
 
 def test_analyze_missing_checkpoint(tmp_path, capsys, image):
     code = main(["analyze", "--checkpoint", str(tmp_path / "nope"), "--images", str(image),
                  "--out", str(tmp_path / "out")])
-    _one_line_error(capsys, code, "no checkpoint at")
+    one_line_error(capsys, code, "no checkpoint at")
     assert not (tmp_path / "out").exists()
 
 
@@ -178,43 +160,43 @@ def test_analyze_no_images(tmp_path, capsys, checkpoint):
     (tmp_path / "empty").mkdir()
     code = main(["analyze", "--checkpoint", str(checkpoint), "--images", str(tmp_path / "empty"),
                  "--out", str(tmp_path / "out")])
-    _one_line_error(capsys, code, "no image files found")
+    one_line_error(capsys, code, "no image files found")
 
 
 def test_info_unknown_model(capsys):
     code = main(["info", "vit_nope"])
-    _one_line_error(capsys, code, "unknown model 'vit_nope'")
+    one_line_error(capsys, code, "unknown model 'vit_nope'")
 
 
 def test_info_close_name_suggests(capsys):
     code = main(["info", "vit_base_patch16_22"])
-    _one_line_error(capsys, code, "did you mean vit_base_patch16_224")
+    one_line_error(capsys, code, "did you mean vit_base_patch16_224")
 
 
 def test_info_folder_that_is_not_a_checkpoint(tmp_path, capsys):
     code = main(["info", str(tmp_path)])
-    _one_line_error(capsys, code, "holds no model.safetensors")
+    one_line_error(capsys, code, "holds no model.safetensors")
 
 
 def test_convert_missing_source(tmp_path, capsys):
     code = main(["convert", str(tmp_path / "nope.pth"), str(tmp_path / "out")])
-    _one_line_error(capsys, code, "no checkpoint at")
+    one_line_error(capsys, code, "no checkpoint at")
     assert not (tmp_path / "out").exists()
 
 
 def test_convert_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("hello, this is not a checkpoint")
     code = main(["convert", str(tmp_path / "notes.txt"), str(tmp_path / "out")])
-    _one_line_error(capsys, code, "not a checkpoint format")
+    one_line_error(capsys, code, "not a checkpoint format")
 
 
 def test_convert_into_a_non_empty_folder(tmp_path, capsys, checkpoint):
     code = main(["convert", str(checkpoint), str(checkpoint)])
-    _one_line_error(capsys, code, "already exists")
+    one_line_error(capsys, code, "already exists")
 
 
 def test_convert_with_another_architecture_named(tmp_path, capsys, checkpoint):
     code = main(["convert", str(checkpoint), str(tmp_path / "out"), "--model",
                  "vit_cifar_patch4_32"])
-    line = _one_line_error(capsys, code, "does not fit this model's architecture")
+    line = one_line_error(capsys, code, "does not fit this model's architecture")
     assert "differ in shape" in line and "--model" in line

@@ -13,28 +13,12 @@ import torch
 from PIL import Image
 
 import vitkit.data.decode as decode_module
+from tests.conftest import COLOURS, make_class_folder
 from vitkit.data import load_splits
 from vitkit.data.cache import clear_memory_cache
-from vitkit.data.transforms import eval_resize_crop, normalize, resize_batch
+from vitkit.data.transforms import normalize, resize_batch, resize_crop
 
-COLOURS = {"cat": (255, 0, 0), "dog": (0, 255, 0), "emu": (0, 0, 255)}
-
-
-def make_class_folder(root: Path, counts: dict[str, int], size=(8, 8), fmt="png") -> Path:
-    """root/<class>/<i>.<fmt>: each class a solid colour (so labels are checkable)."""
-    for name, count in counts.items():
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for i in range(count):
-            colour = tuple(max(c - 3 * i, 0) for c in COLOURS[name])
-            Image.new("RGB", (size[1], size[0]), colour).save(root / name / f"{i}.{fmt}")
-    return root
-
-
-@pytest.fixture(autouse=True)
-def _fresh_memory_cache():
-    clear_memory_cache()
-    yield
-    clear_memory_cache()
+pytestmark = pytest.mark.usefixtures("private_cache")  # a cold cache in memory for each test
 
 
 @pytest.fixture
@@ -257,6 +241,6 @@ def test_transforms():
     assert resize_batch(images, 4) is images
     wide = torch.zeros(3, 10, 20, dtype=torch.uint8)
     wide[:, :, 5:15] = 255  # a white centre, black sides
-    crop = eval_resize_crop(wide, 10, crop_pct=1.0)
+    crop = resize_crop(wide, 10, crop_pct=1.0)
     assert crop.shape == (3, 10, 10) and (crop[:, :, 1:9] == 255).all()
-    assert eval_resize_crop(wide, 8, crop_pct=0.8).shape == (3, 8, 8)
+    assert resize_crop(wide, 8, crop_pct=0.8).shape == (3, 8, 8)

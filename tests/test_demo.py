@@ -17,7 +17,7 @@ def test_demo_short_run(tmp_path, capsys):
         metrics)
     assert 0.0 <= metrics["test_top1"] <= 1.0 and metrics["test_images"] == 360
     model = vitkit.create_model(None, pretrained=out / "checkpoint")
-    assert model.model_name == "vit_digits_patch2_8" and model.class_names[3] == "3"
+    assert model.meta.name == "vit_digits_patch2_8" and model.meta.class_names[3] == "3"
     printed = capsys.readouterr().out
     assert "test top-1" in printed and str(out / "checkpoint") in printed
     assert main(["demo", "--out", str(out), "--epochs", "1"]) == 2  # never overwrites a run

@@ -3,26 +3,28 @@ with a hand computation, metrics.json + confusion-matrix PNG, and clear errors."
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 import vitkit
+from tests.conftest import constant_model, make_class_folder, randomise
 from vitkit.cli.main import main
 from vitkit.data import ImageTensorDataset
 from vitkit.data.cache import clear_memory_cache
 from vitkit.infer import evaluate
 from vitkit.infer.batches import model_inputs
-
-from .test_data_sources import make_class_folder
-from .test_predict import tiny_model
+from vitkit.models import Preprocessing
 
 
 def test_evaluate_constant_model_exact_numbers():
-    model = tiny_model()  # always predicts dog (1), then emu (2), then cat (0)
+    model = constant_model()  # always predicts dog (1), then emu (2), then cat (0)
     targets = torch.tensor([0, 0, 0, 1, 1, 2])
     data = ImageTensorDataset(torch.zeros(6, 3, 8, 8, dtype=torch.uint8), targets,
                               ["cat", "dog", "emu"])
@@ -66,14 +68,14 @@ def test_evaluate_rejects_wrong_class_count():
     data = ImageTensorDataset(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), torch.tensor([0, 1]),
                               ["a", "b"])
     with pytest.raises(ValueError, match="2 classes"):
-        evaluate(tiny_model(), data)
+        evaluate(constant_model(), data)
 
 
 @pytest.fixture
 def setup(tmp_path, monkeypatch):
     monkeypatch.setenv("VITKIT_CACHE", str(tmp_path / "cache"))
     clear_memory_cache()
-    checkpoint = vitkit.save_pretrained(tiny_model(), tmp_path / "run" / "checkpoint")
+    checkpoint = vitkit.save_pretrained(constant_model(), tmp_path / "run" / "checkpoint")
     data = tmp_path / "pets"
     make_class_folder(data / "train", {"cat": 2, "dog": 2, "emu": 2})
     make_class_folder(data / "test", {"cat": 3, "dog": 4, "emu": 1}, size=(16, 16))
@@ -121,3 +123,44 @@ def test_cli_eval_errors(setup, tmp_path, capsys):
     assert main(["eval", "--checkpoint", checkpoint, "--data", str(other),
                  "--split", "train"]) == 2
     assert "differ from the model's" in capsys.readouterr().err
+
+
+def test_eval_top1_is_the_accuracy_of_predict_on_the_same_files(tmp_path, capsys,
+                                                                 private_cache):
+    """The same checkpoint on a folder of photos of other sizes and shapes: `vitkit eval` and
+    `vitkit predict` prepare each file the same way (resize by crop_pct, centre-crop), so
+    they agree on every prediction."""
+    model = randomise(vitkit.create_model(
+        "vit_digits_patch2_8", in_chans=3, num_classes=3, img_size=16, depth=1, embed_dim=16,
+        num_heads=2, mlp_dim=32), seed=1, scale=1.0).eval()
+    model.meta.class_names = ["cat", "dog", "emu"]
+    model.meta.preprocessing = Preprocessing(mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3),
+                                             interpolation="bicubic", crop_pct=0.875)
+    checkpoint = vitkit.save_pretrained(model, tmp_path / "checkpoint")
+    rng = np.random.default_rng(0)
+    for label in model.meta.class_names:
+        (tmp_path / "photos" / label).mkdir(parents=True)
+        for i in range(8):
+            height, width = rng.integers(12, 70, size=2)
+            pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+            suffix = "jpg" if i % 2 else "png"
+            Image.fromarray(pixels).save(tmp_path / "photos" / label / f"{i}.{suffix}")
+    out = tmp_path / "eval"
+    assert main(["eval", "--checkpoint", str(checkpoint), "--data", str(tmp_path / "photos"),
+                 "--split", "train", "--out", str(out), "--fp32", "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(checkpoint), str(tmp_path / "photos"),
+                 "--format", "csv", "--fp32"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == metrics["count"] == 24
+    predicted = [row["label1"] for row in rows]
+    assert len(set(predicted)) >= 2  # the model tells the files apart: the test means something
+    truth = [Path(row["file"]).parent.name for row in rows]
+    names = model.meta.class_names
+    confusion = [[0] * 3 for _ in names]
+    for true, guess in zip(truth, predicted, strict=True):
+        confusion[names.index(true)][names.index(guess)] += 1
+    assert confusion == metrics["confusion"]
+    accuracy = sum(t == p for t, p in zip(truth, predicted, strict=True)) / len(rows)
+    assert accuracy == metrics["top1"]

@@ -30,9 +30,8 @@ from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 import vitkit
+from tests.conftest import tiny_vit
 from vitkit.weights import CheckpointError, export_npz
-
-from .test_weights_bad import tiny
 
 KINDS = ("vitkit", "timm", "pth", "pth-legacy", "npz")
 SUFFIX = {"vitkit": ".safetensors", "timm": ".safetensors", "pth": ".pth", "pth-legacy": ".pth",
@@ -56,8 +55,8 @@ def _one_thread():
 
 @functools.cache
 def original(kind: str) -> bytes:
-    """A valid checkpoint of `kind` for tiny() (vit_tiny, 2 blocks, 32 px, 3 classes)."""
-    model = tiny()
+    """A valid checkpoint of `kind` for tiny_vit() (vit_tiny, 2 blocks, 32 px, 3 classes)."""
+    model = tiny_vit()
     with tempfile.TemporaryDirectory() as folder:
         path = pathlib.Path(folder) / f"model{SUFFIX[kind]}"
         if kind == "vitkit":
@@ -157,8 +156,8 @@ FOLDERS = ("vitkit", "timm", "hf")
 
 @functools.cache
 def folder_files(kind: str) -> dict[str, bytes]:
-    """The files of a checkpoint folder of `kind` for tiny()."""
-    model = tiny()
+    """The files of a checkpoint folder of `kind` for tiny_vit()."""
+    model = tiny_vit()
     with tempfile.TemporaryDirectory() as folder:
         vitkit.weights.export(model, pathlib.Path(folder) / "x", to=kind)
         return {p.name: p.read_bytes() for p in (pathlib.Path(folder) / "x").iterdir()}
@@ -455,7 +454,7 @@ def test_vitkit_metadata_that_is_not_json(tmp_path):
 
 
 def test_integer_tensors_where_the_model_has_weights(tmp_path):
-    state = tiny().state_dict()
+    state = tiny_vit().state_dict()
     state["blocks.0.norm1.weight"] = torch.ones(192, dtype=torch.int64)
     path = tmp_path / "ints.safetensors"
     save_file(state, path)
@@ -466,7 +465,7 @@ def test_integer_tensors_where_the_model_has_weights(tmp_path):
 
 def test_tensors_of_the_wrong_rank_are_named(tmp_path):
     """infer_config unpacked patch_embed.proj.weight's shape: ValueError escaped."""
-    state = tiny().state_dict()
+    state = tiny_vit().state_dict()
     state["patch_embed.proj.weight"] = state["patch_embed.proj.weight"].flatten()
     path = tmp_path / "rank.safetensors"
     save_file(state, path)

@@ -12,11 +12,12 @@ import zlib
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from vitkit.data.decode import load_resized
+from vitkit.data.decode import load_image
 from vitkit.data.images import ImageDecodeError, decode_image, image_size
 
 
@@ -95,8 +96,8 @@ def test_large_jpeg_shrunk_on_decode(tmp_path):
     assert decode_image(path).size == (800, 600)
     shrunk = decode_image(path, min_size=(64, 64))
     assert 64 <= min(shrunk.size) and shrunk.size[0] <= 200  # 1/4 or 1/8 scale
-    array = load_resized(str(path), (32, 32), "RGB")
-    assert array.shape == (32, 32, 3) and abs(int(array[16, 16, 0]) - 250) < 12
+    pixels = load_image(str(path), (32, 32), "RGB")
+    assert pixels.shape == (3, 32, 32) and abs(int(pixels[0, 16, 16]) - 250) < 12
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -212,13 +213,14 @@ def test_animated_gif_first_frame(tmp_path):
 
 def test_very_small_and_very_large(tmp_path):
     tiny = _save(Image.new("RGB", (1, 1), (9, 99, 199)), tmp_path / "tiny.png")
-    resized = load_resized(str(tiny), (16, 16), "RGB")
-    assert resized.shape == (16, 16, 3) and (resized == [9, 99, 199]).all()
+    resized = load_image(str(tiny), (16, 16), "RGB")
+    assert resized.shape == (3, 16, 16)
+    assert (resized.permute(1, 2, 0) == torch.tensor([9, 99, 199], dtype=torch.uint8)).all()
     large = Image.new("L", (6000, 4000), 200)  # 24 M pixels: under the limit, decodes
     path = _save(large, tmp_path / "large.png")
     assert decode_image(path, "L").size == (6000, 4000)
-    small = load_resized(str(path), (8, 8), "RGB")
-    assert small.shape == (8, 8, 3) and (small == 200).all()
+    small = load_image(str(path), (8, 8), "RGB")
+    assert small.shape == (3, 8, 8) and (small == 200).all()
 
 
 def test_mode_must_be_rgb_or_l(tmp_path):

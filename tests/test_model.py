@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import vitkit
+from tests.conftest import randomise
 from vitkit.models import VisionTransformer, ViTConfig, get_config, resample_pos_embed
 
 PARAMETER_COUNTS = {
@@ -24,14 +25,6 @@ def tiny_config(**overrides) -> ViTConfig:
     base.update(overrides)
     return ViTConfig(**base)
 
-
-def randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Fill every tensor with random values, so that zero-initialised heads can't hide bugs."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for param in model.parameters():
-            param.copy_(torch.randn(param.shape, generator=generator) * 0.2)
-    return model
 
 
 @pytest.mark.parametrize("name,expected", sorted(PARAMETER_COUNTS.items()))

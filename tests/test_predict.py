@@ -12,24 +12,13 @@ import torch
 from PIL import Image
 
 import vitkit
+from tests.conftest import CONSTANT_LOGITS, constant_model
 from vitkit.cli.main import main
+from vitkit.data import find_images
 from vitkit.infer import predict
-from vitkit.infer.predict import expand_inputs
+from vitkit.models import Preprocessing
 
-BIAS = torch.tensor([0.0, 2.0, 1.0])  # always: dog, then emu, then cat
-PROBS = BIAS.softmax(0)
-
-
-def tiny_model(in_chans: int = 3) -> vitkit.VisionTransformer:
-    """A 1-block ViT whose head ignores the image: logits = BIAS."""
-    model = vitkit.create_model("vit_digits_patch2_8", in_chans=in_chans, num_classes=3, depth=1,
-                                embed_dim=16, num_heads=2, mlp_dim=32)
-    with torch.no_grad():
-        model.head.weight.zero_()
-        model.head.bias.copy_(BIAS)
-    model.class_names = ["cat", "dog", "emu"]
-    model.preprocessing = {"crop_pct": 1.0}
-    return model.eval()
+PROBS = CONSTANT_LOGITS.softmax(0)
 
 
 @pytest.fixture
@@ -49,7 +38,7 @@ def files(tmp_path):
 def test_predict_mix_of_good_and_bad(files):
     good, bad = files
     inputs = [good[0], bad[0], good[1], bad[1], good[2], bad[2], good[3]]
-    rows = predict(tiny_model(), inputs, topk=2, batch_size=3)
+    rows = predict(constant_model(), inputs, topk=2, batch_size=3)
     assert [row.source for row in rows] == inputs
     assert [row.ok for row in rows] == [True, False, True, False, True, False, True]
     for row in rows:
@@ -62,7 +51,7 @@ def test_predict_mix_of_good_and_bad(files):
 
 
 def test_predict_images_and_tensors_and_grey_model():
-    model = tiny_model(in_chans=1)
+    model = constant_model(in_chans=1)
     inputs = [Image.new("RGB", (20, 10)), torch.zeros(1, 8, 8, dtype=torch.uint8),
               torch.zeros(8, 8)]
     rows = predict(model, inputs, topk=10)
@@ -76,7 +65,8 @@ def test_predict_matches_manual_preprocessing(tmp_path):
     torch.manual_seed(0)
     model = vitkit.create_model("vit_digits_patch2_8", in_chans=3, num_classes=4, depth=1,
                                 embed_dim=16, num_heads=2, mlp_dim=32).eval()
-    model.preprocessing = {"crop_pct": 1.0, "mean": [0.2, 0.3, 0.4], "std": [0.5, 0.6, 0.7]}
+    model.meta.preprocessing = Preprocessing(mean=(0.2, 0.3, 0.4), std=(0.5, 0.6, 0.7),
+                                             crop_pct=1.0)
     pixels = torch.randint(0, 256, (3, 8, 8), dtype=torch.uint8)
     path = tmp_path / "x.png"
     Image.fromarray(pixels.permute(1, 2, 0).numpy()).save(path)
@@ -92,14 +82,14 @@ def test_expand_inputs_lists_folders(tmp_path):
     (tmp_path / "sub").mkdir()
     for name in ("b.png", "a.jpg", "sub/c.gif", "notes.txt", ".hidden.png"):
         (tmp_path / name).write_bytes(b"x")
-    found = expand_inputs([tmp_path, tmp_path / "missing.png"])
+    found = find_images([tmp_path, tmp_path / "missing.png"])
     names = [p.replace(str(tmp_path) + "/", "") for p in found]
     assert names == ["a.jpg", "b.png", "sub/c.gif", "missing.png"]
 
 
 @pytest.fixture
 def checkpoint(tmp_path):
-    return str(vitkit.save_pretrained(tiny_model(), tmp_path / "run" / "checkpoint"))
+    return str(vitkit.save_pretrained(constant_model(), tmp_path / "run" / "checkpoint"))
 
 
 def test_cli_predict_table_json_csv(checkpoint, files, capsys):

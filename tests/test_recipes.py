@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from tests.train_helpers import digits_subset, tiny_model
+from tests.conftest import digits_subset, tiny_model
 from vitkit.train import TrainRun, get_recipe, list_recipes, train
 from vitkit.train.optim import build_optimizer, lr_at, param_groups
 
@@ -71,7 +71,7 @@ def test_each_recipe_trains_a_few_steps(tmp_path, name):
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert any("val_top1" in line for line in lines) and any("loss" in line for line in lines)
     loaded = __import__("vitkit").create_model(None, pretrained=tmp_path / "checkpoint")
-    assert loaded.class_names == data.classes
-    assert loaded.preprocessing["mean"] == model.preprocessing["mean"]
+    assert loaded.meta.class_names == data.classes
+    assert loaded.meta.preprocessing.mean == model.meta.preprocessing.mean
     state = torch.load(tmp_path / "state" / "last.pt", weights_only=True)
     assert state["step"] == 2 and (state["ema"] is not None) == recipe.ema

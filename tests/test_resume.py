@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from tests.train_helpers import digits_subset, tiny_model
+from tests.conftest import digits_subset, tiny_model
 from vitkit.train import TrainingError, TrainRun, get_recipe, train
 from vitkit.train import checkpoint as checkpoint_module
 

@@ -1,26 +1,23 @@
-"""bf16 autocast where the hardware has it (forced here on tiny tensors, since this CPU
-emulates bf16), fp32 on request."""
+"""bf16 autocast on request (forced here whatever the CPU), fp32 on request, and the default
+resolved by `vitkit.device.default_dtype`."""
 
 from __future__ import annotations
 
 import torch
 
-from tests.train_helpers import digits_subset, tiny_model
+from tests.conftest import digits_subset, tiny_model
 from vitkit.train import TrainRun, get_recipe, train
-from vitkit.train import trainer as trainer_module
 
 
-def _run(out, fp32: bool) -> TrainRun:
+def _run(out, precision: str) -> TrainRun:
     recipe = get_recipe("small-data", epochs=1, batch_size=8, randaugment=False, hflip=False)
     return TrainRun(model=tiny_model(depth=1), train_set=digits_subset(16),
-                    val_set=digits_subset(8, "test"), recipe=recipe, out_dir=out, fp32=fp32,
-                    progress=False)
+                    val_set=digits_subset(8, "test"), recipe=recipe, out_dir=out,
+                    precision=precision, progress=False)
 
 
-def test_bf16_autocast_when_native(tmp_path, monkeypatch):
+def test_bf16_autocast_when_asked_fp32_when_asked(tmp_path, monkeypatch):
     seen = []
-    monkeypatch.setattr(trainer_module, "default_dtype",
-                        lambda device, fp32=False: torch.float32 if fp32 else torch.bfloat16)
     real_forward = type(tiny_model()).forward
 
     def spy(self, images):
@@ -29,10 +26,20 @@ def test_bf16_autocast_when_native(tmp_path, monkeypatch):
         return logits
 
     monkeypatch.setattr(type(tiny_model()), "forward", spy)
-    result = train(_run(tmp_path / "bf16", fp32=False))
+    result = train(_run(tmp_path / "bf16", "bf16"))
     assert result.finished and torch.bfloat16 in seen
     state = torch.load(tmp_path / "bf16" / "state" / "last.pt", weights_only=True)
     assert all(t.dtype == torch.float32 for t in state["model"].values())  # fp32 master weights
     seen.clear()
-    train(_run(tmp_path / "fp32", fp32=True))
+    train(_run(tmp_path / "fp32", "fp32"))
     assert set(seen) == {torch.float32}
+
+
+def test_auto_precision_is_the_devices_default(monkeypatch):
+    import vitkit.device as device
+
+    for default in (torch.float32, torch.bfloat16):
+        monkeypatch.setattr(device, "default_dtype", lambda d, fp32=False, t=default: t)
+        assert device.resolve_dtype("cpu", "auto") == default
+        assert device.resolve_dtype("cpu", "fp32") == torch.float32
+        assert device.resolve_dtype("cpu", "bf16") == torch.bfloat16

@@ -10,16 +10,13 @@ import pytest
 from PIL import Image
 
 import vitkit
-from tests.train_helpers import TINY
+from tests.conftest import TINY
 from vitkit.cli.main import main
-from vitkit.train.sources import default_model
+from vitkit.cli.training import default_model
+
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 FAST = ["--epochs", "1", "--no-progress", "--no-randaugment", "--warmup-epochs", "0"]
-
-
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("VITKIT_CACHE", str(tmp_path / "cache"))
 
 
 def _image_folder(root, per_class=6, size=16):
@@ -46,7 +43,7 @@ def test_train_on_an_image_folder(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "recipe small-data" in printed and "1 skipped" in printed
     model = vitkit.create_model(None, pretrained=out / "checkpoint")
-    assert model.class_names == ["blue", "red"] and model.config.img_size == (16, 16)
+    assert model.meta.class_names == ["blue", "red"] and model.config.img_size == (16, 16)
     assert model.config.patch_size == 2  # a small ViT suited to 16x16 images
     assert set(json.loads((out / "recipe.json").read_text())) >= {"lr", "mixup", "hflip"}
     assert json.loads((out / "recipe.json").read_text())["mixup"] == 0.2

@@ -9,19 +9,12 @@ import torch
 from safetensors.torch import save_file
 
 import vitkit
+from tests.conftest import logits, max_diff, tiny_vit
 from vitkit.weights import read_checkpoint
-
-from .test_weights_parity import logits, max_diff, randomise
-
-
-def tiny(**overrides) -> vitkit.VisionTransformer:
-    options = dict(depth=2, img_size=32, num_classes=3)
-    options.update(overrides)
-    return randomise(vitkit.create_model("vit_tiny_patch16_224", **options)).eval()
 
 
 def test_a_half_precision_checkpoint_loads_as_float32(tmp_path) -> None:
-    model = tiny()
+    model = tiny_vit()
     save_file({k: v.half() for k, v in model.state_dict().items()}, tmp_path / "h.safetensors")
     loaded = vitkit.create_model(None, pretrained=tmp_path / "h.safetensors")
     assert all(p.dtype == torch.float32 and p.requires_grad for p in loaded.parameters())
@@ -30,7 +23,7 @@ def test_a_half_precision_checkpoint_loads_as_float32(tmp_path) -> None:
 
 
 def test_fine_tuning_drops_the_pre_logits_layer_and_zeroes_the_head(tmp_path, caplog) -> None:
-    vitkit.save_pretrained(tiny(representation_size=16), tmp_path / "rep")
+    vitkit.save_pretrained(tiny_vit(representation_size=16), tmp_path / "rep")
     with caplog.at_level(logging.WARNING, logger="vitkit"):
         model = vitkit.create_model(None, pretrained=tmp_path / "rep", num_classes=5)
     assert model.config.representation_size is None and not hasattr(model.pre_logits, "fc")
@@ -42,7 +35,7 @@ def test_fine_tuning_drops_the_pre_logits_layer_and_zeroes_the_head(tmp_path, ca
 
 
 def test_models_from_one_checkpoint_object_do_not_share_tensors(tmp_path) -> None:
-    vitkit.save_pretrained(tiny(), tmp_path / "m")
+    vitkit.save_pretrained(tiny_vit(), tmp_path / "m")
     checkpoint = read_checkpoint(tmp_path / "m")
     first = vitkit.weights.create_pretrained(None, checkpoint, {})
     second = vitkit.weights.create_pretrained(None, checkpoint, {})
@@ -53,8 +46,8 @@ def test_models_from_one_checkpoint_object_do_not_share_tensors(tmp_path) -> Non
 
 
 def test_a_vitkit_safetensors_file_alone_keeps_names_and_preprocessing(tmp_path) -> None:
-    vitkit.save_pretrained(tiny(), tmp_path / "m", class_names=["x", "y", "z"],
+    vitkit.save_pretrained(tiny_vit(), tmp_path / "m", class_names=["x", "y", "z"],
                            preprocessing={"mean": [0.1, 0.2, 0.3], "std": [1.0, 1.0, 1.0]})
     model = vitkit.create_model(None, pretrained=tmp_path / "m" / "model.safetensors")
-    assert model.class_names == ["x", "y", "z"] and model.model_name == "vit_tiny_patch16_224"
-    assert model.preprocessing["mean"] == [0.1, 0.2, 0.3] and model.config.depth == 2
+    assert model.meta.class_names == ["x", "y", "z"] and model.meta.name == "vit_tiny_patch16_224"
+    assert model.meta.preprocessing.mean == (0.1, 0.2, 0.3) and model.config.depth == 2

@@ -11,15 +11,8 @@ import torch
 from safetensors.torch import save_file
 
 import vitkit
+from tests.conftest import tiny_vit
 from vitkit.weights import CheckpointError, export_npz
-
-from .test_weights_parity import randomise
-
-
-def tiny(**overrides) -> vitkit.VisionTransformer:
-    options = dict(depth=2, img_size=32, num_classes=3)
-    options.update(overrides)
-    return randomise(vitkit.create_model("vit_tiny_patch16_224", **options)).eval()
 
 
 class WritesAFile:
@@ -33,7 +26,8 @@ class WritesAFile:
 
 
 def test_another_architecture_names_the_mismatching_tensors(tmp_path) -> None:
-    save_file(tiny(embed_dim=96, num_heads=3, mlp_dim=384).state_dict(), tmp_path / "x.safetensors")
+    other = tiny_vit(embed_dim=96, num_heads=3, mlp_dim=384)
+    save_file(other.state_dict(), tmp_path / "x.safetensors")
     with pytest.raises(CheckpointError) as info:
         vitkit.create_model("vit_tiny_patch16_224", pretrained=tmp_path / "x.safetensors")
     message = str(info.value)
@@ -45,7 +39,7 @@ def test_another_architecture_names_the_mismatching_tensors(tmp_path) -> None:
 @pytest.mark.parametrize("legacy", [False, True])
 def test_a_pickle_that_would_run_code_is_refused_without_running(tmp_path, legacy) -> None:
     marker = tmp_path / "pwned"
-    state = dict(tiny().state_dict())
+    state = dict(tiny_vit().state_dict())
     state["payload"] = WritesAFile(str(marker))
     torch.save({"model": state}, tmp_path / "evil.pth", _use_new_zipfile_serialization=not legacy)
     with pytest.raises(CheckpointError, match="refused to load .*evil.pth.*run arbitrary code"):
@@ -56,7 +50,7 @@ def test_a_pickle_that_would_run_code_is_refused_without_running(tmp_path, legac
 
 
 def test_a_state_dict_nested_under_model_with_ddp_prefixes_loads(tmp_path) -> None:
-    model = tiny()
+    model = tiny_vit()
     state = {f"module.{k}": v for k, v in model.state_dict().items()}
     torch.save({"model": state, "epoch": 3}, tmp_path / "ckpt.pth")
     loaded = vitkit.create_model("vit_tiny_patch16_224", pretrained=tmp_path / "ckpt.pth",
@@ -78,7 +72,7 @@ def _write(kind: str, model: vitkit.VisionTransformer, path: pathlib.Path) -> No
 @pytest.mark.parametrize("kind", ["safetensors", "pth", "npz"])
 def test_truncated_files_fail_clearly(tmp_path, kind) -> None:
     path = tmp_path / f"model.{kind}"
-    _write(kind, tiny(), path)
+    _write(kind, tiny_vit(), path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="truncated"):
@@ -86,7 +80,7 @@ def test_truncated_files_fail_clearly(tmp_path, kind) -> None:
 
 
 def test_format_comes_from_the_contents_not_the_name(tmp_path) -> None:
-    model = tiny()
+    model = tiny_vit()
     export_npz(model, tmp_path / "weights.npz")
     os.rename(tmp_path / "weights.npz", tmp_path / "weights.bin")  # an npz called .bin
     save_file(model.state_dict(), tmp_path / "weights.pth")  # safetensors called .pth
@@ -107,7 +101,8 @@ def test_unknown_layouts_and_non_checkpoints_are_named(tmp_path) -> None:
 
 
 def test_without_a_name_an_unknown_width_asks_for_one(tmp_path) -> None:
-    save_file(tiny(embed_dim=48, num_heads=4, mlp_dim=96).state_dict(), tmp_path / "w.safetensors")
+    other = tiny_vit(embed_dim=48, num_heads=4, mlp_dim=96)
+    save_file(other.state_dict(), tmp_path / "w.safetensors")
     with pytest.raises(CheckpointError, match="attention heads.*--model NAME"):
         vitkit.create_model(None, pretrained=tmp_path / "w.safetensors")
     model = vitkit.create_model(None, pretrained=tmp_path / "w.safetensors", num_heads=4)
@@ -116,7 +111,7 @@ def test_without_a_name_an_unknown_width_asks_for_one(tmp_path) -> None:
 
 def test_hf_config_of_another_model_type_is_refused(tmp_path) -> None:
     transformers = pytest.importorskip("transformers")
-    from .test_weights_parity import random_hf
+    from tests.conftest import random_hf
 
     folder = tmp_path / "hf"
     random_hf(transformers.ViTForImageClassification, hidden_size=32, num_hidden_layers=1,

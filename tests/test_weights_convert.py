@@ -6,9 +6,8 @@ import pytest
 import torch
 
 import vitkit
+from tests.conftest import TOLERANCE, logits, max_diff, randomise
 from vitkit.cli.main import main
-
-from .test_weights_parity import TOLERANCE, logits, max_diff, randomise
 
 transformers = pytest.importorskip("transformers")
 timm = pytest.importorskip("timm")

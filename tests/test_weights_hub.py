@@ -12,9 +12,8 @@ import torch
 from safetensors.torch import save_file
 
 import vitkit
+from tests.conftest import TOLERANCE, logits, max_diff, random_hf, random_timm
 from vitkit.weights import CheckpointError
-
-from .test_weights_parity import TOLERANCE, logits, max_diff, random_hf, random_timm
 
 transformers = pytest.importorskip("transformers")
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -51,9 +50,9 @@ def test_google_style_repo_loads_by_hub_id_offline(offline_cache) -> None:
 
     model = vitkit.create_model(None, pretrained="google/vit-test-patch8-32")
     assert model.config.num_heads == 4 and model.config.img_size == (32, 32)
-    assert model.class_names == ["a", "b", "c"]
-    assert model.preprocessing == {"mean": [0.5] * 3, "std": [0.5] * 3,
-                                   "interpolation": "bilinear", "crop_pct": 1.0}
+    assert model.meta.class_names == ["a", "b", "c"]
+    assert model.meta.preprocessing.to_dict() == {"mean": [0.5] * 3, "std": [0.5] * 3,
+                                                  "interpolation": "bilinear", "crop_pct": 1.0}
     x = torch.randn(2, 3, 32, 32)
     assert max_diff(logits(model, x), logits(source, x)) <= TOLERANCE
 
@@ -70,9 +69,9 @@ def test_timm_style_repo_loads_by_hub_id_with_its_pretrained_cfg(offline_cache, 
                            "num_classes": 4},
     }))
     model = vitkit.create_model(None, pretrained="timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k")
-    assert model.model_name == "vit_tiny_patch16_224" and model.config.num_heads == 3
-    assert model.class_names == ["w", "x", "y", "z"]
-    assert model.preprocessing["crop_pct"] == 0.9 and model.preprocessing["mean"] == [0.5] * 3
+    assert model.meta.name == "vit_tiny_patch16_224" and model.config.num_heads == 3
+    assert model.meta.class_names == ["w", "x", "y", "z"]
+    assert model.meta.preprocessing.crop_pct == 0.9 and model.meta.preprocessing.mean == (0.5,) * 3
     x = torch.randn(2, 3, 64, 64)
     assert max_diff(logits(model, x), logits(source, x)) <= TOLERANCE
 
@@ -80,7 +79,7 @@ def test_timm_style_repo_loads_by_hub_id_with_its_pretrained_cfg(offline_cache, 
         fine_tune = vitkit.create_model(
             "vit_tiny_patch16_224", pretrained="timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k",
             num_classes=10, img_size=96)
-    assert torch.count_nonzero(fine_tune.head.weight) == 0 and fine_tune.class_names is None
+    assert torch.count_nonzero(fine_tune.head.weight) == 0 and fine_tune.meta.class_names is None
     assert fine_tune.pos_embed.shape == (1, 1 + 36, 192)
     assert "zero-initialised 10-class head" in caplog.text and "resampled" in caplog.text
 

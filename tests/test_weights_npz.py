@@ -9,9 +9,8 @@ import pytest
 import torch
 
 import vitkit
+from tests.conftest import TOLERANCE, logits, max_diff, random_timm
 from vitkit.weights.npz import vitkit_to_flax
-
-from .test_weights_parity import TOLERANCE, logits, max_diff, random_timm
 
 timm = pytest.importorskip("timm")
 from timm.models.vision_transformer import _load_weights  # noqa: E402
@@ -89,7 +88,7 @@ def test_big_vision_class_token_without_its_position_embedding(tmp_path) -> None
 
 def test_representation_layer_round_trips_through_npz(tmp_path) -> None:
     model = vitkit.create_model("vit_tiny_patch16_224", **SMALL, representation_size=32)
-    from .test_weights_parity import randomise
+    from tests.conftest import randomise
 
     randomise(model).eval()
     vitkit.weights.export_npz(model, tmp_path / "rep.npz")

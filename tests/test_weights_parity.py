@@ -8,51 +8,11 @@ import torch
 from safetensors.torch import save_file
 
 import vitkit
+from tests.conftest import TOLERANCE, logits, max_diff, random_hf, random_timm, randomise
 from vitkit.weights import export_hf, export_timm
 
 timm = pytest.importorskip("timm")
 transformers = pytest.importorskip("transformers")
-
-TOLERANCE = 1e-4
-
-
-def randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Random values in every tensor (LayerNorm scales around 1), heads included, so that a
-    wrong mapping of any tensor changes the logits."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            noise = torch.randn(param.shape, generator=generator)
-            is_norm_scale = param.ndim == 1 and "norm" in name and name.endswith("weight")
-            param.copy_(1 + 0.1 * noise if is_norm_scale else 0.05 * noise)
-    return model
-
-
-def random_timm(name: str, **kwargs) -> torch.nn.Module:
-    """A timm model with random weights, built without timm's (slow) initialisation."""
-    with torch.device("meta"):
-        model = timm.create_model(name, pretrained=False, **kwargs)
-    return randomise(model.to_empty(device="cpu")).eval()
-
-
-def random_hf(model_class, **config) -> torch.nn.Module:
-    """A transformers ViT model with random weights."""
-    options = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    options.update(config)
-    with torch.device("meta"):
-        model = model_class(transformers.ViTConfig(**options))
-    return randomise(model.to_empty(device="cpu")).eval()
-
-
-def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return (a - b).abs().max().item()
-
-
-def logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        out = model(x)
-    return out.logits if hasattr(out, "logits") else out
-
 
 # (timm name, extra arguments): the pooling variants run at 64x64 to keep the tests quick.
 TIMM_CASES = {
@@ -135,7 +95,7 @@ def test_hf_folder_gives_transformers_logits_and_exports_back(case, tmp_path) ->
 
     model = vitkit.create_model(None, pretrained=tmp_path / "hf")
     assert model.config.layer_norm_eps == 1e-12  # HF's default, read from config.json
-    assert model.class_names == ["ant", "bee", "cat", "dog"]
+    assert model.meta.class_names == ["ant", "bee", "cat", "dog"]
     assert max_diff(logits(model, x), expected) <= TOLERANCE
 
     export_hf(model, tmp_path / "back")

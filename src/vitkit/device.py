@@ -39,3 +39,17 @@ def default_dtype(device: torch.device | str, fp32: bool = False) -> torch.dtype
     if fp32:
         return torch.float32
     return torch.bfloat16 if has_fast_bf16(device) else torch.float32
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def resolve_dtype(device: torch.device | str, precision: str = "auto") -> torch.dtype:
+    """The compute dtype for a --precision choice: 'fp32', 'bf16', or 'auto' (`default_dtype`)."""
+    if precision == "fp32":
+        return torch.float32
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "auto":
+        return default_dtype(device)
+    raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")

@@ -23,5 +23,5 @@ def create_model(
     if name is None:
         raise ValueError("create_model needs a model name when no pretrained weights are given")
     model = VisionTransformer(get_config(name, **overrides))
-    model.model_name = name
+    model.meta.name = name
     return model

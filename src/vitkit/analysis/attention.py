@@ -3,26 +3,13 @@ attention distance (Figure 7, right), computed from `forward_with_attention`."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 
 import torch
 
-from ..models import VisionTransformer
+from ..models import VisionTransformer, evaluating
 
 HEAD_FUSIONS = ("mean", "max", "min")
-
-
-@contextlib.contextmanager
-def _evaluating(model: VisionTransformer) -> Iterator[None]:
-    """Run `model` in eval mode without gradients, restoring its training flag afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
 
 
 def _on_model(model: VisionTransformer, images: torch.Tensor) -> torch.Tensor:
@@ -45,7 +32,7 @@ def attention_maps(
         bad = [layer for layer in layers if not -depth <= layer < depth]
         if bad:
             raise ValueError(f"layers {bad} do not exist; this model has layers 0..{depth - 1}")
-    with _evaluating(model):
+    with evaluating(model):
         _, maps = model.forward_with_attention(_on_model(model, images), layers)
     return {layer: probs.float() for layer, probs in sorted(maps.items())}
 

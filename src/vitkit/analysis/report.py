@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -11,10 +10,9 @@ from typing import Any
 
 import torch
 
-from ..models import VisionTransformer
-from ..weights.io import _atomic_write, preprocessing_of
+from ..files import write_json
+from ..models import VisionTransformer, evaluating
 from .attention import (
-    _evaluating,
     _on_model,
     attention_rollout,
     mean_attention_distance,
@@ -33,10 +31,10 @@ PANEL_NAMES = {
 
 def unnormalise(model: VisionTransformer, images: torch.Tensor) -> torch.Tensor:
     """Preprocessed float images back to uint8 (B, C, H, W) with the model's mean and std."""
-    prep = preprocessing_of(model)
+    prep = model.meta.preprocessing
     shape = (1, -1, 1, 1)
-    mean = torch.tensor(prep["mean"], dtype=torch.float32).reshape(shape)
-    std = torch.tensor(prep["std"], dtype=torch.float32).reshape(shape)
+    mean = torch.tensor(prep.mean, dtype=torch.float32).reshape(shape)
+    std = torch.tensor(prep.std, dtype=torch.float32).reshape(shape)
     pixels = (images.detach().cpu().float() * std + mean) * 255.0
     return pixels.round().clamp(0, 255).to(torch.uint8)
 
@@ -54,10 +52,10 @@ def _predictions(model: VisionTransformer, images: torch.Tensor) -> list[dict[st
     """Top-1 class and probability of each image, or None for a headless model."""
     if not model.config.num_classes:
         return [None] * images.shape[0]
-    with _evaluating(model):
+    with evaluating(model):
         probs = model(_on_model(model, images)).float().softmax(dim=-1).cpu()
     best, index = probs.max(dim=-1)
-    names = model.class_names or [str(i) for i in range(model.config.num_classes)]
+    names = model.meta.class_names or [str(i) for i in range(model.config.num_classes)]
     return [
         {"index": int(i), "class": names[int(i)], "probability": round(float(p), 5)}
         for p, i in zip(best, index, strict=True)
@@ -102,28 +100,42 @@ def write_report(
     overlays (None: un-normalised from `images`); names: one label per image for titles/files;
     extra: more entries for analysis.json (e.g. skipped files).
     """
-    from matplotlib import pyplot as plt
-
-    from .plots import (
-        plot_attention_distance,
-        plot_figure7,
-        plot_filters,
-        plot_position_similarity,
-        plot_rollout,
-        single_panel,
-    )
-
     _check_inputs(model, images, raw_images, names)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = list(names) if names is not None else [f"image_{i}" for i in range(len(images))]
     raw = raw_images if raw_images is not None else unnormalise(model, images)
-    model_name = getattr(model, "model_name", None) or "model"
+    model_name = model.meta.name or "model"
+    entries = _write_rollouts(model, images, raw, names, out, head_fusion, discard_ratio)
+    figure7 = _write_figure7(model, images, out, k, model_name)
+    report = {
+        "model_name": model_name,
+        "img_size": list(model.config.img_size),
+        "patch_size": model.config.patch_size,
+        "grid": list(model.check_input(images)),
+        "images": entries,
+        "rollout": {"head_fusion": head_fusion, "discard_ratio": discard_ratio,
+                    "pooled_token": "class" if model.config.global_pool == "token"
+                    else "mean of patch tokens"},
+        **figure7,
+        "figures": {"figure7": FIGURE7_NAME, **PANEL_NAMES},
+        **(extra or {}),
+    }
+    write_json(out / REPORT_NAME, report, indent=1)
+    return report
+
+
+def _write_rollouts(model: VisionTransformer, images: torch.Tensor, raw: torch.Tensor,
+                    names: list[str], out: Path, head_fusion: str, discard_ratio: float
+                    ) -> list[dict[str, Any]]:
+    """One rollout overlay PNG per image (paper Figure 6); their entries for analysis.json."""
+    from matplotlib import pyplot as plt
+
+    from .plots import plot_rollout
 
     rollout = attention_rollout(model, images, head_fusion, discard_ratio)
-    predictions = _predictions(model, images)
     entries = []
-    for index, (name, pred) in enumerate(zip(names, predictions, strict=True)):
+    for index, (name, pred) in enumerate(zip(names, _predictions(model, images), strict=True)):
         title = name if pred is None else f"{name}: predicted {pred['class']} " \
             f"(p={pred['probability']:.2f})"
         fig = plot_rollout(raw[index], rollout[index], title)
@@ -132,6 +144,21 @@ def write_report(
         plt.close(fig)
         entries.append({"name": name, "prediction": pred, "rollout_png": path.name,
                         "rollout": _rounded(rollout[index])})
+    return entries
+
+
+def _write_figure7(model: VisionTransformer, images: torch.Tensor, out: Path, k: int,
+                   model_name: str) -> dict[str, Any]:
+    """The Figure 7 panels, together and one by one; their numbers for analysis.json."""
+    from matplotlib import pyplot as plt
+
+    from .plots import (
+        plot_attention_distance,
+        plot_figure7,
+        plot_filters,
+        plot_position_similarity,
+        single_panel,
+    )
 
     distance = mean_attention_distance(model, images)
     grid = model.check_input(images)
@@ -139,7 +166,6 @@ def write_report(
     similarity = position_embedding_similarity(model)
     components = embedding_filters(model, k)
     variance = embedding_filter_variance(model, k)
-
     fig = plot_figure7(components, similarity, distance, variance, uniform,
                        title=f"{model_name}: what the model learned (cf. paper Figure 7)")
     fig.savefig(out / FIGURE7_NAME, dpi=110)
@@ -153,18 +179,9 @@ def write_report(
         fig = single_panel(draw, *args)
         fig.savefig(out / PANEL_NAMES[key], dpi=110)
         plt.close(fig)
-
     gh, gw = similarity.shape[:2]
     flat = similarity.reshape(gh * gw, gh * gw)
-    report = {
-        "model_name": model_name,
-        "img_size": list(model.config.img_size),
-        "patch_size": model.config.patch_size,
-        "grid": list(grid),
-        "images": entries,
-        "rollout": {"head_fusion": head_fusion, "discard_ratio": discard_ratio,
-                    "pooled_token": "class" if model.config.global_pool == "token"
-                    else "mean of patch tokens"},
+    return {
         "mean_attention_distance": {
             "pixels": _rounded(distance, 4),
             "layer_mean": _rounded(distance.mean(dim=1), 4),
@@ -183,9 +200,4 @@ def write_report(
             "explained_variance_ratio": _rounded(variance, 5),
             "components": _rounded(components, 5),
         },
-        "figures": {"figure7": FIGURE7_NAME, **PANEL_NAMES},
-        **(extra or {}),
     }
-    text = json.dumps(report, indent=1) + "\n"
-    _atomic_write(out / REPORT_NAME, lambda tmp: Path(tmp).write_text(text))
-    return report

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..data.dataset import ImageTensorDataset
 from ..infer.optimize import optimize_for_inference
-from ..models import VisionTransformer, ViTConfig
+from ..models import Preprocessing, VisionTransformer, ViTConfig
 
 
 @dataclass
@@ -109,7 +109,8 @@ def augmented_batches(dataset: ImageTensorDataset, config: ViTConfig, batch: int
     from ..train.augment import BatchAugment, channel_stats
 
     mean, std = channel_stats(dataset.images)
-    augment = BatchAugment(get_recipe(recipe), dataset.num_classes, mean, std,
+    augment = BatchAugment(get_recipe(recipe), dataset.num_classes,
+                           Preprocessing(mean=mean, std=std, crop_pct=1.0),
                            config.img_size, tuple(dataset.images.shape[-2:]))
     generator = torch.Generator().manual_seed(0)
 

@@ -51,8 +51,9 @@ def _demo(args: argparse.Namespace) -> int:
     from vitkit import create_model
     from vitkit.data import load_digits
     from vitkit.data.builtin import DIGITS_SEED
-    from vitkit.train import TrainRun, evaluate_top1, get_recipe, train
-    from vitkit.train.augment import Normalize
+    from vitkit.infer import evaluate
+    from vitkit.infer.batches import model_inputs
+    from vitkit.train import TrainRun, get_recipe, train
 
     out = Path(args.out)
     if (out / "state" / "last.pt").exists():
@@ -69,9 +70,7 @@ def _demo(args: argparse.Namespace) -> int:
           f"from scratch for {args.epochs:g} epochs, seed {args.seed}")
     result = train(TrainRun(model=model, train_set=train_set, recipe=recipe, out_dir=out,
                             seed=args.seed, progress=not args.no_progress))
-    prep = model.preprocessing
-    normalize = Normalize(prep["mean"], prep["std"], model.config.img_size)
-    top1 = evaluate_top1(model, test_set, normalize)
+    top1 = evaluate(model, test_set)["top1"]
     metrics = {
         "test_top1": top1, "test_images": len(test_set), "train_images": len(train_set),
         "epochs": args.epochs, "steps": result.steps, "seed": args.seed,
@@ -79,7 +78,7 @@ def _demo(args: argparse.Namespace) -> int:
         "images_per_s": round(result.images_per_s, 1),
         "total_seconds": round(time.perf_counter() - started, 1), "model": DEMO_MODEL,
     }
-    analysis = _write_analysis(model, test_set, normalize, out / "analysis")
+    analysis = _write_analysis(model, test_set, model_inputs, out / "analysis")
     if analysis:
         metrics["analysis"] = str(analysis)
     metrics["total_seconds"] = round(time.perf_counter() - started, 1)
@@ -93,7 +92,7 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_analysis(model, test_set, normalize, directory: Path) -> Path | None:
+def _write_analysis(model, test_set, model_inputs, directory: Path) -> Path | None:
     """Attention pictures for a few test digits, if vitkit.analysis is installed."""
     try:
         from vitkit.analysis import write_report
@@ -102,7 +101,8 @@ def _write_analysis(model, test_set, normalize, directory: Path) -> Path | None:
     raw = test_set.images[:4]
     names = [f"digit_{i}_label_{int(t)}" for i, t in enumerate(test_set.targets[:4])]
     try:
-        write_report(model.eval(), normalize(raw), directory, raw_images=raw, names=names)
+        write_report(model.eval(), model_inputs(model, raw), directory, raw_images=raw,
+                     names=names)
     except Exception as error:  # pictures are a bonus: never fail the demo over them
         print(f"(analysis pictures skipped: {type(error).__name__}: {error})")
         return None

@@ -5,7 +5,6 @@ checkpoint folder)."""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from .main import CommandError
@@ -83,22 +82,25 @@ def run(args: argparse.Namespace) -> int:
 
     from vitkit.data import load_splits
     from vitkit.device import default_device, default_dtype
+    from vitkit.files import write_json
     from vitkit.infer import evaluate
     from vitkit.weights import load_pretrained
-    from vitkit.weights.io import _atomic_write
 
     if args.batch_size < 1:
         raise CommandError(f"--batch-size must be at least 1, got {args.batch_size}")
     device = torch.device(args.device or default_device())
     model = load_pretrained(args.checkpoint, map_location=device)
+    prep = model.meta.preprocessing  # files are read as `vitkit predict` reads them
     splits = load_splits(args.data, img_size=tuple(model.config.img_size),
                          in_chans=model.config.in_chans, val_split=args.val_split,
                          seed=args.seed, data_dir=args.data_dir, cache_dir=args.cache_dir,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, crop_pct=prep.crop_pct,
+                         interpolation=prep.interpolation, only=args.split)
     split, dataset = _choose_split(splits, args.split)
-    if model.class_names and list(model.class_names) != list(dataset.classes):
-        missing = sorted(set(model.class_names) - set(dataset.classes))
-        extra = sorted(set(dataset.classes) - set(model.class_names))
+    names = model.meta.class_names
+    if names and list(names) != list(dataset.classes):
+        missing = sorted(set(names) - set(dataset.classes))
+        extra = sorted(set(dataset.classes) - set(names))
         raise CommandError(
             f"the data's classes differ from the model's (only in the model: {missing[:10]}; "
             f"only in the data: {extra[:10]}); evaluate on data with the model's classes")
@@ -114,10 +116,9 @@ def run(args: argparse.Namespace) -> int:
     document = {"checkpoint": str(checkpoint), "data": args.data, "split": split,
                 "dtype": str(dtype).replace("torch.", ""), "skipped": dataset.skipped,
                 **metrics}
-    text = json.dumps(document, indent=2) + "\n"
-    _atomic_write(out / "metrics.json", lambda tmp: Path(tmp).write_text(text))
+    write_json(out / "metrics.json", document)
     plot_confusion(metrics["confusion"], dataset.classes, out / "confusion_matrix.png",
-                   f"{model.model_name or checkpoint.name} on {splits.name}/{split}: "
+                   f"{model.meta.name or checkpoint.name} on {splits.name}/{split}: "
                    f"top-1 {metrics['top1']:.1%}")
     print(f"{splits.name}/{split}: {metrics['count']} images"
           + (f" ({len(dataset.skipped)} unreadable files skipped)" if dataset.skipped else ""))

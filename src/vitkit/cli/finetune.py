@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from vitkit.train.cli_args import (
+from .recipe_args import (
     add_recipe_options,
     add_run_options,
     parse_model_args,
@@ -26,17 +26,18 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from vitkit import create_model
+    from vitkit.data import load_splits
     from vitkit.train.distributed import is_main_process
-    from vitkit.train.run_command import model_overrides, run_training
-    from vitkit.train.sources import load_data
+
+    from .training import model_overrides, run_training
 
     recipe = recipe_from_args(args)
     torch.manual_seed(args.seed)
     probe = create_model(args.model, pretrained=args.pretrained)  # to learn size and channels
     img_size = args.img_size or probe.config.img_size[0]
-    splits = load_data(args.data, img_size=img_size, in_chans=probe.config.in_chans,
-                       val_split=args.val_split, seed=args.seed, data_dir=args.data_dir,
-                       progress=not args.no_progress)
+    splits = load_splits(args.data, img_size=img_size, in_chans=probe.config.in_chans,
+                         val_split=args.val_split, seed=args.seed, data_dir=args.data_dir,
+                         progress=not args.no_progress)
     if splits.name == "digits" and args.hflip is None:
         recipe = recipe.replace(hflip=False)
     overrides = {"num_classes": splits.train.num_classes, "img_size": img_size,
@@ -45,12 +46,12 @@ def run(args: argparse.Namespace) -> int:
     model = create_model(args.model, pretrained=args.pretrained, **overrides)
     if recipe.zero_head:
         model.reset_classifier(splits.train.num_classes)  # Section 3.2: a zero head
-    prep = model.preprocessing or {}
+    prep = model.meta.preprocessing
     if is_main_process():
         height, width = model.config.img_size
         print(f"fine-tuning {args.pretrained} at {height}x{width} "
               f"for {splits.train.num_classes} classes")
     model.train()
-    summary = run_training(model, splits, recipe, args, mean=prep.get("mean"),
-                           std=prep.get("std"))
+    summary = run_training(model, splits, recipe, args, mean=list(prep.mean),
+                           std=list(prep.std))
     return 0 if summary["finished"] else 3

@@ -25,8 +25,9 @@ def run(args: argparse.Namespace) -> int:
 
         model = load_pretrained(args.name)
         config = model.config
-        extra = {"class_names": model.class_names, "preprocessing": model.preprocessing}
-        name = model.model_name or args.name
+        extra = {"class_names": model.meta.class_names,
+                 "preprocessing": model.meta.preprocessing.to_dict()}
+        name = model.meta.name or args.name
     else:
         config = get_config(args.name)
         name = args.name

@@ -8,6 +8,8 @@ import logging
 import os
 import sys
 
+from vitkit.errors import TrainingError
+
 # Subcommand modules, in the order `vitkit --help` lists them.
 COMMANDS = [
     "models", "info", "train", "finetune", "demo", "analyze", "eval", "predict", "bench", "convert",
@@ -59,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vitkit: interrupted", file=sys.stderr)
         return 130
-    except (CommandError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
+    except (CommandError, TrainingError, ValueError, FileNotFoundError, NotADirectoryError,
+            PermissionError) as e:
         if os.environ.get("VITKIT_DEBUG"):
             raise
         print(f"vitkit {args.command}: error: {one_line(e)}", file=sys.stderr)

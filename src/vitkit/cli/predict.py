@@ -57,8 +57,9 @@ def _csv(rows, k: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vitkit.data import find_images
     from vitkit.device import default_device
-    from vitkit.infer.predict import expand_inputs, predict
+    from vitkit.infer import predict
     from vitkit.weights import load_pretrained
 
     if args.topk < 1:
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--batch-size must be at least 1, got {args.batch_size}")
     device = args.device or default_device()
     model = load_pretrained(args.checkpoint, map_location=device)
-    files = expand_inputs(args.inputs)
+    files = find_images(args.inputs)
     if not files:
         raise CommandError(f"no image files found in {' '.join(args.inputs)}")
     rows = predict(model, files, topk=args.topk, batch_size=args.batch_size, device=device,

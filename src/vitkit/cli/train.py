@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vitkit.train.cli_args import (
+from .recipe_args import (
     add_recipe_options,
     add_run_options,
     parse_model_args,
@@ -23,12 +23,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from vitkit import create_model
+    from vitkit.data import load_splits
     from vitkit.train.distributed import is_main_process
-    from vitkit.train.run_command import model_overrides, run_training
-    from vitkit.train.sources import default_model, load_data, recipe_defaults
 
-    splits = load_data(args.data, img_size=args.img_size, val_split=args.val_split,
-                       seed=args.seed, data_dir=args.data_dir, progress=not args.no_progress)
+    from .training import default_model, model_overrides, recipe_defaults, run_training
+
+    splits = load_splits(args.data, img_size=args.img_size, val_split=args.val_split,
+                         seed=args.seed, data_dir=args.data_dir, progress=not args.no_progress)
     name, config = default_model(splits.train.image_shape, splits.train.num_classes,
                                  args.img_size)
     if args.model:

@@ -1,10 +1,13 @@
-"""Data: image sources decoded into uint8 tensor datasets."""
+"""Data: image sources decoded into uint8 tensor datasets, and the one path from pixels to
+model input."""
 
 from .builtin import load_digits
 from .dataset import ImageTensorDataset
+from .decode import load_image
+from .folders import find_images
 from .images import ImageDecodeError, decode_image
 from .sources import BUILTIN_SOURCES, DataSplits, load_splits
-from .transforms import normalize, resize_batch
+from .transforms import model_input, normalize, resize_batch, resize_crop
 
 __all__ = [
     "BUILTIN_SOURCES",
@@ -12,8 +15,12 @@ __all__ = [
     "ImageDecodeError",
     "ImageTensorDataset",
     "decode_image",
+    "find_images",
     "load_digits",
+    "load_image",
     "load_splits",
+    "model_input",
     "normalize",
     "resize_batch",
+    "resize_crop",
 ]

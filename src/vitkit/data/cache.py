@@ -13,12 +13,12 @@ from typing import Any
 
 from safetensors.torch import load_file, save_file
 
-from ..weights.io import _atomic_write
+from ..files import atomic_write, write_json
 from .dataset import ImageTensorDataset
 
 log = logging.getLogger("vitkit")
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: pixels resized by torchvision (`load_image`), not by Pillow
 _MEMORY: dict[str, ImageTensorDataset] = {}
 
 
@@ -89,10 +89,9 @@ def store(key: str, dataset: ImageTensorDataset, cache_dir: Path | None,
         meta = {"version": CACHE_VERSION, "count": len(dataset), "classes": dataset.classes,
                 "skipped": [list(item) for item in dataset.skipped], **description}
         # The tensors go first: a JSON file only ever sits beside complete tensors.
-        _atomic_write(cache_dir / f"{key}.safetensors",
-                      lambda tmp: save_file(tensors, tmp, {"vitkit_cache": str(CACHE_VERSION)}))
-        text = json.dumps(meta, indent=1)
-        _atomic_write(cache_dir / f"{key}.json", lambda tmp: Path(tmp).write_text(text))
+        atomic_write(cache_dir / f"{key}.safetensors",
+                     lambda tmp: save_file(tensors, tmp, {"vitkit_cache": str(CACHE_VERSION)}))
+        write_json(cache_dir / f"{key}.json", meta, indent=1)
     except OSError as error:
         log.warning("could not write the dataset cache to %s (%s); continuing without it",
                     cache_dir, error)

@@ -4,6 +4,7 @@ cores, a tqdm bar, every image resized to one size, and undecodable files skippe
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -12,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm.auto import tqdm
 
+from ..models import to_2tuple
 from .cache import cache_key, load_cached, store
 from .dataset import ImageTensorDataset
-from .images import ImageDecodeError, decode_image, image_size
-from .transforms import to_2tuple
+from .images import ImageDecodeError, decode_image, image_size, to_tensor
+from .transforms import resize_crop
 
 log = logging.getLogger("vitkit")
 
@@ -53,22 +54,24 @@ def _none_decoded(paths: Sequence[str], first: str, reason: str) -> str:
             f"{first}: {reason}); check the data folder, or replace or remove the broken files")
 
 
-def load_resized(path: str, size: tuple[int, int], mode: str) -> np.ndarray:
-    """One file decoded and resized (bicubic, antialiased) to `size`: uint8 (H, W, C)."""
-    image = decode_image(path, mode, min_size=size)
-    height, width = size
-    if image.size != (width, height):
-        image = image.resize((width, height), Image.Resampling.BICUBIC)
-    array = np.asarray(image, dtype=np.uint8)
-    return array[:, :, None] if array.ndim == 2 else array
+def load_image(path: str | os.PathLike, size: int | Sequence[int], mode: str = "RGB",
+               crop_pct: float = 1.0, interpolation: str = "bicubic") -> torch.Tensor:
+    """One file as uint8 (C, H, W) pixels at `size`: decoded upright in `mode`, the shorter
+    side resized to size / crop_pct, centre-cropped (`resize_crop`). Every command reads
+    image files through this, so the same file gives the same pixels everywhere. Large
+    JPEGs decode at a reduced DCT scale, never below what the resize needs."""
+    size = to_2tuple(size)
+    needed = tuple(math.ceil(side / crop_pct) for side in size)
+    pixels = to_tensor(decode_image(path, mode, min_size=needed), mode)
+    return resize_crop(pixels, size, crop_pct, interpolation)
 
 
-def _decode_chunk(paths: Sequence[str], size: tuple[int, int], mode: str
-                  ) -> list[np.ndarray | str]:
-    out: list[np.ndarray | str] = []
+def _decode_chunk(paths: Sequence[str], size: tuple[int, int], mode: str, crop_pct: float,
+                  interpolation: str) -> list[torch.Tensor | str]:
+    out: list[torch.Tensor | str] = []
     for path in paths:
         try:
-            out.append(load_resized(path, size, mode))
+            out.append(load_image(path, size, mode, crop_pct, interpolation))
         except ImageDecodeError as error:
             out.append(error.reason)
         except MemoryError:
@@ -93,11 +96,14 @@ def decode_files(
     progress: bool = True,
     workers: int | None = None,
     description: str = "decoding",
+    crop_pct: float = 1.0,
+    interpolation: str = "bicubic",
 ) -> ImageTensorDataset:
-    """Decode every file into uint8 (N, C, H, W); bad files go to `skipped` with the reason."""
+    """Decode every file with `load_image` into uint8 (N, C, H, W); bad files go to `skipped`
+    with the reason."""
     channels = 1 if mode == "L" else 3
     height, width = size
-    buffer = np.empty((len(items), height, width, channels), dtype=np.uint8)
+    buffer = torch.empty((len(items), channels, height, width), dtype=torch.uint8)
     paths = [path for path, _ in items]
     chunks = [paths[i:i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
     kept = np.zeros(len(items), dtype=bool)
@@ -105,7 +111,8 @@ def decode_files(
     bar = tqdm(total=len(paths), desc=description, unit="img", disable=not progress,
                leave=False)
     with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
-        results = pool.map(_decode_chunk, chunks, [size] * len(chunks), [mode] * len(chunks))
+        results = pool.map(_decode_chunk, chunks, [size] * len(chunks), [mode] * len(chunks),
+                           [crop_pct] * len(chunks), [interpolation] * len(chunks))
         index = 0
         for chunk_results in results:
             for result in chunk_results:
@@ -118,7 +125,8 @@ def decode_files(
             bar.update(len(chunk_results))
     bar.close()
     labels = np.array([label for _, label in items], dtype=np.int64)
-    images = torch.from_numpy(buffer[kept]).permute(0, 3, 1, 2).contiguous()
+    keep = torch.from_numpy(kept)
+    images = buffer if bool(keep.all()) else buffer[keep]
     return ImageTensorDataset(images, torch.from_numpy(labels[kept]), list(classes), skipped)
 
 
@@ -141,11 +149,14 @@ def decode_cached(
     cache_dir: Path | None,
     progress: bool = True,
     description: str = "decoding",
+    crop_pct: float = 1.0,
+    interpolation: str = "bicubic",
 ) -> ImageTensorDataset:
     """`decode_files` through the memory/disk cache; `size` None means the most common size."""
     if not items:
         raise ValueError("no image files to decode")
-    settings = {"size": list(to_2tuple(size)) if size is not None else None, "mode": mode}
+    settings = {"size": list(to_2tuple(size)) if size is not None else None, "mode": mode,
+                "crop_pct": crop_pct, "interpolation": interpolation}
     key = cache_key(list(items), classes, settings)
     cached = load_cached(key, cache_dir)
     if cached is not None:
@@ -153,9 +164,9 @@ def decode_cached(
         return cached
     target = to_2tuple(size) if size is not None else most_common_size([p for p, _ in items])
     dataset = decode_files(items, classes, target, mode, progress=progress,
-                           description=description)
+                           description=description, crop_pct=crop_pct, interpolation=interpolation)
     if len(dataset) == 0:
         first, reason = dataset.skipped[0]
         raise ValueError(_none_decoded([path for path, _ in items], first, reason))
-    store(key, dataset, cache_dir, {"size": list(target), "mode": mode, "what": description})
+    store(key, dataset, cache_dir, {**settings, "size": list(target), "what": description})
     return dataset

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from .images import is_image_file
@@ -18,6 +19,16 @@ def _list_images(folder: Path) -> list[str]:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found.extend(os.path.join(root, f) for f in sorted(files)
                      if not f.startswith(".") and is_image_file(f))
+    return found
+
+
+def find_images(paths: Iterable[str | os.PathLike]) -> list[str]:
+    """Files as given, folders replaced by the image files under them (recursively, sorted,
+    hidden files and folders left out). Paths that do not exist are kept, for the caller to
+    report (decoding one says "no such file")."""
+    found: list[str] = []
+    for path in map(Path, paths):
+        found.extend(_list_images(path) if path.is_dir() else [str(path)])
     return found
 
 

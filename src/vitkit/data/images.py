@@ -7,6 +7,8 @@ import os
 import stat
 from pathlib import Path
 
+import numpy as np
+import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # File name endings treated as images when a folder is listed.
@@ -50,12 +52,10 @@ def _check_pixels(path: str, size: tuple[int, int]) -> None:
         )
 
 
-def _to_mode(image: Image.Image, mode: str) -> Image.Image:
+def to_mode(image: Image.Image, mode: str) -> Image.Image:
     """Convert any Pillow mode to RGB or L; transparency is composited onto white."""
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         # 16/32-bit integer grey: scale to 8 bits (Pillow's convert('L') clips instead).
-        import numpy as np
-
         array = np.asarray(image, dtype=np.float64)
         top = 65535.0 if image.mode.startswith("I;16") else max(float(array.max()), 1.0)
         image = Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
@@ -102,7 +102,7 @@ def decode_image(
                 image.draft(image.mode, (side, side))  # decode at 1/2..1/8 scale, still >= it
             image.load()
             image = ImageOps.exif_transpose(image) or image
-            return _to_mode(image, mode)
+            return to_mode(image, mode)
     except ImageDecodeError:
         raise
     except FileNotFoundError as error:
@@ -122,6 +122,13 @@ def decode_image(
     except Exception as error:  # a Pillow plugin bug must not end a run over one file
         reason = f"could not decode: {type(error).__name__}: {error}"
         raise ImageDecodeError(name, reason) from error
+
+
+def to_tensor(image: Image.Image, mode: str = "RGB") -> torch.Tensor:
+    """A PIL image of any mode as uint8 (C, H, W) pixels in `mode` ('RGB' or 'L')."""
+    array = np.asarray(to_mode(image, mode), dtype=np.uint8)
+    array = array[:, :, None] if array.ndim == 2 else array
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int] | None:

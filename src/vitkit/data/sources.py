@@ -10,12 +10,13 @@ from pathlib import Path
 
 import torch
 
+from ..models import to_2tuple
 from .builtin import load_digits
 from .cache import default_cache_dir
 from .dataset import ImageTensorDataset
 from .decode import decode_cached, report_skipped
 from .folders import read_csv, scan_class_folders
-from .transforms import convert_channels, resize_batch, to_2tuple
+from .transforms import convert_channels, resize_crop
 from .tvsets import TORCHVISION_SETS, load_torchvision
 
 log = logging.getLogger("vitkit")
@@ -25,9 +26,10 @@ BUILTIN_SOURCES = ("digits", *TORCHVISION_SETS)
 
 @dataclass
 class DataSplits:
-    """The datasets of one source; `val` and `test` are None where the source has none."""
+    """The datasets of one source; `val` and `test` are None where the source has none (and
+    any split is None that `load_splits(only=...)` was not asked for)."""
 
-    train: ImageTensorDataset
+    train: ImageTensorDataset | None
     val: ImageTensorDataset | None
     test: ImageTensorDataset | None
     name: str
@@ -82,41 +84,86 @@ def check_same_classes(train: list[str], other: list[str], name: str) -> None:
                      "splits the same class folders")
 
 
-def _adapt(dataset: ImageTensorDataset | None, size: tuple[int, int] | None,
-           in_chans: int | None) -> ImageTensorDataset | None:
-    """Resize and convert channels of an in-memory dataset (built-in sources)."""
-    if dataset is None:
-        return None
-    images = dataset.images
-    if in_chans is not None:
-        images = convert_channels(images, in_chans)
-    if size is not None:
-        images = resize_batch(images, size)
-    if images is dataset.images:
-        return dataset
-    return ImageTensorDataset(images, dataset.targets, dataset.classes, dataset.skipped)
+@dataclass(frozen=True)
+class Decoding:
+    """How a source's files become pixels: their size (None: the most common in train),
+    'RGB' or 'L', the resize-and-crop of `load_image`, and where decoded sets are cached."""
+
+    size: tuple[int, int] | None
+    mode: str
+    crop_pct: float
+    interpolation: str
+    cache: Path
+    progress: bool
+
+    def files(self, items, classes, what: str, size=None) -> ImageTensorDataset:
+        """Decode (path, label) items through the cache."""
+        return decode_cached(items, classes, size or self.size, self.mode, self.cache,
+                             self.progress, what, self.crop_pct, self.interpolation)
+
+    def adapt(self, dataset: ImageTensorDataset | None, in_chans: int | None
+              ) -> ImageTensorDataset | None:
+        """A built-in dataset in memory converted to these channels and resized and cropped
+        as decoded files are."""
+        if dataset is None:
+            return None
+        images = dataset.images
+        if in_chans is not None:
+            images = convert_channels(images, in_chans)
+        if self.size is not None:
+            images = resize_crop(images, self.size, self.crop_pct, self.interpolation)
+        if images is dataset.images:
+            return dataset
+        return ImageTensorDataset(images, dataset.targets, dataset.classes, dataset.skipped)
 
 
-def _builtin(name: str, data_dir: str | None, cache: Path) -> tuple[ImageTensorDataset, ...]:
-    if name == "digits":
-        return load_digits("train"), load_digits("test")
-    return (load_torchvision(name, "train", data_dir, cache),
-            load_torchvision(name, "test", data_dir, cache))
+def _builtin(name: str, data_dir: str | None, cache: Path, wanted: set[str]
+             ) -> tuple[ImageTensorDataset | None, ImageTensorDataset | None]:
+    """The train and test sets of a built-in source (None for a split not wanted)."""
+    def load(split: str) -> ImageTensorDataset | None:
+        if split not in wanted:
+            return None
+        if name == "digits":
+            return load_digits(split)
+        return load_torchvision(name, split, data_dir, cache)
+
+    return load("train"), load("test")
 
 
-def _folder_root(root: Path, size, mode: str, cache: Path, progress: bool):
-    """train/ with val/ and/or test/ beside it, each `<class>/*`."""
+def _folder_root(root: Path, decoding: Decoding, wanted: set[str]):
+    """train/ with val/ and/or test/ beside it, each `<class>/*`. Only the wanted splits are
+    decoded; the others' folders are still checked to hold the same classes."""
     items, classes = scan_class_folders(root / "train")
-    train = decode_cached(items, classes, size, mode, cache, progress, f"{root.name}/train")
-    size = tuple(train.images.shape[-2:])
+    train = size = None
+    if "train" in wanted:
+        train = decoding.files(items, classes, f"{root.name}/train")
+        size = tuple(train.images.shape[-2:])
     others: dict[str, ImageTensorDataset | None] = {"val": None, "test": None}
     for split in others:
         if (root / split).is_dir():
             items, split_classes = scan_class_folders(root / split)
             check_same_classes(classes, split_classes, split)
-            others[split] = decode_cached(items, classes, size, mode, cache, progress,
-                                          f"{root.name}/{split}")
+            if split in wanted:
+                others[split] = decoding.files(items, classes, f"{root.name}/{split}", size)
     return train, others["val"], others["test"]
+
+
+def _file_source(path: Path, decoding: Decoding, wanted: set[str]):
+    """(train, val, test) of a folder or a CSV file."""
+    if path.is_dir() and (path / "train").is_dir():
+        return _folder_root(path, decoding, wanted)
+    if path.is_file() and path.suffix.lower() == ".csv":
+        items, classes = read_csv(path)
+    elif path.is_dir():
+        items, classes = scan_class_folders(path)
+    elif path.exists():
+        raise ValueError(f"{path} is neither a folder nor a .csv file of 'path,label' rows")
+    else:
+        raise FileNotFoundError(
+            f"no data at {path}: give a folder, a .csv file, or one of "
+            f"{', '.join(BUILTIN_SOURCES)}"
+        )
+    return decoding.files(items, classes, path.name), None, None
 
 
 def load_splits(
@@ -129,49 +176,56 @@ def load_splits(
     data_dir: str | None = None,
     cache_dir: str | None = None,
     progress: bool = True,
+    crop_pct: float = 1.0,
+    interpolation: str = "bicubic",
+    only: str | None = None,
 ) -> DataSplits:
     """Load a data source as uint8 datasets of one image size and channel count.
 
     `source` is a built-in name (digits, cifar10, cifar100, mnist, fashion-mnist), a folder
     (train/ with val/ or test/ beside it, or just `<class>/*`), or a `path,label` CSV.
-    Images are resized to `img_size`, else to the most common size in train; `in_chans`
-    1 gives greyscale, 3 RGB (default: 3 for files, the data's own for built-ins).
-    `val_split` carves a stratified, seeded validation set out of train when the source
-    has none. Decoded files are cached in memory and in `cache_dir` (default
-    $VITKIT_CACHE/datasets or ~/.cache/vitkit/datasets).
+    Images are resized (shorter side to img_size / crop_pct, with `interpolation`) and
+    centre-cropped to `img_size`, as `load_image` does, else kept at the most common size
+    in train; `in_chans` 1 gives greyscale, 3 RGB (default: 3 for files, the data's own for
+    built-ins). `val_split` carves a stratified, seeded validation set out of train when the
+    source has none. `only` ('train', 'val' or 'test') decodes just that split (and train
+    when val is carved out of it). Decoded files are cached in memory and in `cache_dir`
+    (default $VITKIT_CACHE/datasets or ~/.cache/vitkit/datasets).
     """
-    size = to_2tuple(img_size) if img_size is not None else None
     if in_chans not in (None, 1, 3):
         raise ValueError(f"in_chans must be 1 or 3, got {in_chans}")
-    mode = "L" if in_chans == 1 else "RGB"
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    val = test = None
+    if only not in (None, "train", "val", "test"):
+        raise ValueError(f"only must be 'train', 'val' or 'test', not {only!r}")
+    decoding = Decoding(
+        size=to_2tuple(img_size) if img_size is not None else None,
+        mode="L" if in_chans == 1 else "RGB", crop_pct=crop_pct, interpolation=interpolation,
+        cache=Path(cache_dir) if cache_dir else default_cache_dir(), progress=progress)
+    wanted = {"train", "val", "test"} if only is None else {only}
+    if only == "val" and val_split is not None:
+        wanted.add("train")  # val may be carved out of train
+    val = None
     if source.lower() in BUILTIN_SOURCES:
         name = source.lower()
-        train, test = (_adapt(d, size, in_chans) for d in _builtin(name, data_dir, cache))
+        train, test = (decoding.adapt(d, in_chans)
+                       for d in _builtin(name, data_dir, decoding.cache, wanted))
     else:
         path = Path(os.path.expanduser(source))
         name = path.name
-        if path.is_file() and path.suffix.lower() == ".csv":
-            items, classes = read_csv(path)
-            train = decode_cached(items, classes, size, mode, cache, progress, path.name)
-        elif path.is_dir() and (path / "train").is_dir():
-            train, val, test = _folder_root(path, size, mode, cache, progress)
-        elif path.is_dir():
-            items, classes = scan_class_folders(path)
-            train = decode_cached(items, classes, size, mode, cache, progress, path.name)
-        elif path.exists():
-            raise ValueError(f"{path} is neither a folder nor a .csv file of 'path,label' rows")
-        else:
-            raise FileNotFoundError(
-                f"no data at {path}: give a folder, a .csv file, or one of "
-                f"{', '.join(BUILTIN_SOURCES)}"
-            )
-    if val is None and val_split is not None:
+        train, val, test = _file_source(path, decoding, wanted)
+    if val is None and val_split is not None and train is not None:
         train, val = stratified_split(train, val_split, seed)
-    for split_name, dataset in (("train", train), ("val", val), ("test", test)):
-        if dataset is not None:
-            report_skipped(dataset, f"{name}/{split_name}")
-            if split_name != "train":
-                check_same_classes(train.classes, dataset.classes, split_name)
-    return DataSplits(train=train, val=val, test=test, name=name)
+    splits = DataSplits(train=train, val=val, test=test, name=name)
+    _report(splits)
+    return splits
+
+
+def _report(splits: DataSplits) -> None:
+    """Warn about skipped files once per split, and check every split has train's classes."""
+    reference = next((d for d in (splits.train, splits.val, splits.test) if d is not None), None)
+    for split_name in ("train", "val", "test"):
+        dataset = getattr(splits, split_name)
+        if dataset is None:
+            continue
+        report_skipped(dataset, f"{splits.name}/{split_name}")
+        if dataset is not reference:
+            check_same_classes(reference.classes, dataset.classes, split_name)

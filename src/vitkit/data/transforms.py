@@ -1,5 +1,10 @@
-"""Batched preprocessing on uint8 image tensors (CPU or GPU): resizing, channel conversion,
-normalisation, and the resize-then-centre-crop used for evaluation."""
+"""Batched preprocessing of uint8 image tensors (CPU or GPU), and the one path from pixels to
+model input that training, evaluation, prediction and analysis all take:
+
+    resize_crop   resize the shorter side to img_size / crop_pct, centre-crop img_size
+                  (done once, when files are decoded: `vitkit.data.decode.load_image`)
+    model_input   channels, the resize_crop of pixels not yet at img_size, (x/255 - mean) / std
+"""
 
 from __future__ import annotations
 
@@ -10,31 +15,15 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-_INTERPOLATIONS = {
-    "bicubic": InterpolationMode.BICUBIC,
-    "bilinear": InterpolationMode.BILINEAR,
-    "nearest": InterpolationMode.NEAREST,
-    "nearest-exact": InterpolationMode.NEAREST_EXACT,
-    "lanczos": InterpolationMode.LANCZOS,
-}
-
-
-def to_2tuple(size: int | Sequence[int]) -> tuple[int, int]:
-    """(h, w) from an int or a pair."""
-    if isinstance(size, int):
-        return (size, size)
-    height, width = (int(s) for s in size)
-    return (height, width)
+from ..models import Preprocessing, to_2tuple
+from ..models.meta import INTERPOLATIONS
 
 
 def interpolation_mode(name: str) -> InterpolationMode:
-    """torchvision's InterpolationMode for a name such as 'bicubic'."""
-    try:
-        return _INTERPOLATIONS[name.lower()]
-    except KeyError:
-        raise ValueError(
-            f"unknown interpolation {name!r}; use one of {sorted(_INTERPOLATIONS)}"
-        ) from None
+    """torchvision's InterpolationMode for a name such as 'bicubic' (its values are the names)."""
+    if name.lower() not in INTERPOLATIONS:
+        raise ValueError(f"unknown interpolation {name!r}; use one of {', '.join(INTERPOLATIONS)}")
+    return InterpolationMode(name.lower())
 
 
 def resize_batch(
@@ -82,7 +71,7 @@ def normalize(
     return out.to(dtype)
 
 
-def eval_resize_crop(
+def resize_crop(
     image: torch.Tensor,
     img_size: int | Sequence[int],
     crop_pct: float = 1.0,
@@ -92,16 +81,34 @@ def eval_resize_crop(
 
     Square targets: resize the shorter side to floor(size / crop_pct), then centre-crop
     `img_size`. Non-square targets: resize to floor(h / crop_pct) x floor(w / crop_pct)
-    exactly, then centre-crop. With crop_pct = 1 and a square input this is a plain resize.
+    exactly, then centre-crop. An image already at `img_size` with crop_pct 1 is returned
+    as it is.
     """
     height, width = to_2tuple(img_size)
     if not 0 < crop_pct <= 1:
         raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
+    if crop_pct == 1 and tuple(image.shape[-2:]) == (height, width):
+        return image
     mode = interpolation_mode(interpolation)
     if height == width:
-        scale = math.floor(height / crop_pct)
-        image = TF.resize(image, [scale], interpolation=mode, antialias=True)
+        scale = [math.floor(height / crop_pct)]
     else:
-        scale_hw = [math.floor(height / crop_pct), math.floor(width / crop_pct)]
-        image = TF.resize(image, scale_hw, interpolation=mode, antialias=True)
+        scale = [math.floor(height / crop_pct), math.floor(width / crop_pct)]
+    image = TF.resize(image, scale, interpolation=mode, antialias=True)
     return TF.center_crop(image, [height, width])
+
+
+def model_input(
+    images: torch.Tensor,
+    img_size: int | Sequence[int],
+    preprocessing: Preprocessing,
+    in_chans: int,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """uint8 (B, C, H, W) pixels to what a model with this preprocessing takes: `in_chans`
+    channels, resized and centre-cropped to img_size unless they are at it already (images
+    decoded by `load_image` are), normalised by its mean and std, in `dtype`."""
+    images = convert_channels(images, in_chans)
+    if tuple(images.shape[-2:]) != to_2tuple(img_size):
+        images = resize_crop(images, img_size, preprocessing.crop_pct, preprocessing.interpolation)
+    return normalize(images, preprocessing.mean, preprocessing.std, dtype)

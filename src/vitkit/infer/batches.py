@@ -1,16 +1,12 @@
-"""Turning uint8 image batches into the float input a model expects: its channels, size,
-mean/std, device and compute dtype."""
+"""Turning uint8 image batches into the float input a model expects (its channels, size,
+mean/std, device), and the module vitkit's commands run for inference."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import torch
 
-from ..data.transforms import convert_channels, normalize, resize_batch
+from ..data.transforms import model_input
 from ..models import VisionTransformer
-from ..weights.io import preprocessing_of
 from .optimize import optimize_for_inference
 
 
@@ -21,13 +17,11 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 def model_inputs(model: VisionTransformer, images: torch.Tensor,
                  device: torch.device | None = None) -> torch.Tensor:
-    """uint8 (B, C, H, W) -> normalised float32 (B, in_chans, img_h, img_w) on `device`."""
-    prep = preprocessing_of(model)
-    device = device or model_device(model)
-    images = images.to(device, non_blocking=True)
-    images = convert_channels(images, model.config.in_chans)
-    images = resize_batch(images, tuple(prep["img_size"]), prep.get("interpolation", "bicubic"))
-    return normalize(images, prep["mean"], prep["std"])
+    """uint8 (B, C, H, W) -> normalised float32 (B, in_chans, img_h, img_w) on `device`, by
+    the model's preprocessing (`vitkit.data.model_input`)."""
+    images = images.to(device or model_device(model), non_blocking=True)
+    return model_input(images, model.config.img_size, model.meta.preprocessing,
+                       model.config.in_chans)
 
 
 def inference_module(model: VisionTransformer, dtype: torch.dtype,
@@ -37,15 +31,3 @@ def inference_module(model: VisionTransformer, dtype: torch.dtype,
     if dtype == torch.float32:
         return model
     return optimize_for_inference(model, dtype=dtype, device=device)
-
-
-@contextlib.contextmanager
-def eval_mode(model: torch.nn.Module) -> Iterator[None]:
-    """Put the model in eval mode and no-grad for the block, restoring its mode after."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            yield
-    finally:
-        model.train(was_training)

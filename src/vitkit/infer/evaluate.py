@@ -1,5 +1,6 @@
 """`evaluate`: top-1/top-5, per-class accuracy, loss and the confusion matrix of a model on a
-labelled uint8 dataset, in batches (shared by `vitkit eval` and the trainer)."""
+labelled uint8 dataset, in batches: the one evaluation of `vitkit eval`, the trainer and
+`vitkit train`'s final test."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from ..data.dataset import ImageTensorDataset
-from ..models import VisionTransformer
-from .batches import eval_mode, inference_module, model_device, model_inputs
+from ..models import VisionTransformer, evaluating
+from .batches import inference_module, model_device, model_inputs
 
 
 def evaluate(
@@ -41,7 +42,7 @@ def evaluate(
     top_k_hits = 0
     loss_sum = 0.0
     runner = inference_module(model, dtype, device)
-    with eval_mode(runner):
+    with evaluating(runner):
         for start in range(0, len(dataset), batch_size):
             images = dataset.images[start:start + batch_size]
             targets = dataset.targets[start:start + batch_size].to(device)

@@ -3,25 +3,21 @@ way the model was saved, in batches; an unreadable file becomes an error row, no
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 
-from ..data.decode import default_workers
-from ..data.images import ImageDecodeError, _to_mode, decode_image, is_image_file
-from ..data.transforms import eval_resize_crop, normalize
+from ..data.decode import default_workers, load_image
+from ..data.images import ImageDecodeError, to_tensor
+from ..data.transforms import resize_crop
 from ..device import default_dtype
-from ..models import VisionTransformer
-from ..weights.io import preprocessing_of
-from .batches import eval_mode, inference_module, model_device
+from ..models import VisionTransformer, evaluating
+from .batches import inference_module, model_device, model_inputs
 
 ImageInput = str | os.PathLike | Image.Image | torch.Tensor
 
@@ -44,37 +40,24 @@ class Prediction:
         return asdict(self)
 
 
-def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[str]:
-    """Files as given, folders replaced by the image files inside them (recursively, sorted).
-
-    Paths that do not exist are kept, so that they are reported as error rows.
-    """
-    out: list[str] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            out.extend(str(p) for p in sorted(path.rglob("*"))
-                       if p.is_file() and is_image_file(p)
-                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
-        else:
-            out.append(str(path))
-    return out
-
-
-def _as_uint8(item: ImageInput, mode: str, min_size: tuple[int, int] | None = None
-              ) -> torch.Tensor:
-    """One input as a uint8 (C, H, W) tensor; raises ImageDecodeError for unreadable files."""
-    if isinstance(item, torch.Tensor):
-        if item.dtype != torch.uint8 or item.ndim != 3:
-            raise ImageDecodeError("<tensor>", f"expected uint8 (C, H, W), got {item.dtype} "
-                                   f"{tuple(item.shape)}")
-        return item
+def prepare_input(model: VisionTransformer, item: ImageInput) -> torch.Tensor:
+    """One input (a file, a PIL image, or uint8 (C, H, W) pixels) as uint8 pixels at the
+    model's size, prepared as `vitkit.data.load_image` prepares every file; raises
+    ImageDecodeError for unreadable files."""
+    prep, size = model.meta.preprocessing, model.config.img_size
+    mode = "L" if model.config.in_chans == 1 else "RGB"
+    if isinstance(item, (str, os.PathLike)):
+        return load_image(item, size, mode, prep.crop_pct, prep.interpolation)
     if isinstance(item, Image.Image):
-        image = _to_mode(item, mode)
+        pixels = to_tensor(item, mode)
+    elif isinstance(item, torch.Tensor) and item.dtype == torch.uint8 and item.ndim == 3:
+        pixels = item
     else:
-        image = decode_image(item, mode, min_size=min_size)
-    array = np.asarray(image, dtype=np.uint8)
-    array = array[:, :, None] if array.ndim == 2 else array
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+        shown = (f"{item.dtype} {tuple(item.shape)}" if isinstance(item, torch.Tensor)
+                 else type(item).__name__)
+        raise ImageDecodeError("<input>", f"expected a file, a PIL image or uint8 (C, H, W) "
+                               f"pixels, got {shown}")
+    return resize_crop(pixels, size, prep.crop_pct, prep.interpolation)
 
 
 def _name(item: ImageInput, index: int) -> str:
@@ -93,11 +76,10 @@ def predict(
 ) -> list[Prediction]:
     """Top-`topk` predictions for each input, in input order.
 
-    Each image is resized and centre-cropped as in timm's evaluation (see
-    `vitkit.data.transforms.eval_resize_crop`) with the model's saved img_size, crop_pct and
-    interpolation, then normalised with its mean/std. Computes in bf16 only where the
-    hardware is native at it (`vitkit.device.default_dtype`), fp32 when `fp32` is set.
-    Large JPEGs are decoded at a reduced DCT scale, never below the size the resize needs.
+    Each image is prepared as `vitkit eval` prepares its files (`prepare_input`: resized and
+    centre-cropped by the model's img_size, crop_pct and interpolation), then normalised
+    with its mean/std. Computes in bf16 only where the hardware is native at it
+    (`vitkit.device.default_dtype`), fp32 when `fp32` is set.
     """
     if topk < 1:
         raise ValueError(f"--topk must be at least 1, got {topk}")
@@ -105,46 +87,34 @@ def predict(
         raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
     device = torch.device(device) if device is not None else model_device(model)
     model.to(device)
-    dtype = default_dtype(device, fp32=fp32)
-    prep = preprocessing_of(model)
-    mode = "L" if model.config.in_chans == 1 else "RGB"
-    names = model.class_names or [str(i) for i in range(model.config.num_classes)]
+    names = model.meta.class_names or [str(i) for i in range(model.config.num_classes)]
     k = min(topk, model.config.num_classes)
-    crop_pct = float(prep.get("crop_pct", 1.0))
-    min_size = tuple(math.ceil(s / crop_pct) for s in prep["img_size"])  # JPEG draft bound
-    results: list[Prediction] = []
 
     def prepare(item: ImageInput) -> torch.Tensor | str:
         try:
-            image = _as_uint8(item, mode, min_size)
-            return eval_resize_crop(image, prep["img_size"], crop_pct,
-                                    prep.get("interpolation", "bicubic"))
+            return prepare_input(model, item)
         except ImageDecodeError as error:
             return error.reason
         except (ValueError, RuntimeError, MemoryError) as error:
             return f"could not preprocess: {error}"
 
-    runner = inference_module(model, dtype, device)
-    with ThreadPoolExecutor(max_workers=default_workers()) as pool, eval_mode(runner):
+    runner = inference_module(model, default_dtype(device, fp32=fp32), device)
+    results: list[Prediction] = []
+    with ThreadPoolExecutor(max_workers=default_workers()) as pool, evaluating(runner):
         for start in range(0, len(paths_or_images), batch_size):
             chunk = list(paths_or_images[start:start + batch_size])
             prepared = list(pool.map(prepare, chunk))
-            good = [i for i, p in enumerate(prepared) if isinstance(p, torch.Tensor)]
             rows = [Prediction(_name(item, start + i)) for i, item in enumerate(chunk)]
+            good = [i for i, p in enumerate(prepared) if isinstance(p, torch.Tensor)]
             for i, p in enumerate(prepared):
                 if isinstance(p, str):
                     rows[i].error = p
             if good:
-                batch = torch.stack([prepared[i] for i in good]).to(device)
-                inputs = normalize(batch, prep["mean"], prep["std"])
-                logits = runner(inputs)
-                probs = logits.float().softmax(dim=1)
-                top = probs.topk(k, dim=1)
-                for row_index, values, indices in zip(good, top.values.tolist(),
-                                                      top.indices.tolist(), strict=True):
-                    row = rows[row_index]
-                    row.indices = indices
-                    row.probs = values
-                    row.labels = [names[j] for j in indices]
+                inputs = model_inputs(model, torch.stack([prepared[i] for i in good]), device)
+                top = runner(inputs).float().softmax(dim=1).topk(k, dim=1)
+                for i, values, indices in zip(good, top.values.tolist(), top.indices.tolist(),
+                                              strict=True):
+                    rows[i].indices, rows[i].probs = indices, values
+                    rows[i].labels = [names[j] for j in indices]
             results.extend(rows)
     return results

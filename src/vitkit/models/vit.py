@@ -6,7 +6,8 @@ field's checkpoints map onto this model one to one.
     z_0  = [x_class; x_p^1 E; ...; x_p^N E] + E_pos    (1)  VisionTransformer.embed
     z'_l = MSA(LN(z_{l-1})) + z_{l-1},   l = 1..L      (2)  EncoderBlock, MultiHeadSelfAttention
     z_l  = MLP(LN(z'_l)) + z'_l,         l = 1..L      (3)  EncoderBlock, MLP
-    y    = LN(z_L^0)                                   (4)  VisionTransformer.forward_head
+    y    = LN(z_L^0)                                   (4)  VisionTransformer.forward_features,
+                                                            pool, forward_head
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from torch import nn
 from .config import ViTConfig, to_2tuple
 from .init import init_vit_weights
 from .layers import DropPath, resample_pos_embed
+from .meta import ModelMeta, Preprocessing
 
 
 class PatchEmbedding(nn.Module):
@@ -31,7 +33,6 @@ class PatchEmbedding(nn.Module):
 
     def __init__(self, patch_size: int, in_chans: int, embed_dim: int) -> None:
         super().__init__()
-        self.patch_size = patch_size
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -144,9 +145,9 @@ class VisionTransformer(nn.Module):
         self.head_drop = nn.Dropout(config.drop_rate)
         head_in = config.representation_size or dim
         self.head = nn.Linear(head_in, config.num_classes) if config.num_classes else nn.Identity()
-        # Set by loaders and trainers; saved with the model by `save_pretrained`.
-        self.class_names: list[str] | None = None
-        self.preprocessing: dict | None = None
+        # Name, class names and preprocessing: set by loaders and trainers, saved with the
+        # weights by `save_pretrained`.
+        self.meta = ModelMeta(preprocessing=Preprocessing.default(config.in_chans))
         init_vit_weights(self)
 
     # -- Eq. (1) -----------------------------------------------------------------------------
@@ -187,30 +188,17 @@ class VisionTransformer(nn.Module):
         return self.pos_drop(patches + self.position_embeddings(grid))
 
     # -- Eqs. (2)-(3) ------------------------------------------------------------------------
-    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        """The encoder's output tokens after the final LayerNorm, shape (B, 1+N, D)."""
-        tokens, _ = self.forward_with_attention(images, layers=())
-        return tokens
-
-    def forward_with_attention(
-        self, images: torch.Tensor, layers: Collection[int] | None = None
-    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-        """Encoder tokens plus the attention probabilities (B, heads, 1+N, 1+N) of `layers`.
-
-        `layers=None` asks for every layer; only the layers asked for leave the fused path.
-        Negative indices count from the last layer.
-        """
-        depth = len(self.blocks)
-        wanted = set(range(depth)) if layers is None else {i % depth for i in layers}
-        z = self.embed(images)
-        maps: dict[int, torch.Tensor] = {}
-        for index, block in enumerate(self.blocks):
-            z, attn = block(z, need_weights=index in wanted)
-            if attn is not None:
-                maps[index] = attn
-        return self.norm(z), maps
+    def encode(self, z: torch.Tensor) -> torch.Tensor:
+        """Eqs. (2)-(3) for l = 1..L: the L encoder blocks take z_0 to z_L, shape (B, 1+N, D)."""
+        for block in self.blocks:
+            z, _ = block(z)
+        return z
 
     # -- Eq. (4) -----------------------------------------------------------------------------
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        """LN(z_L): every output token after the final LayerNorm of Eq. (4), (B, 1+N, D)."""
+        return self.norm(self.encode(self.embed(images)))
+
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:
         """The image representation: z_L^0 (the [class] token) or the mean patch token."""
         if self.config.global_pool == "avg":
@@ -226,6 +214,26 @@ class VisionTransformer(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits (B, num_classes) for images (B, C, H, W)."""
         return self.forward_head(self.forward_features(images))
+
+    # -- for analysis ------------------------------------------------------------------------
+    def forward_with_attention(
+        self, images: torch.Tensor, layers: Collection[int] | None = None
+    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """LN(z_L), as `forward_features`, plus the attention probabilities (B, heads, 1+N, 1+N)
+        of `layers`.
+
+        `layers=None` asks for every layer; only the layers asked for leave the fused path.
+        Negative indices count from the last layer.
+        """
+        depth = len(self.blocks)
+        wanted = set(range(depth)) if layers is None else {i % depth for i in layers}
+        z = self.embed(images)
+        maps: dict[int, torch.Tensor] = {}
+        for index, block in enumerate(self.blocks):
+            z, attn = block(z, need_weights=index in wanted)
+            if attn is not None:
+                maps[index] = attn
+        return self.norm(z), maps
 
     # -- changing the model ------------------------------------------------------------------
     def set_image_size(self, img_size: int | tuple[int, int]) -> None:
@@ -247,7 +255,7 @@ class VisionTransformer(nn.Module):
         else:
             self.head = nn.Identity()
         self.config = self.config.replace(num_classes=num_classes)
-        self.class_names = None
+        self.meta.class_names = None
 
     def no_weight_decay(self) -> set[str]:
         """Parameters that weight decay should skip besides biases and norms."""

@@ -1,8 +1,8 @@
 """Training: recipes, batched augmentation, the loop with exact resume, and DDP."""
 
-from .checkpoint import TrainingError
+from ..errors import TrainingError
 from .recipes import RECIPES, Recipe, get_recipe, list_recipes
-from .trainer import TrainResult, TrainRun, evaluate_top1, train
+from .trainer import TrainResult, TrainRun, train
 
 __all__ = [
     "RECIPES",
@@ -10,7 +10,6 @@ __all__ = [
     "TrainResult",
     "TrainRun",
     "TrainingError",
-    "evaluate_top1",
     "get_recipe",
     "list_recipes",
     "train",

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 import torch
 from torchvision.transforms import v2
 
+from ..data.transforms import interpolation_mode, model_input, resize_crop
+from ..models import Preprocessing
 from .recipes import Recipe
 
 
@@ -34,21 +36,6 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-class Normalize:
-    """uint8 (B, C, H, W) -> float (x / 255 - mean) / std, resized to `img_size` if needed."""
-
-    def __init__(self, mean: list[float], std: list[float], img_size: tuple[int, int]) -> None:
-        self.mean = torch.tensor(mean).view(1, -1, 1, 1)
-        self.std = torch.tensor(std).view(1, -1, 1, 1)
-        self.img_size = tuple(img_size)
-
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.float().div_(255)
-        if tuple(x.shape[-2:]) != self.img_size:
-            x = v2.functional.resize(x, list(self.img_size), antialias=True)
-        return (x - self.mean) / self.std
-
-
 class BatchAugment:
     """The recipe's training augmentation: (uint8 images, int targets) -> (normalised float
     images, targets), where targets become class probabilities when MixUp/CutMix is on.
@@ -57,19 +44,20 @@ class BatchAugment:
     """
 
     def __init__(
-        self, recipe: Recipe, num_classes: int, mean: list[float], std: list[float],
+        self, recipe: Recipe, num_classes: int, preprocessing: Preprocessing,
         img_size: tuple[int, int], source_size: tuple[int, int],
     ) -> None:
-        self.normalize = Normalize(mean, std, img_size)
+        self.preprocessing = preprocessing
+        self.img_size = tuple(img_size)
         self.num_classes = num_classes
         per_image: list = []
+        # Other crops see the batch resized to img_size first, as evaluation resizes it.
+        self.resize_first = recipe.crop != "rrc" and tuple(source_size) != self.img_size
         if recipe.crop == "rrc":
-            per_image.append(
-                v2.RandomResizedCrop(img_size, scale=(recipe.crop_scale, 1.0), antialias=True)
-            )
+            per_image.append(v2.RandomResizedCrop(
+                img_size, scale=(recipe.crop_scale, 1.0), antialias=True,
+                interpolation=interpolation_mode(preprocessing.interpolation)))
         else:
-            if tuple(source_size) != tuple(img_size):
-                per_image.append(v2.Resize(img_size, antialias=True))
             if recipe.crop == "pad" and recipe.pad > 0:
                 per_image.append(v2.RandomCrop(img_size, padding=recipe.pad))
         if recipe.hflip:
@@ -94,10 +82,13 @@ class BatchAugment:
     def __call__(
         self, images: torch.Tensor, targets: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.resize_first:
+            prep = self.preprocessing
+            images = resize_crop(images, self.img_size, prep.crop_pct, prep.interpolation)
         with _one_thread():  # small per-image ops run many times faster without threading
             if self.per_image is not None:
                 images = torch.stack([self.per_image(image) for image in images])
-            x = self.normalize(images)
+            x = model_input(images, self.img_size, self.preprocessing, images.shape[1])
             if self.erase is not None:
                 x = torch.stack([self.erase(image) for image in x])
         if self.mix is not None and torch.rand(()) < self.mix_prob:

@@ -11,13 +11,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..weights.io import _atomic_write
+from ..errors import TrainingError
+from ..files import atomic_write
 
 STATE_NAME = "last.pt"
-
-
-class TrainingError(RuntimeError):
-    """A run that had to stop; the message says why and what was kept."""
 
 
 def rng_state() -> dict[str, Any]:
@@ -51,7 +48,7 @@ def save_state(state: dict[str, Any], directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / STATE_NAME
     try:
-        _atomic_write(path, lambda tmp: torch.save(state, tmp))
+        atomic_write(path, lambda tmp: torch.save(state, tmp))
     except OSError as error:
         if error.errno == errno.ENOSPC:
             kept = f"the previous checkpoint {path} is intact" if path.exists() else (

@@ -10,7 +10,8 @@ k+1.. as one that never stopped, and ends with bitwise-identical weights on CPU.
 from __future__ import annotations
 
 import contextlib
-import json
+import errno
+import functools
 import logging
 import math
 import time
@@ -24,20 +25,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data import ImageTensorDataset
-from ..device import default_device, default_dtype
-from ..models import VisionTransformer
+from ..device import default_device, resolve_dtype
+from ..errors import TrainingError
+from ..infer import evaluate
+from ..models import Preprocessing, VisionTransformer
 from ..weights import save_pretrained
-from .augment import BatchAugment, Normalize, channel_stats
-from .checkpoint import (
-    TrainingError,
-    load_state,
-    remove_stale_temporaries,
-    rng_state,
-    save_state,
-    set_rng_state,
-)
-from .distributed import any_across, cleanup, init_from_env, mean_across, shard
+from .augment import BatchAugment, channel_stats
+from .checkpoint import load_state, remove_stale_temporaries, rng_state, save_state, set_rng_state
+from .distributed import DistInfo, any_across, cleanup, init_from_env, mean_across, shard
 from .ema import make_ema
+from .metrics import MetricsLog
 from .optim import build_optimizer, lr_at, set_lr
 from .recipes import Recipe
 
@@ -54,7 +51,7 @@ class TrainRun:
     out_dir: Path
     val_set: ImageTensorDataset | None = None
     seed: int = 0
-    fp32: bool = False
+    precision: str = "auto"  # 'auto' (bf16 where native), 'fp32' or 'bf16' autocast
     device: str | None = None
     mean: list[float] | None = None  # None: the training set's own channel statistics
     std: list[float] | None = None
@@ -78,8 +75,40 @@ class TrainResult:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Plan:
+    """Everything fixed before the first step: where and in what the run computes, its
+    schedule in steps, and its augmentation."""
+
+    device: torch.device
+    dtype: torch.dtype
+    dist: DistInfo
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+    augment: BatchAugment
+    state_dir: Path
+    checkpoint_dir: Path
+
+    def epoch(self, step: int) -> float:
+        return round(step / self.steps_per_epoch, 4)
+
+
+@dataclass
+class State:
+    """What changes as the run goes, and what a checkpoint holds."""
+
+    model: VisionTransformer
+    optimizer: torch.optim.Optimizer
+    ema: nn.Module | None
+    step: int = 0
+    best: float = -1.0  # the best validation top-1 so far (-1: none yet)
+
+
+@functools.lru_cache(maxsize=2)
 def epoch_order(size: int, seed: int, epoch: int) -> torch.Tensor:
-    """The shuffled sample order of one epoch, a pure function of (seed, epoch)."""
+    """The shuffled sample order of one epoch, a pure function of (seed, epoch) (kept for the
+    epoch's steps: do not modify it)."""
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
     return torch.randperm(size, generator=generator)
 
@@ -89,258 +118,266 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return ((seed * 1_000_003 + step) * 257 + rank) % (2**63)
 
 
-@torch.no_grad()
-def evaluate_top1(
-    model: nn.Module, dataset: ImageTensorDataset, normalize: Normalize,
-    batch_size: int = 256, device: torch.device | str = "cpu",
-    dtype: torch.dtype = torch.float32,
-) -> float:
-    """Top-1 accuracy (a fraction) of `model` on `dataset`, preprocessed by `normalize`."""
-    was_training = model.training
-    model.eval()
-    correct = 0
-    device = torch.device(device)
-    for start in range(0, len(dataset), batch_size):
-        images = normalize(dataset.images[start:start + batch_size]).to(device)
-        targets = dataset.targets[start:start + batch_size].to(device)
-        with torch.autocast(device.type, torch.bfloat16, enabled=dtype == torch.bfloat16):
-            logits = model(images)
-        correct += int((logits.argmax(dim=-1) == targets).sum())
-    model.train(was_training)
-    return correct / max(len(dataset), 1)
-
-
-class MetricsLog:
-    """metrics.jsonl plus TensorBoard scalars; on resume, entries past the resumed step go."""
-
-    def __init__(self, out_dir: Path, enabled: bool, resume_step: int | None) -> None:
-        self.enabled = enabled
-        self.path = out_dir / "metrics.jsonl"
-        self.writer = None
-        if not enabled:
-            return
-        if resume_step is not None and self.path.exists():
-            kept = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
-            self.path.write_text("".join(line + "\n" for line in kept))
-        elif resume_step is None:
-            self.path.write_text("")
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.writer = SummaryWriter(str(out_dir / "tensorboard"), purge_step=resume_step)
-
-    def write(self, step: int, values: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        with open(self.path, "a") as handle:
-            handle.write(json.dumps({"step": step, **values}) + "\n")
-        for key, value in values.items():
-            if isinstance(value, (int, float)) and key != "epoch":
-                self.writer.add_scalar(key, value, step)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
 def train(run: TrainRun) -> TrainResult:
     """Train `run.model` by `run.recipe`; writes OUT/checkpoint (save_pretrained), OUT/state,
     OUT/recipe.json, OUT/metrics.jsonl and OUT/tensorboard. Raises TrainingError on a
     non-finite loss or a full disk, keeping the last good checkpoint."""
-    recipe, data, out = run.recipe, run.train_set, Path(run.out_dir)
-    device = torch.device(run.device) if run.device else default_device()
-    info = init_from_env(device)
-    if info.enabled and device.type == "cuda":
-        device = torch.device("cuda", info.local_rank)
-    dtype = default_dtype(device, run.fp32)
-    main = info.is_main
-    state_dir, checkpoint_dir = out / "state", out / "checkpoint"
-
-    # -- the data and the model's preprocessing ----------------------------------------------
-    size, batch = len(data), recipe.batch_size
-    if batch > size:
-        raise ValueError(
-            f"batch size {batch} is larger than the training set ({size} images); "
-            f"use --batch-size {size} or less"
-        )
-    if data.images.shape[1] != run.model.config.in_chans:
-        raise ValueError(
-            f"the data has {data.images.shape[1]}-channel images but the model takes "
-            f"{run.model.config.in_chans}; choose a model with in_chans={data.images.shape[1]}"
-        )
-    if data.num_classes != run.model.config.num_classes:
-        raise ValueError(f"the data has {data.num_classes} classes but the model has "
-                         f"{run.model.config.num_classes}")
-    if run.mean is None or run.std is None:
-        run.mean, run.std = channel_stats(data.images)
-    img_size = tuple(run.model.config.img_size)
-    model = run.model.to(device)
-    model.class_names = list(data.classes)
-    model.preprocessing = {**(model.preprocessing or {}), "mean": run.mean, "std": run.std,
-                           "interpolation": "bicubic", "crop_pct": 1.0}
-    augment = BatchAugment(recipe, data.num_classes, run.mean, run.std, img_size,
-                           tuple(data.images.shape[-2:]))
-    normalize = Normalize(run.mean, run.std, img_size)
-    steps_per_epoch = size // batch
-    total_steps = max(1, math.ceil(recipe.epochs * steps_per_epoch))
-    warmup_steps = min(round(recipe.warmup_epochs * steps_per_epoch), total_steps - 1)
-
-    # -- optimizer, EMA, data parallelism, resume --------------------------------------------
-    optimizer = build_optimizer(model, recipe)
-    ema = make_ema(model, recipe.ema_decay) if recipe.ema else None
-    step, best = 0, -1.0
-    if run.resume:
-        remove_stale_temporaries(state_dir)
-        remove_stale_temporaries(checkpoint_dir)
-        state = load_state(state_dir)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if ema is not None and state.get("ema") is not None:
-            ema.load_state_dict(state["ema"])
-        set_rng_state(state["rng"])
-        step, best = int(state["step"]), float(state["best_val_top1"])
-        _warn_recipe_changes(state.get("recipe", {}), recipe)
-        if main:
-            log.info("resuming %s from step %d (epoch %.2f)", out, step, step / steps_per_epoch)
-    elif (state_dir / "last.pt").exists():
-        raise ValueError(
-            f"{out} already holds a run ({state_dir / 'last.pt'}); pass --resume to continue "
-            "it, or choose another --out"
-        )
-    ddp_model: nn.Module = model
-    if info.enabled:
-        from torch.nn.parallel import DistributedDataParallel
-
-        ddp_model = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "recipe.json").write_text(recipe.to_json())
-    metrics = MetricsLog(out, main, step if run.resume else None)
-
-    def save(at_step: int) -> None:
-        if not main:
-            return
-        save_state({
-            "step": at_step, "epoch": at_step / steps_per_epoch, "best_val_top1": best,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "ema": ema.state_dict() if ema is not None else None,
-            "rng": rng_state(), "seed": run.seed, "recipe": recipe.to_dict(),
-        }, state_dir)
-
-    def save_weights(weights: nn.Module) -> None:
-        if main:
-            target = weights.module if weights is ema else weights
-            target.model_name = getattr(model, "model_name", None)
-            target.class_names = model.class_names
-            target.preprocessing = model.preprocessing
-            _atomic_save_pretrained(target, checkpoint_dir)
-
-    # -- the loop ------------------------------------------------------------------------------
-    bar = tqdm(total=total_steps, initial=step, disable=not (run.progress and main),
-               desc=f"train {recipe.name}", unit="step", dynamic_ncols=True)
-    start_time, start_step, images_seen = time.perf_counter(), step, 0
-    last_val, window = None, (time.perf_counter(), 0)
-    order_epoch, order = -1, None
-    ddp_model.train()
+    plan = make_plan(run)
+    state = start_or_resume(run, plan)
+    net = _data_parallel(state.model, plan)
+    metrics = MetricsLog(Path(run.out_dir), plan.dist.is_main,
+                         state.step if run.resume else None)
+    bar = tqdm(total=plan.total_steps, initial=state.step, desc=f"train {run.recipe.name}",
+               disable=not (run.progress and plan.dist.is_main), unit="step", dynamic_ncols=True)
+    clock = _Clock()
+    last_val = None
+    net.train()
     try:
-        while step < total_steps:
-            epoch, position = divmod(step, steps_per_epoch)
-            if epoch != order_epoch:
-                order_epoch, order = epoch, epoch_order(size, run.seed, epoch)
-            indices = shard(order[position * batch:(position + 1) * batch], info)
-            torch.manual_seed(step_seed(run.seed, step, info.rank))
-            lr = lr_at(step, total_steps, warmup_steps, recipe)
-            set_lr(optimizer, lr)
-
-            micro_batches = indices.chunk(recipe.accum_steps)
-            loss_sum = torch.zeros((), device=device)
-            for i, micro in enumerate(micro_batches):
-                images, targets = augment(data.images[micro], data.targets[micro])
-                images, targets = images.to(device), targets.to(device)
-                last = i == len(micro_batches) - 1
-                sync = contextlib.nullcontext() if last or not info.enabled else ddp_model.no_sync()
-                with sync:
-                    with torch.autocast(device.type, torch.bfloat16,
-                                        enabled=dtype == torch.bfloat16):
-                        logits = ddp_model(images)
-                    loss = F.cross_entropy(logits.float(), targets,
-                                           label_smoothing=recipe.label_smoothing)
-                    (loss / len(micro_batches)).backward()
-                loss_sum += loss.detach()
-            loss_value = float(mean_across(loss_sum / len(micro_batches), info))
-            if any_across(not math.isfinite(loss_value), info, device):
-                raise TrainingError(_nonfinite_message(loss_value, step + 1, state_dir))
-            if recipe.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if ema is not None:
-                ema.update_parameters(model)
-            step += 1
-            images_seen += batch
-
-            now = time.perf_counter()
-            rate = (images_seen - window[1]) / max(now - window[0], 1e-9)
-            bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}", img_s=f"{rate:.0f}")
+        while state.step < plan.total_steps:
+            lr = lr_at(state.step, plan.total_steps, plan.warmup_steps, run.recipe)
+            set_lr(state.optimizer, lr)
+            loss = train_step(run, plan, state, net)
+            state.step += 1
+            clock.tick(run.recipe.batch_size)
+            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", img_s=f"{clock.rate():.0f}")
             bar.update(1)
-            if step % run.log_every == 0 or step == total_steps:
-                metrics.write(step, {"epoch": round(step / steps_per_epoch, 4),
-                                     "loss": loss_value, "lr": lr, "images_per_s": rate})
-                window = (now, images_seen)
-
-            epoch_end = step % steps_per_epoch == 0 or step == total_steps
+            if state.step % run.log_every == 0 or state.step == plan.total_steps:
+                metrics.write(state.step, {"epoch": plan.epoch(state.step), "loss": loss,
+                                           "lr": lr, "images_per_s": clock.rate()})
+                clock.new_window()
+            epoch_end = state.step % plan.steps_per_epoch == 0 or state.step == plan.total_steps
             if epoch_end and run.val_set is not None:
-                candidates = {"val_top1": ddp_model if not info.enabled else model}
-                if ema is not None:
-                    candidates["val_top1_ema"] = ema
-                scores = {key: evaluate_top1(m, run.val_set, normalize, device=device,
-                                             dtype=dtype) for key, m in candidates.items()}
-                winner = max(scores, key=scores.get)
-                last_val = scores[winner]
-                metrics.write(step, {"epoch": round(step / steps_per_epoch, 4), **scores,
-                                     "elapsed_s": round(time.perf_counter() - start_time, 1)})
-                if last_val > best:
-                    best = last_val
-                    save_weights(candidates[winner])
-                if main and run.progress:
-                    shown = ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
-                    bar.write(f"epoch {step / steps_per_epoch:.0f}: {shown} (best {best:.4f})")
-            stopping = run.stop_after is not None and step >= run.stop_after
-            if epoch_end or stopping or (run.save_every and step % run.save_every == 0):
-                save(step)
+                last_val = end_of_epoch(run, plan, state, metrics, bar, clock.elapsed())
+            stopping = run.stop_after is not None and state.step >= run.stop_after
+            if epoch_end or stopping or (run.save_every and state.step % run.save_every == 0):
+                save_training_state(run, plan, state)
             if stopping:
                 break
     finally:
         bar.close()
         metrics.close()
-    finished = step >= total_steps
-    if finished and run.val_set is None:
-        save_weights(ema if ema is not None else model)
-    seconds = time.perf_counter() - start_time
-    cleanup(info)
-    return TrainResult(
-        steps=step, epochs=step / steps_per_epoch, seconds=seconds,
-        images_per_s=(step - start_step) * batch / max(seconds, 1e-9),
-        best_val_top1=best if best >= 0 else None, final_val_top1=last_val,
-        finished=finished, checkpoint=checkpoint_dir,
+    return finish(run, plan, state, clock, last_val)
+
+
+# -- before the first step -------------------------------------------------------------------
+def make_plan(run: TrainRun) -> Plan:
+    """Check the data against the model, fix the device, precision and schedule, record the
+    preprocessing and class names on the model, and build the augmentation."""
+    recipe, data, model = run.recipe, run.train_set, run.model
+    _check_data(data, model, recipe.batch_size)
+    device = torch.device(run.device) if run.device else default_device()
+    dist = init_from_env(device)
+    if dist.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+    if run.mean is None or run.std is None:
+        run.mean, run.std = channel_stats(data.images)
+    model.to(device)
+    model.meta.class_names = list(data.classes)
+    # Training resizes (if at all) to the model's size without cropping: crop_pct 1.
+    model.meta.preprocessing = Preprocessing(mean=run.mean, std=run.std, crop_pct=1.0)
+    steps_per_epoch = len(data) // recipe.batch_size
+    total_steps = max(1, math.ceil(recipe.epochs * steps_per_epoch))
+    out = Path(run.out_dir)
+    return Plan(
+        device=device, dtype=resolve_dtype(device, run.precision), dist=dist,
+        steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+        warmup_steps=min(round(recipe.warmup_epochs * steps_per_epoch), total_steps - 1),
+        augment=BatchAugment(recipe, data.num_classes, model.meta.preprocessing,
+                             tuple(model.config.img_size), tuple(data.images.shape[-2:])),
+        state_dir=out / "state", checkpoint_dir=out / "checkpoint",
     )
 
 
-def _atomic_save_pretrained(model: VisionTransformer, directory: Path) -> None:
-    """save_pretrained (itself atomic per file), with a full disk reported plainly."""
-    import errno
+def _check_data(data: ImageTensorDataset, model: VisionTransformer, batch: int) -> None:
+    if batch > len(data):
+        raise ValueError(
+            f"batch size {batch} is larger than the training set ({len(data)} images); "
+            f"use --batch-size {len(data)} or less"
+        )
+    channels, in_chans = data.images.shape[1], model.config.in_chans
+    if channels != in_chans:
+        raise ValueError(f"the data has {channels}-channel images but the model takes {in_chans};"
+                         f" choose a model with in_chans={channels}")
+    if data.num_classes != model.config.num_classes:
+        raise ValueError(f"the data has {data.num_classes} classes but the model has "
+                         f"{model.config.num_classes}")
 
+
+def start_or_resume(run: TrainRun, plan: Plan) -> State:
+    """A fresh optimizer and EMA, or everything restored from OUT/state with --resume; a
+    run folder that already holds a run needs --resume."""
+    out, model = Path(run.out_dir), run.model
+    optimizer = build_optimizer(model, run.recipe)
+    ema = make_ema(model, run.recipe.ema_decay) if run.recipe.ema else None
+    state = State(model, optimizer, ema)
+    if run.resume:
+        remove_stale_temporaries(plan.state_dir)
+        remove_stale_temporaries(plan.checkpoint_dir)
+        saved = load_state(plan.state_dir)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        if ema is not None and saved.get("ema") is not None:
+            ema.load_state_dict(saved["ema"])
+        set_rng_state(saved["rng"])
+        state.step, state.best = int(saved["step"]), float(saved["best_val_top1"])
+        _warn_recipe_changes(saved.get("recipe", {}), run.recipe)
+        if plan.dist.is_main:
+            log.info("resuming %s from step %d (epoch %.2f)", out, state.step,
+                     state.step / plan.steps_per_epoch)
+    elif (plan.state_dir / "last.pt").exists():
+        raise ValueError(
+            f"{out} already holds a run ({plan.state_dir / 'last.pt'}); pass --resume to "
+            "continue it, or choose another --out"
+        )
+    if plan.dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "recipe.json").write_text(run.recipe.to_json())
+    return state
+
+
+def _data_parallel(model: VisionTransformer, plan: Plan) -> nn.Module:
+    """The model wrapped in DistributedDataParallel under torchrun, else the model itself."""
+    if not plan.dist.enabled:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [plan.device.index] if plan.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids)
+
+
+# -- one step --------------------------------------------------------------------------------
+def train_step(run: TrainRun, plan: Plan, state: State, net: nn.Module) -> float:
+    """One optimizer step on this rank's share of the step's global batch, in `accum_steps`
+    micro-batches; returns the mean loss over all ranks. A non-finite loss stops the run."""
+    recipe, data = run.recipe, run.train_set
+    indices = shard(batch_indices(len(data), recipe.batch_size, run.seed, state.step,
+                                  plan.steps_per_epoch), plan.dist)
+    torch.manual_seed(step_seed(run.seed, state.step, plan.dist.rank))
+    micro_batches = indices.chunk(recipe.accum_steps)
+    loss_sum = torch.zeros((), device=plan.device)
+    for i, micro in enumerate(micro_batches):
+        images, targets = plan.augment(data.images[micro], data.targets[micro])
+        images, targets = images.to(plan.device), targets.to(plan.device)
+        last = i == len(micro_batches) - 1
+        sync = contextlib.nullcontext() if last or not plan.dist.enabled else net.no_sync()
+        with sync:
+            with torch.autocast(plan.device.type, torch.bfloat16,
+                                enabled=plan.dtype == torch.bfloat16):
+                logits = net(images)
+            loss = F.cross_entropy(logits.float(), targets,
+                                   label_smoothing=recipe.label_smoothing)
+            (loss / len(micro_batches)).backward()
+        loss_sum += loss.detach()
+    loss_value = float(mean_across(loss_sum / len(micro_batches), plan.dist))
+    if any_across(not math.isfinite(loss_value), plan.dist, plan.device):
+        raise TrainingError(_nonfinite_message(loss_value, state.step + 1, plan.state_dir))
+    if recipe.grad_clip > 0:
+        nn.utils.clip_grad_norm_(state.model.parameters(), recipe.grad_clip)
+    state.optimizer.step()
+    state.optimizer.zero_grad(set_to_none=True)
+    if state.ema is not None:
+        state.ema.update_parameters(state.model)
+    return loss_value
+
+
+def batch_indices(size: int, batch: int, seed: int, step: int, steps_per_epoch: int
+                  ) -> torch.Tensor:
+    """The sample indices of step `step`'s global batch: a slice of its epoch's order."""
+    epoch, position = divmod(step, steps_per_epoch)
+    return epoch_order(size, seed, epoch)[position * batch:(position + 1) * batch]
+
+
+# -- end of an epoch, saving -----------------------------------------------------------------
+def end_of_epoch(run: TrainRun, plan: Plan, state: State, metrics: MetricsLog, bar: tqdm,
+                 elapsed: float) -> float:
+    """Evaluate the model (and its EMA) on the validation set, log the scores, and save the
+    best weights so far as OUT/checkpoint; returns the better score."""
+    candidates = {"val_top1": state.model}
+    if state.ema is not None:
+        candidates["val_top1_ema"] = state.ema.module
+    scores = {key: evaluate(model, run.val_set, dtype=plan.dtype, device=plan.device)["top1"]
+              for key, model in candidates.items()}
+    winner = max(scores, key=scores.get)
+    metrics.write(state.step, {"epoch": plan.epoch(state.step), **scores,
+                               "elapsed_s": round(elapsed, 1)})
+    if scores[winner] > state.best:
+        state.best = scores[winner]
+        save_weights(candidates[winner], state.model, plan)
+    if plan.dist.is_main and run.progress:
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
+        bar.write(f"epoch {state.step / plan.steps_per_epoch:.0f}: {shown} "
+                  f"(best {state.best:.4f})")
+    return scores[winner]
+
+
+def save_training_state(run: TrainRun, plan: Plan, state: State) -> None:
+    """Everything an exact resume needs, to OUT/state/last.pt (main process only)."""
+    if not plan.dist.is_main:
+        return
+    save_state({
+        "step": state.step, "epoch": state.step / plan.steps_per_epoch,
+        "best_val_top1": state.best, "model": state.model.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "ema": state.ema.state_dict() if state.ema is not None else None,
+        "rng": rng_state(), "seed": run.seed, "recipe": run.recipe.to_dict(),
+    }, plan.state_dir)
+
+
+def save_weights(weights: VisionTransformer, model: VisionTransformer, plan: Plan) -> None:
+    """`weights` (the model or its EMA) with the model's name, classes and preprocessing, as
+    OUT/checkpoint (main process only); a full disk is reported plainly."""
+    if not plan.dist.is_main:
+        return
+    weights.meta = model.meta
     try:
-        save_pretrained(model, directory)
+        save_pretrained(weights, plan.checkpoint_dir)
     except OSError as error:
         if error.errno == errno.ENOSPC:
             raise TrainingError(
-                f"disk full while saving the best model to {directory}; the previous files "
-                "there are intact. Free some space and rerun with --resume."
+                f"disk full while saving the best model to {plan.checkpoint_dir}; the previous "
+                "files there are intact. Free some space and rerun with --resume."
             ) from error
         raise
+
+
+def finish(run: TrainRun, plan: Plan, state: State, clock: _Clock,
+           last_val: float | None) -> TrainResult:
+    """Save the final weights when there was no validation set to pick the best, leave the
+    process group, and sum the run up."""
+    finished = state.step >= plan.total_steps
+    if finished and run.val_set is None:
+        save_weights(state.ema.module if state.ema is not None else state.model, state.model,
+                     plan)
+    seconds = clock.elapsed()
+    cleanup(plan.dist)
+    return TrainResult(
+        steps=state.step, epochs=state.step / plan.steps_per_epoch, seconds=seconds,
+        images_per_s=clock.images / max(seconds, 1e-9),
+        best_val_top1=state.best if state.best >= 0 else None, final_val_top1=last_val,
+        finished=finished, checkpoint=plan.checkpoint_dir,
+    )
+
+
+class _Clock:
+    """Wall time since the start, and images/s over the current logging window."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.images = 0
+        self.window = (self.start, 0)
+
+    def tick(self, batch: int) -> None:
+        self.images += batch
+
+    def rate(self) -> float:
+        now = time.perf_counter()
+        return (self.images - self.window[1]) / max(now - self.window[0], 1e-9)
+
+    def new_window(self) -> None:
+        self.window = (time.perf_counter(), self.images)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
 
 
 def _nonfinite_message(loss: float, step: int, state_dir: Path) -> str:

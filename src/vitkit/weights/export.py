@@ -3,7 +3,6 @@ Face (a folder `ViTForImageClassification.from_pretrained` reads) and Google's .
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -11,9 +10,11 @@ from pathlib import Path
 import numpy as np
 from safetensors.torch import save_file
 
+from ..errors import CheckpointError
+from ..files import atomic_write, write_json
 from ..models import VisionTransformer
 from .hf import hf_config_of, hf_preprocessor_of, vitkit_to_hf
-from .io import CheckpointError, _atomic_write, preprocessing_of, save_pretrained
+from .io import preprocessing_document, save_pretrained
 from .npz import vitkit_to_flax
 from .timm import timm_config_of
 
@@ -23,11 +24,6 @@ FORMATS = ("vitkit", "timm", "hf", "npz")
 
 def _tensors(model: VisionTransformer) -> dict:
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-
-
-def _write_json(path: Path, document: dict) -> None:
-    text = json.dumps(document, indent=2) + "\n"
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def export_timm(model: VisionTransformer, path: str | os.PathLike) -> Path:
@@ -43,14 +39,14 @@ def export_timm(model: VisionTransformer, path: str | os.PathLike) -> Path:
     tensors = _tensors(model)
     if path.suffix == ".safetensors":
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, lambda tmp: save_file(tensors, tmp, {"format": "pt"}))
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, {"format": "pt"}))
         return path
     path.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path / "model.safetensors", lambda tmp: save_file(tensors, tmp, {"format": "pt"}))
+    atomic_write(path / "model.safetensors", lambda tmp: save_file(tensors, tmp, {"format": "pt"}))
     document = timm_config_of(
-        getattr(model, "model_name", None), model.config, model.class_names, preprocessing_of(model)
+        model.meta.name, model.config, model.meta.class_names, preprocessing_document(model)
     )
-    _write_json(path / "config.json", document)
+    write_json(path / "config.json", document)
     return path
 
 
@@ -67,11 +63,12 @@ def export_hf(model: VisionTransformer, directory: str | os.PathLike) -> Path:
         log.warning("HF's ViT has no stochastic depth; drop_path_rate is not exported")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    _atomic_write(
+    atomic_write(
         directory / "model.safetensors", lambda tmp: save_file(tensors, tmp, {"format": "pt"})
     )
-    _write_json(directory / "config.json", hf_config_of(model.config, model.class_names))
-    _write_json(directory / "preprocessor_config.json", hf_preprocessor_of(preprocessing_of(model)))
+    write_json(directory / "config.json", hf_config_of(model.config, model.meta.class_names))
+    write_json(directory / "preprocessor_config.json",
+               hf_preprocessor_of(preprocessing_document(model)))
     return directory
 
 
@@ -85,7 +82,7 @@ def export_npz(model: VisionTransformer, path: str | os.PathLike, naming: str = 
         with open(tmp, "wb") as handle:  # a handle, so numpy does not append '.npz'
             np.savez(handle, **arrays)
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
     return path
 
 

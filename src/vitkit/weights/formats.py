@@ -12,8 +12,9 @@ from typing import Any
 
 import torch
 
+from ..errors import CheckpointError
 from .hf import hf_to_vitkit, is_hf
-from .io import METADATA_KEY, CheckpointError, read_safetensors
+from .io import METADATA_KEY, read_safetensors
 from .npz import flax_to_vitkit, is_flax, read_npz
 from .timm import infer_config, is_timm
 from .torch_file import read_torch_file

@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
+from ..errors import CheckpointError
 from ..models import ViTConfig
-from .io import CheckpointError
 
 # (HF name pattern, vitkit name) for tensors that map one to one; {i} is a block index.
 _CLASSIC = [

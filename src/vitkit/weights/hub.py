@@ -7,7 +7,7 @@ import os
 import re
 from pathlib import Path
 
-from .io import CheckpointError
+from ..errors import CheckpointError
 
 # Tried in this order; the first one present is downloaded, the rest are not.
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")

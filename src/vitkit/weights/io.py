@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,35 +12,20 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..models import VisionTransformer, ViTConfig
+from ..errors import CheckpointError, first_line, not_enough_memory
+from ..files import atomic_write, write_json
+from ..models import ModelMeta, Preprocessing, VisionTransformer, ViTConfig
+from .validate import parse_document, validate
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 FORMAT_VERSION = 1
 METADATA_KEY = "vitkit_config"
 
-# Google's ViT checkpoints normalise pixels to [-1, 1].
-DEFAULT_PREPROCESSING: dict[str, Any] = {
-    "mean": [0.5, 0.5, 0.5],
-    "std": [0.5, 0.5, 0.5],
-    "interpolation": "bicubic",
-    "crop_pct": 0.9,
-}
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that can't be loaded into the model asked for; the message says why."""
-
-
-def preprocessing_of(model: VisionTransformer) -> dict[str, Any]:
-    """The model's preprocessing (img_size, mean, std, ...), with defaults filled in."""
-    prep = dict(DEFAULT_PREPROCESSING)
-    if model.config.in_chans != 3:
-        prep["mean"] = [0.5] * model.config.in_chans
-        prep["std"] = [0.5] * model.config.in_chans
-    prep.update(model.preprocessing or {})
-    prep["img_size"] = list(model.config.img_size)
-    return prep
+def preprocessing_document(model: VisionTransformer) -> dict[str, Any]:
+    """The model's preprocessing as JSON, with the image size beside it for readers of the
+    file (and for timm's and HF's configs); the config's img_size is what counts."""
+    return {**model.meta.preprocessing.to_dict(), "img_size": list(model.config.img_size)}
 
 
 def checkpoint_document(model: VisionTransformer) -> dict[str, Any]:
@@ -50,38 +34,24 @@ def checkpoint_document(model: VisionTransformer) -> dict[str, Any]:
         "library": "vitkit",
         "format_version": FORMAT_VERSION,
         "architecture": "VisionTransformer",
-        "model_name": getattr(model, "model_name", None),
+        "model_name": model.meta.name,
         "config": model.config.to_dict(),
-        "class_names": model.class_names,
-        "preprocessing": preprocessing_of(model),
+        "class_names": model.meta.class_names,
+        "preprocessing": preprocessing_document(model),
     }
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write through a temporary file in the same folder, then rename: never half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_pretrained(
     model: VisionTransformer,
     directory: str | os.PathLike,
     class_names: list[str] | None = None,
-    preprocessing: dict[str, Any] | None = None,
+    preprocessing: Preprocessing | dict[str, Any] | None = None,
 ) -> Path:
     """Save `model` to `directory` as model.safetensors + config.json; returns the directory.
 
-    class_names and preprocessing, when given, are stored on the model first. Each file is
-    written atomically, so an interrupted save leaves the previous files intact.
+    class_names and preprocessing (fields to change), when given, are stored in `model.meta`
+    first. Each file is written atomically, so an interrupted save leaves the previous files
+    intact.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -91,17 +61,19 @@ def save_pretrained(
                 f"{len(class_names)} class names for a model with {model.config.num_classes} "
                 "classes"
             )
-        model.class_names = list(class_names)
-    if preprocessing is not None:
-        model.preprocessing = {**(model.preprocessing or {}), **preprocessing}
+        model.meta.class_names = list(class_names)
+    if isinstance(preprocessing, Preprocessing):
+        model.meta.preprocessing = preprocessing
+    elif preprocessing is not None:
+        model.meta.preprocessing = model.meta.preprocessing.replace(
+            **{k: v for k, v in preprocessing.items() if k != "img_size"})
     document = checkpoint_document(model)
     tensors = {
         name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()
     }
     metadata = {"format": "pt", METADATA_KEY: json.dumps(document)}
-    _atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata))
-    text = json.dumps(document, indent=2) + "\n"
-    _atomic_write(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text))
+    atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata))
+    write_json(directory / CONFIG_NAME, document)
     return directory
 
 
@@ -194,19 +166,6 @@ def read_safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
     return metadata
 
 
-def first_line(error: BaseException) -> str:
-    """The first line of an error's message (readers' messages run long), or its type's name."""
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
-
-
-def not_enough_memory(path: str | os.PathLike, what: str = "tensors",
-                      remedy: str = "download or save it again") -> str:
-    """The message for a file whose reading ran out of memory: what it claims, and what to do."""
-    return (f"not enough memory to read {path}: it claims {what} larger than this machine can "
-            f"hold, so it is damaged or too big for this machine; {remedy}")
-
-
 def _unreadable_safetensors(path: str | os.PathLike, error: BaseException) -> str:
     reason = first_line(error)
     if not isinstance(error, (SafetensorError, OSError)):
@@ -215,10 +174,8 @@ def _unreadable_safetensors(path: str | os.PathLike, error: BaseException) -> st
             "corrupted: download or save it again")
 
 
-def _read_document(path: Path) -> tuple[dict[str, Any], Path]:
+def read_document(path: Path) -> tuple[dict[str, Any], Path]:
     """The vitkit description and weights file of a directory or a .safetensors file."""
-    from .validate import parse_document
-
     if path.is_dir():
         weights = path / WEIGHTS_NAME
         config_file = path / CONFIG_NAME
@@ -238,16 +195,6 @@ def _read_document(path: Path) -> tuple[dict[str, Any], Path]:
     return parse_document(metadata[METADATA_KEY], str(path)), path
 
 
-def is_vitkit_checkpoint(path: str | os.PathLike) -> bool:
-    """Whether `path` is a vitkit directory or a .safetensors file with a vitkit config."""
-    path = Path(path)
-    try:
-        document, _ = _read_document(path)
-    except (CheckpointError, OSError):
-        return False
-    return document.get("library") == "vitkit"
-
-
 def load_pretrained(
     path: str | os.PathLike, map_location: str | torch.device = "cpu"
 ) -> VisionTransformer:
@@ -255,9 +202,7 @@ def load_pretrained(
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    from .validate import validate
-
-    document, weights = _read_document(path)
+    document, weights = read_document(path)
     if document.get("library") != "vitkit":
         raise CheckpointError(f"{path} is not a vitkit checkpoint (no 'library': 'vitkit')")
     if not document.get("config"):
@@ -276,7 +221,7 @@ def load_pretrained(
         load_state_dict_checked(model, state_dict, assign=True)
     except CheckpointError as error:
         raise CheckpointError(f"{path}: {error}") from error
-    model.model_name = document.get("model_name")
-    model.class_names = document.get("class_names")
-    model.preprocessing = document.get("preprocessing")
+    model.meta = ModelMeta(
+        name=document.get("model_name"), class_names=document.get("class_names"),
+        preprocessing=Preprocessing.from_dict(document.get("preprocessing"), config.in_chans))
     return model.to(map_location).eval()

@@ -12,11 +12,20 @@ from typing import Any
 
 import torch
 
-from ..models import PRESETS, VisionTransformer, ViTConfig, get_config, resample_pos_embed
+from ..errors import CheckpointError
+from ..models import (
+    PRESETS,
+    ModelMeta,
+    Preprocessing,
+    VisionTransformer,
+    ViTConfig,
+    get_config,
+    resample_pos_embed,
+)
 from .formats import read_weights
 from .hf import class_names_from_hf, config_from_hf, preprocessing_from_hf
 from .hub import download, parse_hub_id
-from .io import CONFIG_NAME, CheckpointError, _read_document, load_state_dict_checked
+from .io import CONFIG_NAME, load_state_dict_checked, read_document
 from .timm import guess_num_heads, read_timm_config
 from .validate import validate
 
@@ -149,7 +158,7 @@ def _read_folder_config(path: Path, document: dict[str, Any], checkpoint: Checkp
 
 
 def _read_vitkit(path: Path, state_dict: dict[str, torch.Tensor] | None = None) -> Checkpoint:
-    document, weights = _read_document(path)
+    document, weights = read_document(path)
     if state_dict is None:
         state_dict, _, _, _ = read_weights(weights)
     return Checkpoint(
@@ -283,9 +292,9 @@ def create_pretrained(
         raise CheckpointError(f"{checkpoint.source}: {error}") from error
     for note in checkpoint.notes + notes:
         log.warning("%s: %s", checkpoint.source, note)
-    model.model_name = name or checkpoint.model_name
-    if config.num_classes == (checkpoint.config or {}).get("num_classes"):
-        model.class_names = checkpoint.class_names
-    model.preprocessing = dict(checkpoint.preprocessing or {})
-    model.preprocessing.pop("img_size", None)
+    same_head = config.num_classes == (checkpoint.config or {}).get("num_classes")
+    model.meta = ModelMeta(
+        name=name or checkpoint.model_name,
+        class_names=checkpoint.class_names if same_head else None,
+        preprocessing=Preprocessing.from_dict(checkpoint.preprocessing, config.in_chans))
     return model.eval()

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .io import CheckpointError, not_enough_memory
+from ..errors import CheckpointError, not_enough_memory
 
 POS_VIT_JAX = "Transformer/posembed_input/pos_embedding"
 PREFIXES = ("opt/target/", "params/img/", "params/", "")
@@ -129,21 +129,8 @@ def _flax_to_vitkit(arrays: dict[str, np.ndarray]) -> tuple[dict[str, torch.Tens
             "this checkpoint pools with a MAP head (attention pooling), which vitkit's ViT "
             "does not have; only [class]-token and average-pooling models can be loaded"
         )
-    scanned = "Transformer/encoderblock/LayerNorm_0/scale" in w
-    if scanned:
-        depth = w["Transformer/encoderblock/LayerNorm_0/scale"].shape[0]
-        blocks = ["Transformer/encoderblock/"] * depth
-    else:
-        pattern = re.compile(r"Transformer/encoderblock_(\d+)/")
-        indices = {int(m.group(1)) for k in w if (m := pattern.match(k))}
-        depth = len(indices)
-        if indices != set(range(depth)):
-            raise CheckpointError(f"encoder blocks {sorted(indices)} are not numbered 0..{depth-1}")
-        blocks = [f"Transformer/encoderblock_{i}/" for i in range(depth)]
-    if depth == 0:
-        raise CheckpointError("the .npz file holds an embedding but no encoder blocks")
+    blocks, scanned = _encoder_blocks(w)
     naming = "big_vision" if f"{blocks[0]}MlpBlock_0/Dense_0/kernel" in w else "vit_jax"
-    attn_name, ln1, ln2, mlp = NAMINGS[naming]
 
     def get(key: str, layer: int | None = None) -> torch.Tensor:
         if key not in w:
@@ -151,6 +138,56 @@ def _flax_to_vitkit(arrays: dict[str, np.ndarray]) -> tuple[dict[str, torch.Tens
         array = w[key]
         return _t(array[layer] if scanned and layer is not None else array)
 
+    sd, (patch, in_chans, dim, side) = _embedding(get, w)
+    heads = None
+    for i, block in enumerate(blocks):
+        heads = _encoder_block(get, w, sd, i, block, i if scanned else None, dim, naming)
+    # Both codebases normalise the tokens before pooling, also for global average pooling.
+    sd["norm.weight"] = get("Transformer/encoder_norm/scale")
+    sd["norm.bias"] = get("Transformer/encoder_norm/bias")
+    representation = None
+    if "pre_logits/kernel" in w:
+        sd["pre_logits.fc.weight"] = get("pre_logits/kernel").T
+        sd["pre_logits.fc.bias"] = get("pre_logits/bias")
+        representation = sd["pre_logits.fc.weight"].shape[0]
+    num_classes = 0
+    if "head/kernel" in w:
+        sd["head.weight"] = get("head/kernel").T
+        sd["head.bias"] = get("head/bias")
+        num_classes = sd["head.weight"].shape[0]
+    class_token = "cls_token" in sd
+    config = dict(
+        img_size=[side * patch, side * patch], patch_size=patch, in_chans=in_chans,
+        num_classes=num_classes, embed_dim=dim, depth=len(blocks), num_heads=heads,
+        mlp_dim=sd["blocks.0.mlp.fc1.weight"].shape[0], qkv_bias="blocks.0.attn.qkv.bias" in sd,
+        class_token=class_token, global_pool="token" if class_token else "avg", fc_norm=False,
+        representation_size=representation,
+    )
+    return {k: v.contiguous() for k, v in sd.items()}, config
+
+
+def _encoder_blocks(w: dict[str, np.ndarray]) -> tuple[list[str], bool]:
+    """The key prefix of each encoder block, and whether the blocks are scanned (stacked
+    along a leading layer axis, as big_vision saves them)."""
+    if "Transformer/encoderblock/LayerNorm_0/scale" in w:
+        depth = w["Transformer/encoderblock/LayerNorm_0/scale"].shape[0]
+        blocks, scanned = ["Transformer/encoderblock/"] * depth, True
+    else:
+        pattern = re.compile(r"Transformer/encoderblock_(\d+)/")
+        indices = {int(m.group(1)) for k in w if (m := pattern.match(k))}
+        depth = len(indices)
+        if indices != set(range(depth)):
+            raise CheckpointError(f"encoder blocks {sorted(indices)} are not numbered 0..{depth-1}")
+        blocks, scanned = [f"Transformer/encoderblock_{i}/" for i in range(depth)], False
+    if depth == 0:
+        raise CheckpointError("the .npz file holds an embedding but no encoder blocks")
+    return blocks, scanned
+
+
+def _embedding(get, w: dict[str, np.ndarray]
+               ) -> tuple[dict[str, torch.Tensor], tuple[int, int, int, int]]:
+    """Eq. (1)'s tensors (E, its bias, the [class] token, E_pos) in vitkit names, and
+    (patch, in_chans, dim, grid side)."""
     kernel = get("embedding/kernel")
     if kernel.ndim != 4:
         raise CheckpointError(f"embedding/kernel has shape {tuple(kernel.shape)}, not (P,P,C,D)")
@@ -175,51 +212,32 @@ def _flax_to_vitkit(arrays: dict[str, np.ndarray]) -> tuple[dict[str, torch.Tens
     if side * side != grid_tokens:
         raise CheckpointError(f"{grid_tokens} position embeddings do not form a square grid")
     sd["pos_embed"] = pos
+    return sd, (patch, in_chans, dim, side)
 
-    heads = None
-    for i, block in enumerate(blocks):
-        layer = i if scanned else None
-        out = f"blocks.{i}."
-        attn = f"{block}{attn_name}/"
-        q = get(f"{attn}query/kernel", layer)
-        heads = q.shape[1]
-        sd[out + "norm1.weight"] = get(f"{block}{ln1}/scale", layer)
-        sd[out + "norm1.bias"] = get(f"{block}{ln1}/bias", layer)
-        sd[out + "attn.qkv.weight"] = torch.cat(
-            [get(f"{attn}{n}/kernel", layer).reshape(dim, dim).T for n in ("query", "key", "value")]
-        )
-        if f"{attn}query/bias" in w:
-            sd[out + "attn.qkv.bias"] = torch.cat(
-                [get(f"{attn}{n}/bias", layer).reshape(dim) for n in ("query", "key", "value")]
-            )
-        sd[out + "attn.proj.weight"] = get(f"{attn}out/kernel", layer).reshape(dim, dim).T
-        sd[out + "attn.proj.bias"] = get(f"{attn}out/bias", layer)
-        sd[out + "norm2.weight"] = get(f"{block}{ln2}/scale", layer)
-        sd[out + "norm2.bias"] = get(f"{block}{ln2}/bias", layer)
-        for r in range(2):
-            sd[out + f"mlp.fc{r + 1}.weight"] = get(f"{block}{mlp}/Dense_{r}/kernel", layer).T
-            sd[out + f"mlp.fc{r + 1}.bias"] = get(f"{block}{mlp}/Dense_{r}/bias", layer)
-    # Both codebases normalise the tokens before pooling, also for global average pooling.
-    sd["norm.weight"] = get("Transformer/encoder_norm/scale")
-    sd["norm.bias"] = get("Transformer/encoder_norm/bias")
-    representation = None
-    if "pre_logits/kernel" in w:
-        sd["pre_logits.fc.weight"] = get("pre_logits/kernel").T
-        sd["pre_logits.fc.bias"] = get("pre_logits/bias")
-        representation = sd["pre_logits.fc.weight"].shape[0]
-    num_classes = 0
-    if "head/kernel" in w:
-        sd["head.weight"] = get("head/kernel").T
-        sd["head.bias"] = get("head/bias")
-        num_classes = sd["head.weight"].shape[0]
-    config = dict(
-        img_size=[side * patch, side * patch], patch_size=patch, in_chans=in_chans,
-        num_classes=num_classes, embed_dim=dim, depth=depth, num_heads=heads,
-        mlp_dim=sd["blocks.0.mlp.fc1.weight"].shape[0], qkv_bias="blocks.0.attn.qkv.bias" in sd,
-        class_token=class_token, global_pool="token" if class_token else "avg", fc_norm=False,
-        representation_size=representation,
+
+def _encoder_block(get, w: dict[str, np.ndarray], sd: dict[str, torch.Tensor], index: int,
+                   block: str, layer: int | None, dim: int, naming: str) -> int:
+    """One encoder block's tensors into `sd` as blocks.{index}.*; returns its head count."""
+    attn_name, ln1, ln2, mlp = NAMINGS[naming]
+    out, attn = f"blocks.{index}.", f"{block}{attn_name}/"
+    heads = get(f"{attn}query/kernel", layer).shape[1]
+    sd[out + "norm1.weight"] = get(f"{block}{ln1}/scale", layer)
+    sd[out + "norm1.bias"] = get(f"{block}{ln1}/bias", layer)
+    sd[out + "attn.qkv.weight"] = torch.cat(
+        [get(f"{attn}{n}/kernel", layer).reshape(dim, dim).T for n in ("query", "key", "value")]
     )
-    return {k: v.contiguous() for k, v in sd.items()}, config
+    if f"{attn}query/bias" in w:
+        sd[out + "attn.qkv.bias"] = torch.cat(
+            [get(f"{attn}{n}/bias", layer).reshape(dim) for n in ("query", "key", "value")]
+        )
+    sd[out + "attn.proj.weight"] = get(f"{attn}out/kernel", layer).reshape(dim, dim).T
+    sd[out + "attn.proj.bias"] = get(f"{attn}out/bias", layer)
+    sd[out + "norm2.weight"] = get(f"{block}{ln2}/scale", layer)
+    sd[out + "norm2.bias"] = get(f"{block}{ln2}/bias", layer)
+    for r in range(2):
+        sd[out + f"mlp.fc{r + 1}.weight"] = get(f"{block}{mlp}/Dense_{r}/kernel", layer).T
+        sd[out + f"mlp.fc{r + 1}.bias"] = get(f"{block}{mlp}/Dense_{r}/bias", layer)
+    return heads
 
 
 def vitkit_to_flax(

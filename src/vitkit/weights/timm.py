@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
+from ..errors import CheckpointError
 from ..models import PRESETS
 from ..models.config import SIZES
-from .io import CheckpointError
 
 # timm model_args that are ViTConfig fields under the same name or another one.
 _MODEL_ARGS = {

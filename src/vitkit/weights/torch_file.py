@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from .io import CheckpointError, first_line, not_enough_memory
+from ..errors import CheckpointError, first_line, not_enough_memory
 
 # Keys under which training scripts commonly nest the model's state dict.
 WRAPPER_KEYS = ("model", "state_dict", "model_state_dict", "model_state", "module", "ema")

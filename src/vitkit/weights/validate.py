@@ -12,8 +12,9 @@ from typing import Any
 
 import torch
 
-from ..models.config import to_2tuple
-from .io import CheckpointError
+from ..errors import CheckpointError
+from ..models import to_2tuple
+from ..models.meta import INTERPOLATIONS
 from .timm import infer_config, is_timm
 
 POSITIVE_INTS = ("patch_size", "in_chans", "embed_dim", "depth", "num_heads", "mlp_dim")
@@ -151,7 +152,7 @@ def check_preprocessing(prep: Any, in_chans: Any, where: str) -> None:
                 problems.append(f"{key}={value!r}"[:80])
     if "crop_pct" in prep and not (_number(prep["crop_pct"]) and 0 < prep["crop_pct"] <= 1):
         problems.append(f"crop_pct={prep['crop_pct']!r}"[:80])
-    if "interpolation" in prep and not isinstance(prep["interpolation"], str):
+    if "interpolation" in prep and prep["interpolation"] not in INTERPOLATIONS:
         problems.append(f"interpolation={prep['interpolation']!r}"[:80])
     if "img_size" in prep:
         size = prep["img_size"]

@@ -8,7 +8,8 @@ import argparse
 import dataclasses
 import typing
 
-from .recipes import Recipe, get_recipe, list_recipes
+from vitkit.device import PRECISIONS
+from vitkit.train.recipes import Recipe, get_recipe, list_recipes
 
 HELP = {
     "epochs": "training epochs (fractions allowed)",
@@ -61,7 +62,11 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="the run's seed (default 0)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last checkpoint")
-    parser.add_argument("--fp32", action="store_true", help="never use bf16 autocast")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="autocast dtype: auto (bf16 where the hardware is native at it, "
+                        "else fp32), fp32 or bf16")
+    parser.add_argument("--fp32", dest="precision", action="store_const", const="fp32",
+                        help="the same as --precision fp32")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
     parser.add_argument("--val-split", type=float, default=None,
                         help="hold out this fraction of train for validation")

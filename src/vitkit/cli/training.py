@@ -1,0 +1,116 @@
+"""What `vitkit train` and `vitkit finetune` share: the defaults that depend on the data (a
+small ViT for small images, gentle augmentation for tiny ones), then train, evaluate the
+best checkpoint on the test split, and report. Kept apart from argument parsing so tests
+can call it directly."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vitkit.data import DataSplits
+    from vitkit.models import VisionTransformer
+    from vitkit.train import Recipe
+
+log = logging.getLogger("vitkit")
+
+# small-data settings for tiny images (<= 16 px), where crops, RandAugment, erasing and
+# MixUp/CutMix destroy the content: 1-pixel shifts only (what `vitkit demo` uses; 0.98 on
+# digits). Command-line options still override them.
+TINY_IMAGE_RECIPE: dict[str, Any] = dict(
+    batch_size=64, lr=3e-3, warmup_epochs=3, crop="pad", pad=1, randaugment=False, mixup=0.0,
+    cutmix=0.0, random_erasing=0.0, drop_path=0.0, ema=False, grad_clip=0.0,
+)
+
+
+def default_model(image_shape: tuple[int, int, int], num_classes: int,
+                  img_size: int | None = None) -> tuple[str, dict[str, Any]]:
+    """A small ViT preset and config overrides suited to images of `image_shape` (C, H, W):
+    patch 2 up to 16 px, patch 4 up to 64 px, else a ViT-S/16 at 224 px."""
+    chans, height, width = image_shape
+    side = img_size or max(height, width)
+    if side <= 16:
+        name, patch = "vit_digits_patch2_8", 2
+    elif side <= 64:
+        name, patch = "vit_cifar_patch4_32", 4
+    else:
+        name, patch, side = "vit_small_patch16_224", 16, img_size or 224
+    if img_size and img_size % patch:
+        raise ValueError(f"image size {img_size} is not divisible by the patch size {patch} of "
+                         f"{name}; use a multiple of {patch}")
+    side = -(-side // patch) * patch  # round up to a multiple of the patch size
+    return name, {"img_size": side, "in_chans": chans, "num_classes": num_classes}
+
+
+def recipe_defaults(name: str, image_shape: tuple[int, int, int], source: str) -> dict[str, Any]:
+    """Data-dependent recipe defaults: no flips for digits, gentle augmentation for tiny images."""
+    defaults: dict[str, Any] = {}
+    if name == "small-data" and max(image_shape[1:]) <= 16:
+        defaults.update(TINY_IMAGE_RECIPE)
+    if source == "digits":
+        defaults["hflip"] = False  # a mirrored digit is another symbol
+    return defaults
+
+
+def model_overrides(recipe: Recipe, embed_dim: int) -> dict:
+    """The config fields a recipe sets: stochastic depth, dropout, the representation layer."""
+    overrides: dict = {"drop_path_rate": recipe.drop_path, "drop_rate": recipe.dropout}
+    if recipe.representation_size is not None:
+        size = recipe.representation_size
+        overrides["representation_size"] = embed_dim if size == -1 else (size or None)
+    return overrides
+
+
+def run_training(model: VisionTransformer, splits: DataSplits, recipe: Recipe,
+                 args: argparse.Namespace, mean: list[float] | None = None,
+                 std: list[float] | None = None) -> dict:
+    """Train, then evaluate the saved checkpoint on the test split; returns the summary."""
+    import torch
+
+    from vitkit.infer import evaluate
+    from vitkit.train import TrainRun, train
+    from vitkit.train.distributed import is_main_process
+    from vitkit.weights import load_pretrained
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    main = is_main_process()  # under torchrun, rank 0 alone reports and writes
+    if main:
+        _describe(splits, recipe)
+    run = TrainRun(
+        model=model, train_set=splits.train, val_set=splits.val, recipe=recipe,
+        out_dir=Path(args.out), seed=args.seed, precision=args.precision, device=args.device,
+        mean=mean, std=std, save_every=args.save_every, resume=args.resume,
+        stop_after=args.stop_after, progress=not args.no_progress,
+    )
+    result = train(run)
+    summary = {"steps": result.steps, "epochs": round(result.epochs, 3),
+               "seconds": round(result.seconds, 1),
+               "images_per_s": round(result.images_per_s, 1),
+               "best_val_top1": result.best_val_top1, "finished": result.finished,
+               "skipped_images": len(splits.train.skipped)}
+    if not main:
+        return summary
+    if result.finished and splits.test is not None and result.checkpoint.exists():
+        best = load_pretrained(result.checkpoint)
+        summary["test_top1"] = evaluate(best, splits.test)["top1"]
+    if result.finished:
+        (Path(args.out) / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary))
+    print(f"checkpoint: {result.checkpoint} (load with vitkit.create_model(None, "
+          f"pretrained={str(result.checkpoint)!r}))")
+    return summary
+
+
+def _describe(splits: DataSplits, recipe: Recipe) -> None:
+    """The recipe and the data, one line each, before training starts."""
+    print(f"recipe {recipe.name}: " + json.dumps(
+        {k: v for k, v in recipe.to_dict().items() if k != "name"}))
+    print(f"data {splits.name}: {len(splits.train)} train, "
+          f"{len(splits.val) if splits.val else 0} val, "
+          f"{len(splits.test) if splits.test else 0} test images, "
+          f"{splits.train.num_classes} classes, {len(splits.train.skipped)} skipped")
