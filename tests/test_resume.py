@@ -84,7 +84,27 @@ def test_nonfinite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_pa
         return logits * float("nan") if calls["n"] > 10 else logits  # 2 micro-batches a step
 
     monkeypatch.setattr(type(run.model), "forward", poisoned)
-    with pytest.raises(TrainingError, match=r"non-finite loss \(nan\) at step 6.*step 4"):
+    with pytest.raises(TrainingError, match=r"non-finite loss at step 6.*step 4"):
+        train(run)
+    assert _state(tmp_path)["step"] == 4
+    assert all(torch.isfinite(t).all() for t in _state(tmp_path)["model"].values())
+
+
+def test_nonfinite_loss_is_found_at_the_next_check_and_named_by_its_first_step(tmp_path,
+                                                                              monkeypatch):
+    """The loss is read only at log steps and before saves: a NaN at step 5 is found at the
+    end of epoch 2 (step 8), reported as step 5, and nothing after step 4 was saved."""
+    run = _run(tmp_path, log_every=100)
+    forward = type(run.model).forward
+    calls = {"n": 0}
+
+    def poisoned(self, images):
+        calls["n"] += 1 if self.training else 0
+        logits = forward(self, images)
+        return logits * float("nan") if calls["n"] > 8 else logits  # 2 micro-batches a step
+
+    monkeypatch.setattr(type(run.model), "forward", poisoned)
+    with pytest.raises(TrainingError, match=r"non-finite loss at step 5.*step 4"):
         train(run)
     assert _state(tmp_path)["step"] == 4
     assert all(torch.isfinite(t).all() for t in _state(tmp_path)["model"].values())

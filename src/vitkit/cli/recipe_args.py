@@ -77,6 +77,14 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads (default: PyTorch's; 1 is fastest for tiny models)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                        help="torch.compile the model (auto: on for CUDA, off on the CPU, where "
+                        "compiling takes longer than it saves on short runs)")
+    parser.add_argument("--data-on-device", choices=("auto", "on", "off"), default="auto",
+                        help="keep the decoded dataset on the training device (auto: when it "
+                        "takes under half the free memory; off: stream batches from host memory)")
+    parser.add_argument("--log-every", type=int, default=10,
+                        help="read the loss from the device and log it every N steps (10)")
 
 
 def parse_model_args(pairs: list[str]) -> dict[str, object]:

@@ -85,7 +85,8 @@ def run_training(model: VisionTransformer, splits: DataSplits, recipe: Recipe,
         model=model, train_set=splits.train, val_set=splits.val, recipe=recipe,
         out_dir=Path(args.out), seed=args.seed, precision=args.precision, device=args.device,
         mean=mean, std=std, save_every=args.save_every, resume=args.resume,
-        stop_after=args.stop_after, progress=not args.no_progress,
+        stop_after=args.stop_after, progress=not args.no_progress, log_every=args.log_every,
+        compile=_choice(args.compile), data_on_device=_choice(args.data_on_device),
     )
     result = train(run)
     summary = {"steps": result.steps, "epochs": round(result.epochs, 3),
@@ -104,6 +105,11 @@ def run_training(model: VisionTransformer, splits: DataSplits, recipe: Recipe,
     print(f"checkpoint: {result.checkpoint} (load with vitkit.create_model(None, "
           f"pretrained={str(result.checkpoint)!r}))")
     return summary
+
+
+def _choice(value: str) -> bool | None:
+    """'on'/'off'/'auto' as True/False/None."""
+    return {"on": True, "off": False}.get(value)
 
 
 def _describe(splits: DataSplits, recipe: Recipe) -> None:

@@ -65,13 +65,13 @@ def mean_across(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return value / info.world_size
 
 
-def any_across(flag: bool, info: DistInfo, device: torch.device | str = "cpu") -> bool:
-    """True on every rank if `flag` is true on any rank (to stop all ranks together)."""
+def min_across(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """The elementwise minimum of a tensor over all ranks."""
     if not info.enabled:
-        return flag
-    tensor = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(tensor)
-    return bool(tensor.item() > 0)
+        return value
+    value = value.detach().clone()
+    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return value
 
 
 def cleanup(info: DistInfo) -> None:

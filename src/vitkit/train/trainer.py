@@ -1,5 +1,11 @@
-"""The training loop, top to bottom: sample a batch, augment it, forward/backward (with
-accumulation), clip, step, EMA, log, evaluate at epoch ends, checkpoint atomically.
+"""The training loop, top to bottom: take a batch (on the device), augment it (batched, on the
+device), forward/backward (with accumulation), clip, step, EMA, log, evaluate at epoch ends,
+checkpoint atomically.
+
+Nothing waits on the device inside the loop: the loss is summed on the device and read every
+`log_every` steps, at epoch ends and before every save. A non-finite loss is noted there (with
+its step) and stops the run; since a checkpoint is only written after that check, the last
+one on disk is always from before the first bad step (`--resume` continues from it).
 
 Exact resume: the data order of epoch e is a permutation drawn from a torch.Generator seeded
 with (seed, e), and every step reseeds the global RNG from (seed, step, rank) before its
@@ -25,17 +31,19 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data import ImageTensorDataset
-from ..device import default_device, resolve_dtype
+from ..device import default_device
 from ..errors import TrainingError
 from ..infer import evaluate
 from ..models import Preprocessing, VisionTransformer
 from ..weights import save_pretrained
 from .augment import BatchAugment, channel_stats
 from .checkpoint import load_state, remove_stale_temporaries, rng_state, save_state, set_rng_state
-from .distributed import DistInfo, any_across, cleanup, init_from_env, mean_across, shard
+from .distributed import DistInfo, cleanup, init_from_env, mean_across, min_across, shard
 from .ema import make_ema
+from .feed import Feed
 from .metrics import MetricsLog
 from .optim import build_optimizer, lr_at, set_lr
+from .precision import training_dtype
 from .recipes import Recipe
 
 log = logging.getLogger("vitkit")
@@ -60,6 +68,8 @@ class TrainRun:
     stop_after: int | None = None  # stop (checkpointed) after this many steps in total
     progress: bool = True
     log_every: int = 10
+    compile: bool | None = None  # torch.compile the model (None: on for CUDA, off on the CPU)
+    data_on_device: bool | None = None  # None: when it takes under half the free memory
 
 
 @dataclass
@@ -87,6 +97,7 @@ class Plan:
     total_steps: int
     warmup_steps: int
     augment: BatchAugment
+    feed: Feed
     state_dir: Path
     checkpoint_dir: Path
 
@@ -103,6 +114,42 @@ class State:
     ema: nn.Module | None
     step: int = 0
     best: float = -1.0  # the best validation top-1 so far (-1: none yet)
+    watch: LossWatch | None = None
+
+
+class LossWatch:
+    """The training loss kept on the device: its sum and count since the last log, and the
+    first step whose loss was not finite (-1: none). Read only by `read`, the loop's one
+    synchronisation with the host."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.total = torch.zeros((), device=device)
+        self.count = 0
+        self.first_bad = torch.full((), -1, dtype=torch.int64, device=device)
+
+    def add(self, loss: torch.Tensor, step: int) -> None:
+        self.total += loss
+        self.count += 1
+        bad = ~torch.isfinite(loss) & (self.first_bad < 0)
+        self.first_bad = torch.where(bad, torch.full_like(self.first_bad, step), self.first_bad)
+
+    def read(self, dist: DistInfo) -> tuple[float, int]:
+        """(mean loss since the last read over all ranks, first non-finite step or -1), and
+        start a new window."""
+        mean = float(mean_across(self.total / max(self.count, 1), dist))
+        first = self.first_bad.clone()
+        first = torch.where(first < 0, torch.full_like(first, 2**62), first)
+        first = int(min_across(first, dist))
+        self.total.zero_()
+        self.count = 0
+        return mean, (-1 if first == 2**62 else first)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"total": self.total.detach().cpu(), "count": self.count}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.total.copy_(state["total"])
+        self.count = int(state["count"])
 
 
 @functools.lru_cache(maxsize=2)
@@ -124,7 +171,7 @@ def train(run: TrainRun) -> TrainResult:
     non-finite loss or a full disk, keeping the last good checkpoint."""
     plan = make_plan(run)
     state = start_or_resume(run, plan)
-    net = _data_parallel(state.model, plan)
+    net = _compiled(_data_parallel(state.model, plan), run, plan)
     metrics = MetricsLog(Path(run.out_dir), plan.dist.is_main,
                          state.step if run.resume else None)
     bar = tqdm(total=plan.total_steps, initial=state.step, desc=f"train {run.recipe.name}",
@@ -136,26 +183,27 @@ def train(run: TrainRun) -> TrainResult:
         while state.step < plan.total_steps:
             lr = lr_at(state.step, plan.total_steps, plan.warmup_steps, run.recipe)
             set_lr(state.optimizer, lr)
-            loss = train_step(run, plan, state, net)
+            state.watch.add(train_step(run, plan, state, net), state.step + 1)
             state.step += 1
             clock.tick(run.recipe.batch_size)
-            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", img_s=f"{clock.rate():.0f}")
             bar.update(1)
-            if state.step % run.log_every == 0 or state.step == plan.total_steps:
-                metrics.write(state.step, {"epoch": plan.epoch(state.step), "loss": loss,
-                                           "lr": lr, "images_per_s": clock.rate()})
-                clock.new_window()
             epoch_end = state.step % plan.steps_per_epoch == 0 or state.step == plan.total_steps
+            stopping = run.stop_after is not None and state.step >= run.stop_after
+            saving = epoch_end or stopping or (run.save_every and state.step % run.save_every == 0)
+            if state.step % run.log_every == 0 or state.step == plan.total_steps:
+                log_window(plan, state, metrics, bar, clock, lr)
+            elif saving:
+                check_finite(plan, state)
             if epoch_end and run.val_set is not None:
                 last_val = end_of_epoch(run, plan, state, metrics, bar, clock.elapsed())
-            stopping = run.stop_after is not None and state.step >= run.stop_after
-            if epoch_end or stopping or (run.save_every and state.step % run.save_every == 0):
+            if saving:
                 save_training_state(run, plan, state)
             if stopping:
                 break
     finally:
         bar.close()
         metrics.close()
+        plan.feed.close()
     return finish(run, plan, state, clock, last_val)
 
 
@@ -178,8 +226,12 @@ def make_plan(run: TrainRun) -> Plan:
     steps_per_epoch = len(data) // recipe.batch_size
     total_steps = max(1, math.ceil(recipe.epochs * steps_per_epoch))
     out = Path(run.out_dir)
+    feed = Feed(data, device, run.data_on_device)
+    if dist.is_main:
+        log.info("data: %s", feed.how)
     return Plan(
-        device=device, dtype=resolve_dtype(device, run.precision), dist=dist,
+        device=device, dtype=training_dtype(model, run.precision, device, recipe.batch_size),
+        dist=dist, feed=feed,
         steps_per_epoch=steps_per_epoch, total_steps=total_steps,
         warmup_steps=min(round(recipe.warmup_epochs * steps_per_epoch), total_steps - 1),
         augment=BatchAugment(recipe, data.num_classes, model.meta.preprocessing,
@@ -209,7 +261,7 @@ def start_or_resume(run: TrainRun, plan: Plan) -> State:
     out, model = Path(run.out_dir), run.model
     optimizer = build_optimizer(model, run.recipe)
     ema = make_ema(model, run.recipe.ema_decay) if run.recipe.ema else None
-    state = State(model, optimizer, ema)
+    state = State(model, optimizer, ema, watch=LossWatch(plan.device))
     if run.resume:
         remove_stale_temporaries(plan.state_dir)
         remove_stale_temporaries(plan.checkpoint_dir)
@@ -220,6 +272,10 @@ def start_or_resume(run: TrainRun, plan: Plan) -> State:
             ema.load_state_dict(saved["ema"])
         set_rng_state(saved["rng"])
         state.step, state.best = int(saved["step"]), float(saved["best_val_top1"])
+        if saved.get("loss_window") is not None:
+            state.watch.load_state_dict(saved["loss_window"])
+        if run.precision == "auto" and saved.get("dtype") in ("fp32", "bf16"):
+            plan.dtype = torch.bfloat16 if saved["dtype"] == "bf16" else torch.float32
         _warn_recipe_changes(saved.get("recipe", {}), run.recipe)
         if plan.dist.is_main:
             log.info("resuming %s from step %d (epoch %.2f)", out, state.step,
@@ -245,39 +301,51 @@ def _data_parallel(model: VisionTransformer, plan: Plan) -> nn.Module:
     return DistributedDataParallel(model, device_ids=device_ids)
 
 
+def _compiled(net: nn.Module, run: TrainRun, plan: Plan) -> nn.Module:
+    """`torch.compile` of the (data-parallel) model when asked, or by default on CUDA; the
+    weights stay shared with the uncompiled model, which evaluation and saving use."""
+    wanted = run.compile if run.compile is not None else plan.device.type == "cuda"
+    if not wanted:
+        return net
+    if plan.dist.is_main:
+        log.info("compiling the model with torch.compile (the first steps take a while)")
+    return torch.compile(net)
+
+
 # -- one step --------------------------------------------------------------------------------
-def train_step(run: TrainRun, plan: Plan, state: State, net: nn.Module) -> float:
+def train_step(run: TrainRun, plan: Plan, state: State, net: nn.Module) -> torch.Tensor:
     """One optimizer step on this rank's share of the step's global batch, in `accum_steps`
-    micro-batches; returns the mean loss over all ranks. A non-finite loss stops the run."""
-    recipe, data = run.recipe, run.train_set
-    indices = shard(batch_indices(len(data), recipe.batch_size, run.seed, state.step,
+    micro-batches; returns the mean loss, on the device (not read here: no host sync)."""
+    recipe = run.recipe
+    indices = shard(batch_indices(len(run.train_set), recipe.batch_size, run.seed, state.step,
                                   plan.steps_per_epoch), plan.dist)
+    if state.step + 1 < plan.total_steps:
+        plan.feed.prefetch(shard(batch_indices(len(run.train_set), recipe.batch_size, run.seed,
+                                               state.step + 1, plan.steps_per_epoch), plan.dist))
     torch.manual_seed(step_seed(run.seed, state.step, plan.dist.rank))
-    micro_batches = indices.chunk(recipe.accum_steps)
+    images, targets = plan.feed.get(indices)
+    micro_batches = list(zip(images.chunk(recipe.accum_steps), targets.chunk(recipe.accum_steps),
+                             strict=True))
     loss_sum = torch.zeros((), device=plan.device)
-    for i, micro in enumerate(micro_batches):
-        images, targets = plan.augment(data.images[micro], data.targets[micro])
-        images, targets = images.to(plan.device), targets.to(plan.device)
+    for i, (micro_images, micro_targets) in enumerate(micro_batches):
+        inputs, labels = plan.augment(micro_images, micro_targets)
         last = i == len(micro_batches) - 1
         sync = contextlib.nullcontext() if last or not plan.dist.enabled else net.no_sync()
         with sync:
             with torch.autocast(plan.device.type, torch.bfloat16,
                                 enabled=plan.dtype == torch.bfloat16):
-                logits = net(images)
-            loss = F.cross_entropy(logits.float(), targets,
+                logits = net(inputs)
+            loss = F.cross_entropy(logits.float(), labels,
                                    label_smoothing=recipe.label_smoothing)
             (loss / len(micro_batches)).backward()
         loss_sum += loss.detach()
-    loss_value = float(mean_across(loss_sum / len(micro_batches), plan.dist))
-    if any_across(not math.isfinite(loss_value), plan.dist, plan.device):
-        raise TrainingError(_nonfinite_message(loss_value, state.step + 1, plan.state_dir))
     if recipe.grad_clip > 0:
         nn.utils.clip_grad_norm_(state.model.parameters(), recipe.grad_clip)
     state.optimizer.step()
     state.optimizer.zero_grad(set_to_none=True)
     if state.ema is not None:
         state.ema.update_parameters(state.model)
-    return loss_value
+    return loss_sum / len(micro_batches)
 
 
 def batch_indices(size: int, batch: int, seed: int, step: int, steps_per_epoch: int
@@ -287,7 +355,30 @@ def batch_indices(size: int, batch: int, seed: int, step: int, steps_per_epoch: 
     return epoch_order(size, seed, epoch)[position * batch:(position + 1) * batch]
 
 
-# -- end of an epoch, saving -----------------------------------------------------------------
+# -- logging, end of an epoch, saving --------------------------------------------------------
+def log_window(plan: Plan, state: State, metrics: MetricsLog, bar: tqdm, clock: _Clock,
+               lr: float) -> None:
+    """Read the loss from the device (the loop's sync point), stop on a non-finite one, and
+    log the mean loss since the last log with the rate of the window."""
+    loss, first_bad = state.watch.read(plan.dist)
+    if first_bad >= 0:
+        raise TrainingError(_nonfinite_message(first_bad, plan.state_dir))
+    rate = clock.rate()
+    metrics.write(state.step, {"epoch": plan.epoch(state.step), "loss": loss, "lr": lr,
+                               "images_per_s": rate})
+    bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", img_s=f"{rate:.0f}")
+    clock.new_window()
+
+
+def check_finite(plan: Plan, state: State) -> None:
+    """Stop on a non-finite loss since the last check (before anything is saved)."""
+    first = state.watch.first_bad.clone()
+    first = int(min_across(torch.where(first < 0, torch.full_like(first, 2**62), first),
+                           plan.dist))
+    if first != 2**62:
+        raise TrainingError(_nonfinite_message(first, plan.state_dir))
+
+
 def end_of_epoch(run: TrainRun, plan: Plan, state: State, metrics: MetricsLog, bar: tqdm,
                  elapsed: float) -> float:
     """Evaluate the model (and its EMA) on the validation set, log the scores, and save the
@@ -320,6 +411,8 @@ def save_training_state(run: TrainRun, plan: Plan, state: State) -> None:
         "optimizer": state.optimizer.state_dict(),
         "ema": state.ema.state_dict() if state.ema is not None else None,
         "rng": rng_state(), "seed": run.seed, "recipe": run.recipe.to_dict(),
+        "loss_window": state.watch.state_dict(),
+        "dtype": "bf16" if plan.dtype == torch.bfloat16 else "fp32",
     }, plan.state_dir)
 
 
@@ -380,14 +473,14 @@ class _Clock:
         return time.perf_counter() - self.start
 
 
-def _nonfinite_message(loss: float, step: int, state_dir: Path) -> str:
+def _nonfinite_message(step: int, state_dir: Path) -> str:
     path = state_dir / "last.pt"
     if path.exists():
         kept = torch.load(path, map_location="cpu", weights_only=True)["step"]
         where = f"the last good checkpoint (step {kept}) is kept in {path}"
     else:
         where = "no checkpoint had been saved yet"
-    return (f"non-finite loss ({loss}) at step {step}; training stopped and {where}. "
+    return (f"non-finite loss at step {step}; training stopped and {where}. "
             "Lower the learning rate (--lr), or train in fp32 (--fp32).")
 
 

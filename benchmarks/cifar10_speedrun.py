@@ -1,12 +1,16 @@
-"""Train a plain ViT (patch embedding, no convolutional stem) from scratch on CIFAR-10 within a
-wall-clock budget, and record test top-1 against minutes in benchmarks/RESULTS.md.
+"""CIFAR-10 speedrun: a plain ViT (patch embedding, [class] token or average pooling, pre-LN
+blocks; no convolutional stem) trained from scratch within a wall-clock budget; the time is
+from process start to the final test accuracy, everything included (decoding, compiling,
+evaluation). Records test top-1 against minutes in benchmarks/RESULTS.md.
 
-    python benchmarks/cifar10_scratch.py --minutes 60
-    python benchmarks/cifar10_scratch.py --minutes 60 --model-arg embed_dim=128 --recipe-arg mixup=0
+    python benchmarks/cifar10_speedrun.py --minutes 60                     # the CPU
+    python benchmarks/cifar10_speedrun.py --minutes 2 --device cuda   # one GPU (bf16, compiled)
 
 The epoch count is set from a short throughput measurement so the whole schedule (warmup,
 cosine decay) fits the budget. The test split is evaluated at every epoch end (reported as
 `val_top1` in OUT/metrics.jsonl, with `elapsed_s`); the number recorded is the final one.
+On a GPU the dataset sits on the device and is augmented there (`vitkit.train.feed`,
+`vitkit.train.augment`); targets (issue 12): >= 90% in <= 2 minutes on one H200.
 """
 
 from __future__ import annotations
@@ -22,11 +26,13 @@ from pathlib import Path
 import torch
 
 import vitkit
+from vitkit.bench.throughput import machine_description
 from vitkit.cli.recipe_args import parse_model_args
 from vitkit.data import load_splits
 from vitkit.models import Preprocessing
 from vitkit.train import TrainRun, get_recipe, train
 from vitkit.train.augment import BatchAugment, channel_stats
+from vitkit.train.precision import training_dtype
 
 TARBALL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10-png.tar.gz"
 
@@ -39,18 +45,23 @@ def ensure_extracted(folder: Path, tarball: Path) -> Path:
     return folder
 
 
-def images_per_second(model, augment, data, batch: int, steps: int = 4) -> float:
+def images_per_second(model, augment, data, batch: int, device: torch.device,
+                      dtype: torch.dtype, steps: int = 4) -> float:
     """Training throughput (augmentation + forward + backward + step) on real batches."""
+    model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    images_all, targets_all = data.images.to(device), data.targets.to(device)
     timings = []
     for step in range(steps + 1):
         start = time.perf_counter()
-        idx = torch.randint(len(data), (batch,))
-        images, targets = augment(data.images[idx], data.targets[idx])
-        loss = torch.nn.functional.cross_entropy(model(images), targets)
+        idx = torch.randint(len(data), (batch,), device=device)
+        images, targets = augment(images_all[idx], targets_all[idx])
+        with torch.autocast(device.type, torch.bfloat16, enabled=dtype == torch.bfloat16):
+            loss = torch.nn.functional.cross_entropy(model(images).float(), targets)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
+        float(loss)  # wait for the device
         if step:  # the first step warms up
             timings.append(time.perf_counter() - start)
     return batch / (sum(timings) / len(timings))
@@ -63,7 +74,11 @@ def main() -> int:
     parser.add_argument("--tarball", default=str(TARBALL))
     parser.add_argument("--out", default="/tmp/vitkit-cifar10")
     parser.add_argument("--model", default="vit_cifar_patch4_32")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="128 on the CPU, 512 on a GPU")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
+    parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
@@ -72,6 +87,9 @@ def main() -> int:
                         help="recipe override, e.g. randaugment=false (repeatable)")
     parser.add_argument("--results", default=str(Path(__file__).with_name("RESULTS.md")))
     args = parser.parse_args()
+    device = torch.device(args.device)
+    args.batch_size = args.batch_size or (512 if device.type == "cuda" else 128)
+    compiled = {"on": True, "off": False}.get(args.compile, device.type == "cuda")
 
     started = time.perf_counter()
     splits = load_splits(str(ensure_extracted(Path(args.data), Path(args.tarball))))
@@ -88,7 +106,8 @@ def main() -> int:
     mean, std = channel_stats(train_set.images)
     augment = BatchAugment(recipe, 10, Preprocessing(mean=mean, std=std, crop_pct=1.0),
                            model.config.img_size, (32, 32))
-    rate = images_per_second(model, augment, train_set, args.batch_size)
+    dtype = training_dtype(model, args.precision, device, args.batch_size)
+    rate = images_per_second(model, augment, train_set, args.batch_size, device, dtype)
     budget = 0.95 * (args.minutes * 60 - (time.perf_counter() - started))
     # Each epoch end evaluates the test set twice (weights and EMA); a forward pass costs
     # about a third of a training step per image.
@@ -104,7 +123,9 @@ def main() -> int:
     model = vitkit.create_model(args.model, **model_args)
     out = Path(args.out) / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     train(TrainRun(model=model, train_set=train_set, val_set=test_set, recipe=recipe,
-                   out_dir=out, seed=args.seed, mean=mean, std=std))
+                   out_dir=out, seed=args.seed, mean=mean, std=std, device=str(device),
+                   precision="bf16" if dtype == torch.bfloat16 else "fp32", compile=compiled,
+                   progress=False))
     minutes = (time.perf_counter() - started) / 60
     curve = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     curve = [(round(row["elapsed_s"] / 60, 1), max(row.get("val_top1", 0),
@@ -113,13 +134,16 @@ def main() -> int:
     params = sum(p.numel() for p in model.parameters())
     changes = " ".join([*args.model_arg, *args.recipe_arg])
     name = f"{args.model} {changes}".strip()
+    precision = "bf16" if dtype == torch.bfloat16 else "fp32"
+    name = f"{name} on {machine_description(device)}, {precision}" + (
+        ", compiled" if compiled else "")
     line = (f"| {datetime.date.today()} | {name} ({params / 1e6:.1f}M) | "
             f"{args.batch_size} | {args.minutes:g} | {epochs} | {minutes:.1f} | {rate:.0f} | "
             f"{final:.4f} | {' '.join(f'{m}m:{t:.3f}' for m, t in curve[-6:])} |")
     results = Path(args.results)
     if not results.exists():
         results.write_text(
-            "# Benchmarks\n\n## CIFAR-10 from scratch (benchmarks/cifar10_scratch.py)\n\n"
+            "# Benchmarks\n\n## CIFAR-10 speedrun (benchmarks/cifar10_speedrun.py)\n\n"
             "| date | model | batch | budget min | epochs | wall min | train img/s | "
             "test top-1 | curve (min:top-1) |\n|---|---|---|---|---|---|---|---|---|\n")
     with open(results, "a") as handle:
