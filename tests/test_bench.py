@@ -39,7 +39,8 @@ def test_bench_prints_a_table_with_ratios_and_appends_results(tmp_path, capsys) 
     out = capsys.readouterr().out
     table = [line for line in out.splitlines() if line.startswith("| ")]
     names = [line.split("|")[3].strip() for line in table[1:]]  # after the header
-    assert names == ["vitkit", "timm", "hf"] * 2
+    # inference: the fast path, then vitkit like-for-like under autocast beside the peers
+    assert names == ["vitkit", "vitkit autocast", "timm", "hf", "vitkit", "timm", "hf"]
     assert "| 1.00x |" in out  # timm's own ratio
     text = results.read_text()
     assert "measured matmul peak" in text and "| train | fp32 | hf |" in text

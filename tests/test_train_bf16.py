@@ -43,3 +43,30 @@ def test_auto_precision_is_the_devices_default(monkeypatch):
         assert device.resolve_dtype("cpu", "auto") == default
         assert device.resolve_dtype("cpu", "fp32") == torch.float32
         assert device.resolve_dtype("cpu", "bf16") == torch.bfloat16
+
+
+def test_auto_precision_on_a_cpu_with_bf16_units_keeps_the_faster_and_caches_it(
+        tmp_path, monkeypatch):
+    from vitkit.train import precision
+
+    model = tiny_model()
+    monkeypatch.setattr(precision, "cpu_has_bf16_matrix_units", lambda: True)
+    for faster in ("fp32", "bf16"):
+        cache = tmp_path / f"{faster}.json"
+        timed = []
+
+        def seconds(model, batch, dtype, faster=faster, timed=timed):
+            timed.append(dtype)
+            return 1.0 if (dtype == torch.bfloat16) == (faster == "bf16") else 2.0
+
+        monkeypatch.setattr(precision, "_step_seconds", seconds)
+        expected = torch.bfloat16 if faster == "bf16" else torch.float32
+        device = torch.device("cpu")
+        assert precision.training_dtype(model, "auto", device, 64, cache) == expected
+        assert len(timed) == 2 and cache.exists()
+        assert precision.training_dtype(model, "auto", device, 64, cache) == expected
+        assert len(timed) == 2  # the second answer came from the cache
+        assert precision.training_dtype(model, "fp32", device, 64, cache) == torch.float32
+    monkeypatch.setattr(precision, "cpu_has_bf16_matrix_units", lambda: False)
+    assert precision.training_dtype(model, "auto", torch.device("cpu"), 64,
+                                    tmp_path / "none.json") == torch.float32

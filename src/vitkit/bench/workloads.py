@@ -76,8 +76,9 @@ def inference_workloads(
     config: ViTConfig, batch: int, dtype: torch.dtype, device: torch.device,
     peers: list[str], compile: bool,
 ) -> list[Workload]:
-    """Forward passes: vitkit's fast path (eager, and compiled if asked) and each peer's
-    eager forward (under autocast for bf16, as their users run it)."""
+    """Forward passes: vitkit's fast path (a frozen copy in the compute dtype), vitkit and each
+    peer under autocast (as their users run them, the like-for-like comparison), and with
+    `compile` each of those compiled too."""
     torch.manual_seed(0)
     model = VisionTransformer(config).eval()
     images = torch.randn(batch, config.in_chans, *config.img_size, device=device)
@@ -87,14 +88,17 @@ def inference_workloads(
     if compile:
         compiled = optimize_for_inference(model, dtype=dtype, device=device, compile=True)
         workloads.append(Workload("vitkit compiled", lambda: compiled(images), batch))
-    for library in peers:
-        peer = peer_model(library, config).to(device).eval()
+    contenders = [("vitkit autocast", model.to(device))]
+    contenders += [(library, peer_model(library, config).to(device).eval()) for library in peers]
+    for name, module in contenders:
+        variants = [(name, module)] + ([(f"{name} compiled", torch.compile(module))]
+                                       if compile else [])
+        for label, runner in variants:
+            def forward(runner: nn.Module = runner) -> torch.Tensor:
+                with torch.inference_mode(), _autocast(device, dtype):
+                    return runner(images)
 
-        def forward(peer: nn.Module = peer) -> torch.Tensor:
-            with torch.inference_mode(), _autocast(device, dtype):
-                return peer(images)
-
-        workloads.append(Workload(library, forward, batch))
+            workloads.append(Workload(label, forward, batch))
     return workloads
 
 

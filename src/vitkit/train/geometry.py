@@ -62,33 +62,43 @@ def whole_boxes(count: int, height: int, width: int) -> torch.Tensor:
 
 def resample(images: torch.Tensor, boxes: torch.Tensor, flips: torch.Tensor,
              inverse: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor:
-    """float (B, C, H, W) -> (B, C, h, w): for each output pixel, undo RandAugment's affine
-    (`inverse`, (B, 3, 3) in output pixels; None: none), the flip, then the crop box, and
-    sample the source bilinearly. Pixels whose pre-RandAugment position falls outside the
-    crop get 0, as torchvision's fill does; the crop itself brings in zeros where it
-    reaches past the image (pad-and-crop)."""
+    """float (B, C, H, W) -> (B, C, h, w): each output pixel is taken back through RandAugment's
+    affine (`inverse`, (B, 3, 3) in output pixels; None: none), the flip and the crop box to
+    the source, which is sampled bilinearly. The whole chain is one affine map per image,
+    composed on the CPU, so the device does one `affine_grid` and one `grid_sample`. Pixels
+    whose pre-RandAugment position falls outside the crop get 0, as torchvision's fill does;
+    the crop brings in zeros where it reaches past the image (pad-and-crop)."""
     count, _, src_h, src_w = images.shape
     out_h, out_w = size
-    device = images.device
-    ys = torch.arange(out_h, device=device, dtype=torch.float32) + 0.5
-    xs = torch.arange(out_w, device=device, dtype=torch.float32) + 0.5
-    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
-    points = torch.stack([grid_x, grid_y, torch.ones_like(grid_x)], dim=-1)  # (h, w, 3)
-    points = points.expand(count, out_h, out_w, 3)
-    inside = None
+    to_pixels = torch.tensor([[out_w / 2, 0, out_w / 2], [0, out_h / 2, out_h / 2], [0, 0, 1.0]])
+    chain = to_pixels.expand(count, 3, 3)
     if inverse is not None:
-        points = torch.einsum("bij,bhwj->bhwi", inverse.to(device), points)
-        px, py = points[..., 0], points[..., 1]
-        inside = (px >= 0) & (px <= out_w) & (py >= 0) & (py <= out_h)
-    boxes, flips = boxes.to(device), flips.to(device)
-    u = points[..., 0] / out_w  # 0..1 across the crop
-    u = torch.where(flips[:, None, None], 1 - u, u)
-    v = points[..., 1] / out_h
-    top, left, box_h, box_w = (boxes[:, k, None, None] for k in range(4))
-    src_x = left + u * box_w  # source pixel coordinates
-    src_y = top + v * box_h
-    grid = torch.stack([2 * src_x / src_w - 1, 2 * src_y / src_h - 1], dim=-1)
-    out = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    if inside is not None:
-        out = out * inside[:, None].to(out.dtype)
-    return out
+        chain = inverse @ chain  # output pixels -> crop pixels before RandAugment
+    flip = torch.eye(3).repeat(count, 1, 1)
+    flip[flips, 0, 0], flip[flips, 0, 2] = -1.0, float(out_w)
+    top, left, box_h, box_w = boxes.unbind(1)
+    crop = torch.zeros(count, 3, 3)
+    crop[:, 0, 0], crop[:, 0, 2] = box_w / out_w, left
+    crop[:, 1, 1], crop[:, 1, 2] = box_h / out_h, top
+    crop[:, 2, 2] = 1.0
+    to_source = torch.tensor([[2 / src_w, 0, -1], [0, 2 / src_h, -1], [0, 0, 1.0]])
+    gx, gy = _affine_grid((to_source @ crop @ flip @ chain)[:, :2], size, images.device)
+    out = F.grid_sample(images, torch.stack([gx, gy], dim=-1), mode="bilinear",
+                        padding_mode="zeros", align_corners=False)
+    if inverse is None:
+        return out
+    to_crop = torch.tensor([[2 / out_w, 0, -1], [0, 2 / out_h, -1], [0, 0, 1.0]])
+    rx, ry = _affine_grid((to_crop @ chain)[:, :2], size, images.device)
+    inside = (rx.abs() <= 1) & (ry.abs() <= 1)
+    return out * inside[:, None].to(out.dtype)
+
+
+def _affine_grid(theta: torch.Tensor, size: tuple[int, int], device: torch.device
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`F.affine_grid` (align_corners=False) as its two coordinate planes (B, h, w), built
+    by broadcasting: one multiply-add per term instead of a batched matrix product."""
+    out_h, out_w = size
+    ox = (torch.arange(out_w, device=device, dtype=torch.float32) * 2 + 1) / out_w - 1
+    oy = ((torch.arange(out_h, device=device, dtype=torch.float32) * 2 + 1) / out_h - 1)[:, None]
+    t = theta.to(device).reshape(-1, 6, 1, 1)
+    return t[:, 0] * ox + t[:, 1] * oy + t[:, 2], t[:, 3] * ox + t[:, 4] * oy + t[:, 5]

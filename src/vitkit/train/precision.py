@@ -29,8 +29,12 @@ def training_dtype(model: nn.Module, precision: str, device: torch.device, batch
                    cache: Path | None = None) -> torch.dtype:
     """The autocast dtype to train `model` in: fp32 or bf16 when asked, else (precision
     'auto') the device's rule, measured for this model on CPUs with bf16 units."""
-    if precision != "auto" or device.type != "cpu" or not cpu_has_bf16_matrix_units():
-        return resolve_dtype(device, precision) if precision != "auto" else default_dtype(device)
+    if precision != "auto":
+        return resolve_dtype(device, precision)
+    if device.type != "cpu":
+        return default_dtype(device)
+    if not cpu_has_bf16_matrix_units():
+        return torch.float32  # bf16 would be emulated
     config = getattr(model, "config", None)
     key = _key(repr(config), batch)
     path = cache or _cache_path()

@@ -47,21 +47,21 @@ def draw_ops(count: int, num_ops: int) -> tuple[torch.Tensor, torch.Tensor]:
 def geometric_inverse(ops: torch.Tensor, signs: torch.Tensor, magnitude: int,
                       size: tuple[int, int]) -> torch.Tensor:
     """(B, 3, 3): for each image, the map from output pixels back to pre-RandAugment pixels,
-    undoing its geometric ops in reverse order (identity for the colour ops)."""
+    undoing its geometric ops in reverse order (identity for the colour ops). Each op is
+    undone by the same op with the opposite amount."""
     count, num_ops = ops.shape
     height, width = size
     inverse = torch.eye(3).repeat(count, 1, 1)
     centre = torch.tensor([[1, 0, width / 2], [0, 1, height / 2], [0, 0, 1.0]])
     uncentre = torch.tensor([[1, 0, -width / 2], [0, 1, -height / 2], [0, 0, 1.0]])
-    for slot in range(num_ops):  # the forward map is slot 0, then slot 1, ...: undo in reverse
-        forward = torch.eye(3).repeat(count, 1, 1)
+    for slot in range(num_ops):  # forward: slot 0, then slot 1, ...; backward: the reverse
+        undo = torch.eye(3).repeat(count, 1, 1)
         for name in GEOMETRIC:
             chosen = ops[:, slot] == OPS.index(name)
-            if not bool(chosen.any()):
-                continue
-            amount = signs[chosen, slot] * magnitude_of(name, magnitude, size)
-            forward[chosen] = _forward_map(name, amount, centre, uncentre)
-        inverse = inverse @ torch.linalg.inv(forward)
+            if bool(chosen.any()):
+                amount = -signs[chosen, slot] * magnitude_of(name, magnitude, size)
+                undo[chosen] = _forward_map(name, amount, centre, uncentre)
+        inverse = inverse @ undo
     return inverse
 
 
@@ -91,6 +91,7 @@ def apply_colour_ops(images: torch.Tensor, ops: torch.Tensor, signs: torch.Tenso
     """RandAugment's colour ops on float images in [0, 1] (B, C, H, W), slot by slot, each op
     on the images that drew it (the indices are known on the CPU: no device sync)."""
     size = tuple(images.shape[-2:])
+    images = images.clone()
     for slot in range(ops.shape[1]):
         for name in OPS:
             if name in GEOMETRIC or name == "Identity":
@@ -103,7 +104,7 @@ def apply_colour_ops(images: torch.Tensor, ops: torch.Tensor, signs: torch.Tenso
             part = images.index_select(0, index)
             part = COLOUR_OPS[name](part, factor.to(images.device),
                                     magnitude_of(name, magnitude, size))
-            images = images.index_copy(0, index, part)
+            images.index_copy_(0, index, part)
     return images
 
 
