@@ -67,7 +67,7 @@ def model_overrides(recipe: Recipe, embed_dim: int) -> dict:
 
 def run_training(model: VisionTransformer, splits: DataSplits, recipe: Recipe,
                  args: argparse.Namespace, mean: list[float] | None = None,
-                 std: list[float] | None = None) -> dict:
+                 std: list[float] | None = None, objective: Any = None) -> dict:
     """Train, then evaluate the saved checkpoint on the test split; returns the summary."""
     import torch
 
@@ -87,6 +87,7 @@ def run_training(model: VisionTransformer, splits: DataSplits, recipe: Recipe,
         mean=mean, std=std, save_every=args.save_every, resume=args.resume,
         stop_after=args.stop_after, progress=not args.no_progress, log_every=args.log_every,
         compile=_choice(args.compile), data_on_device=_choice(args.data_on_device),
+        objective=objective,
     )
     result = train(run)
     summary = {"steps": result.steps, "epochs": round(result.epochs, 3),

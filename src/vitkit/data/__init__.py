@@ -6,7 +6,7 @@ from .dataset import ImageTensorDataset
 from .decode import load_image
 from .folders import find_images
 from .images import ImageDecodeError, decode_image
-from .sources import BUILTIN_SOURCES, DataSplits, load_splits
+from .sources import BUILTIN_SOURCES, DataSplits, load_splits, load_unlabelled
 from .transforms import model_input, normalize, resize_batch, resize_crop
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "load_digits",
     "load_image",
     "load_splits",
+    "load_unlabelled",
     "model_input",
     "normalize",
     "resize_batch",

@@ -15,7 +15,7 @@ from .builtin import load_digits
 from .cache import default_cache_dir
 from .dataset import ImageTensorDataset
 from .decode import decode_cached, report_skipped
-from .folders import read_csv, scan_class_folders
+from .folders import class_folders, find_images, read_csv, scan_class_folders
 from .transforms import convert_channels, resize_crop
 from .tvsets import TORCHVISION_SETS, load_torchvision
 
@@ -229,3 +229,24 @@ def _report(splits: DataSplits) -> None:
         report_skipped(dataset, f"{splits.name}/{split_name}")
         if dataset is not reference:
             check_same_classes(reference.classes, dataset.classes, split_name)
+
+
+def load_unlabelled(source: str, *, img_size: int | tuple[int, int] | None = None,
+                    in_chans: int | None = None, data_dir: str | None = None,
+                    cache_dir: str | None = None, progress: bool = True) -> ImageTensorDataset:
+    """Images for self-supervised pre-training, labels ignored: a folder of images (no class
+    sub-folders needed), or the train split of anything `load_splits` reads."""
+    path = Path(os.path.expanduser(source))
+    if path.is_dir() and not (path / "train").is_dir() and not class_folders(path):
+        decoding = Decoding(
+            size=to_2tuple(img_size) if img_size is not None else None,
+            mode="L" if in_chans == 1 else "RGB", crop_pct=1.0, interpolation="bicubic",
+            cache=Path(cache_dir) if cache_dir else default_cache_dir(), progress=progress)
+        files = find_images([path])
+        if not files:
+            raise ValueError(f"{path} holds no image files")
+        dataset = decoding.files([(file, 0) for file in files], ["unlabelled"], path.name)
+        report_skipped(dataset, path.name)
+        return dataset
+    return load_splits(source, img_size=img_size, in_chans=in_chans, data_dir=data_dir,
+                       cache_dir=cache_dir, progress=progress, only="train").train

@@ -3,12 +3,14 @@
 from .config import PRESETS, ViTConfig, get_config, list_models, to_2tuple
 from .flops import forward_flops
 from .layers import resample_pos_embed
+from .masked import MaskedPatchPrediction
 from .meta import ModelMeta, Preprocessing
 from .modes import evaluating
 from .vit import MLP, EncoderBlock, MultiHeadSelfAttention, PatchEmbedding, VisionTransformer
 
 __all__ = [
     "MLP",
+    "MaskedPatchPrediction",
     "ModelMeta",
     "PRESETS",
     "EncoderBlock",

@@ -181,7 +181,11 @@ class VisionTransformer(nn.Module):
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Eq. (1): z_0 = [x_class; x_p^1 E; ...; x_p^N E] + E_pos, shape (B, 1+N, D)."""
         grid = self.check_input(images)
-        patches = self.patch_embed(images)  # (B, N, D)
+        return self.add_class_and_position(self.patch_embed(images), grid)  # x_p E: (B, N, D)
+
+    def add_class_and_position(self, patches: torch.Tensor, grid: tuple[int, int]
+                               ) -> torch.Tensor:
+        """The rest of Eq. (1) for patch embeddings (B, N, D): prepend x_class, add E_pos."""
         if self.cls_token is not None:
             cls = self.cls_token.expand(patches.shape[0], -1, -1)
             patches = torch.cat([cls, patches], dim=1)

@@ -109,6 +109,14 @@ RECIPES: dict[str, Recipe] = {
         schedule="cosine", warmup_epochs=1.0, epochs=10.0, batch_size=512, grad_clip=1.0,
         label_smoothing=0.0, zero_head=True, crop="rrc", crop_scale=0.05, hflip=True,
     ),
+    # Masked patch prediction (Section 4.6, App. B.1.2: Adam, cosine decay, no labels), at a
+    # CPU-sized batch: crops and flips only, nothing that mixes images or labels.
+    "masked-patch": Recipe(
+        name="masked-patch", optimizer="adamw", lr=1e-3, weight_decay=0.05, schedule="cosine",
+        warmup_epochs=2.0, epochs=50.0, batch_size=256, label_smoothing=0.0, crop="rrc",
+        crop_scale=0.35, hflip=True, randaugment=False, mixup=0.0, cutmix=0.0,
+        random_erasing=0.0, ema=False, grad_clip=1.0,
+    ),
     # DeiT-style training from scratch for small data.
     "small-data": Recipe(
         name="small-data", optimizer="adamw", lr=1e-3, weight_decay=0.05, schedule="cosine",

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -42,6 +41,7 @@ from .distributed import DistInfo, cleanup, init_from_env, mean_across, min_acro
 from .ema import make_ema
 from .feed import Feed
 from .metrics import MetricsLog
+from .objectives import Classification, MaskedPatch
 from .optim import build_optimizer, lr_at, set_lr
 from .precision import training_dtype
 from .recipes import Recipe
@@ -70,6 +70,7 @@ class TrainRun:
     log_every: int = 10
     compile: bool | None = None  # torch.compile the model (None: on for CUDA, off on the CPU)
     data_on_device: bool | None = None  # None: when it takes under half the free memory
+    objective: Classification | MaskedPatch | None = None  # None: classification
 
 
 @dataclass
@@ -98,6 +99,7 @@ class Plan:
     warmup_steps: int
     augment: BatchAugment
     feed: Feed
+    objective: Classification | MaskedPatch
     state_dir: Path
     checkpoint_dir: Path
 
@@ -212,7 +214,8 @@ def make_plan(run: TrainRun) -> Plan:
     """Check the data against the model, fix the device, precision and schedule, record the
     preprocessing and class names on the model, and build the augmentation."""
     recipe, data, model = run.recipe, run.train_set, run.model
-    _check_data(data, model, recipe.batch_size)
+    objective = run.objective or Classification(recipe.label_smoothing)
+    _check_data(data, model, recipe.batch_size, objective.uses_labels)
     device = torch.device(run.device) if run.device else default_device()
     dist = init_from_env(device)
     if dist.enabled and device.type == "cuda":
@@ -220,7 +223,7 @@ def make_plan(run: TrainRun) -> Plan:
     if run.mean is None or run.std is None:
         run.mean, run.std = channel_stats(data.images)
     model.to(device)
-    model.meta.class_names = list(data.classes)
+    model.meta.class_names = list(data.classes) if objective.uses_labels else None
     # Training resizes (if at all) to the model's size without cropping: crop_pct 1.
     model.meta.preprocessing = Preprocessing(mean=run.mean, std=run.std, crop_pct=1.0)
     steps_per_epoch = len(data) // recipe.batch_size
@@ -231,7 +234,7 @@ def make_plan(run: TrainRun) -> Plan:
         log.info("data: %s", feed.how)
     return Plan(
         device=device, dtype=training_dtype(model, run.precision, device, recipe.batch_size),
-        dist=dist, feed=feed,
+        dist=dist, feed=feed, objective=objective,
         steps_per_epoch=steps_per_epoch, total_steps=total_steps,
         warmup_steps=min(round(recipe.warmup_epochs * steps_per_epoch), total_steps - 1),
         augment=BatchAugment(recipe, data.num_classes, model.meta.preprocessing,
@@ -240,7 +243,8 @@ def make_plan(run: TrainRun) -> Plan:
     )
 
 
-def _check_data(data: ImageTensorDataset, model: VisionTransformer, batch: int) -> None:
+def _check_data(data: ImageTensorDataset, model: VisionTransformer, batch: int,
+                labelled: bool) -> None:
     if batch > len(data):
         raise ValueError(
             f"batch size {batch} is larger than the training set ({len(data)} images); "
@@ -250,7 +254,7 @@ def _check_data(data: ImageTensorDataset, model: VisionTransformer, batch: int) 
     if channels != in_chans:
         raise ValueError(f"the data has {channels}-channel images but the model takes {in_chans};"
                          f" choose a model with in_chans={channels}")
-    if data.num_classes != model.config.num_classes:
+    if labelled and data.num_classes != model.config.num_classes:
         raise ValueError(f"the data has {data.num_classes} classes but the model has "
                          f"{model.config.num_classes}")
 
@@ -334,9 +338,7 @@ def train_step(run: TrainRun, plan: Plan, state: State, net: nn.Module) -> torch
         with sync:
             with torch.autocast(plan.device.type, torch.bfloat16,
                                 enabled=plan.dtype == torch.bfloat16):
-                logits = net(inputs)
-            loss = F.cross_entropy(logits.float(), labels,
-                                   label_smoothing=recipe.label_smoothing)
+                loss = plan.objective.loss(net, inputs, labels)
             (loss / len(micro_batches)).backward()
         loss_sum += loss.detach()
     if recipe.grad_clip > 0:
@@ -421,6 +423,7 @@ def save_weights(weights: VisionTransformer, model: VisionTransformer, plan: Pla
     OUT/checkpoint (main process only); a full disk is reported plainly."""
     if not plan.dist.is_main:
         return
+    weights = plan.objective.weights(weights)
     weights.meta = model.meta
     try:
         save_pretrained(weights, plan.checkpoint_dir)
