@@ -73,17 +73,22 @@ def test_disk_full_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     assert _state(tmp_path)["step"] == 2
 
 
-def test_nonfinite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
-    run = _run(tmp_path, save_every=2)
+def _poison_after(run: TrainRun, monkeypatch, steps: int) -> None:
+    """From step `steps` + 1 on, the training forward returns NaN (2 micro-batches a step)."""
     forward = type(run.model).forward
     calls = {"n": 0}
 
     def poisoned(self, images):
         calls["n"] += 1 if self.training else 0
         logits = forward(self, images)
-        return logits * float("nan") if calls["n"] > 10 else logits  # 2 micro-batches a step
+        return logits * float("nan") if calls["n"] > 2 * steps else logits
 
     monkeypatch.setattr(type(run.model), "forward", poisoned)
+
+
+def test_nonfinite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    run = _run(tmp_path, save_every=2)
+    _poison_after(run, monkeypatch, 5)
     with pytest.raises(TrainingError, match=r"non-finite loss at step 6.*step 4"):
         train(run)
     assert _state(tmp_path)["step"] == 4
@@ -95,15 +100,7 @@ def test_nonfinite_loss_is_found_at_the_next_check_and_named_by_its_first_step(t
     """The loss is read only at log steps and before saves: a NaN at step 5 is found at the
     end of epoch 2 (step 8), reported as step 5, and nothing after step 4 was saved."""
     run = _run(tmp_path, log_every=100)
-    forward = type(run.model).forward
-    calls = {"n": 0}
-
-    def poisoned(self, images):
-        calls["n"] += 1 if self.training else 0
-        logits = forward(self, images)
-        return logits * float("nan") if calls["n"] > 8 else logits  # 2 micro-batches a step
-
-    monkeypatch.setattr(type(run.model), "forward", poisoned)
+    _poison_after(run, monkeypatch, 4)
     with pytest.raises(TrainingError, match=r"non-finite loss at step 5.*step 4"):
         train(run)
     assert _state(tmp_path)["step"] == 4
