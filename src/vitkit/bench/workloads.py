@@ -164,4 +164,9 @@ def training_workloads(
         peer = peer_model(library, config).to(device).train()
         optimizer = torch.optim.AdamW(peer.parameters(), lr=1e-4)
         workloads.append(Workload(library, make_step(peer, optimizer), batch))
+        if compile:
+            peer = peer_model(library, config).to(device).train()
+            optimizer = torch.optim.AdamW(peer.parameters(), lr=1e-4)
+            workloads.append(Workload(f"{library} compiled",
+                                      make_step(torch.compile(peer), optimizer), batch))
     return workloads
