@@ -117,7 +117,7 @@ class BatchAugment:
                 torch.tensor(self.preprocessing.mean, device=x.device).view(shape),
                 torch.tensor(self.preprocessing.std, device=x.device).view(shape))
         mean, std = self._stats[x.device]
-        return (x - mean) / std
+        return x.sub_(mean).div_(std)  # x is this batch's own float copy
 
 
 def erase_boxes(count: int, height: int, width: int, probability: float,
@@ -170,6 +170,6 @@ def mix(x: torch.Tensor, targets: torch.Tensor, num_classes: int, kind: str, alp
         x[..., y1:y2, x1:x2] = rolled[..., y1:y2, x1:x2]
         lam = 1.0 - (x2 - x1) * (y2 - y1) / (height * width)
     else:
-        x = x * lam + rolled * (1 - lam)
+        x = x.lerp(rolled, 1 - lam)  # lam * x + (1 - lam) * rolled
     one_hot = torch.nn.functional.one_hot(targets, num_classes).float()
     return x, one_hot * lam + one_hot.roll(1, 0) * (1 - lam)

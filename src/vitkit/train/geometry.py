@@ -82,23 +82,26 @@ def resample(images: torch.Tensor, boxes: torch.Tensor, flips: torch.Tensor,
     crop[:, 1, 1], crop[:, 1, 2] = box_h / out_h, top
     crop[:, 2, 2] = 1.0
     to_source = torch.tensor([[2 / src_w, 0, -1], [0, 2 / src_h, -1], [0, 0, 1.0]])
-    gx, gy = _affine_grid((to_source @ crop @ flip @ chain)[:, :2], size, images.device)
-    out = F.grid_sample(images, torch.stack([gx, gy], dim=-1), mode="bilinear",
-                        padding_mode="zeros", align_corners=False)
-    if inverse is None:
-        return out
-    to_crop = torch.tensor([[2 / out_w, 0, -1], [0, 2 / out_h, -1], [0, 0, 1.0]])
-    rx, ry = _affine_grid((to_crop @ chain)[:, :2], size, images.device)
-    inside = (rx.abs() <= 1) & (ry.abs() <= 1)
-    return out * inside[:, None].to(out.dtype)
+    grid = _affine_grid((to_source @ crop @ flip @ chain)[:, :2], size, images.device)
+    if inverse is not None:
+        # Outside the crop before RandAugment: the crop is axis-aligned in the source, so that
+        # is outside a rectangle of source coordinates; send those samples off the image.
+        bounds = torch.stack([2 * left / src_w - 1, 2 * (left + box_w) / src_w - 1,
+                              2 * top / src_h - 1, 2 * (top + box_h) / src_h - 1], dim=1)
+        bounds = bounds.to(images.device)[:, :, None, None]
+        gx, gy = grid[..., 0], grid[..., 1]
+        inside = ((gx >= bounds[:, 0]) & (gx <= bounds[:, 1])
+                  & (gy >= bounds[:, 2]) & (gy <= bounds[:, 3]))
+        gx.masked_fill_(~inside, 3.0)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def _affine_grid(theta: torch.Tensor, size: tuple[int, int], device: torch.device
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`F.affine_grid` (align_corners=False) as its two coordinate planes (B, h, w), built
-    by broadcasting: one multiply-add per term instead of a batched matrix product."""
+                 ) -> torch.Tensor:
+    """`F.affine_grid(theta, ..., align_corners=False)`, (B, h, w, 2), built by broadcasting:
+    two multiply-adds instead of a batched matrix product."""
     out_h, out_w = size
     ox = (torch.arange(out_w, device=device, dtype=torch.float32) * 2 + 1) / out_w - 1
-    oy = ((torch.arange(out_h, device=device, dtype=torch.float32) * 2 + 1) / out_h - 1)[:, None]
-    t = theta.to(device).reshape(-1, 6, 1, 1)
-    return t[:, 0] * ox + t[:, 1] * oy + t[:, 2], t[:, 3] * ox + t[:, 4] * oy + t[:, 5]
+    oy = (torch.arange(out_h, device=device, dtype=torch.float32) * 2 + 1) / out_h - 1
+    t = theta.to(device).transpose(1, 2)[:, :, None, None, :]  # (B, 3, 1, 1, 2)
+    return t[:, 0] * ox[None, :, None] + t[:, 1] * oy[:, None, None] + t[:, 2]
