@@ -243,3 +243,21 @@ def test_overrides_reach_the_model() -> None:
     config = model.config
     assert (config.num_classes, config.img_size, config.in_chans) == (10, (64, 64), 1)
     assert config.global_pool == "avg" and model.blocks[1].drop_path.drop_prob == 0.1
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients() -> None:
+    results = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = VisionTransformer(tiny_config(depth=3, drop_path_rate=0.3, drop_rate=0.1))
+        model.set_grad_checkpointing(checkpointing)
+        model.train()
+        x = torch.randn(4, 3, 8, 8)
+        torch.manual_seed(1)  # the same dropout and drop-path draws in both runs
+        loss = model(x).logsumexp(1).mean()
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    assert torch.equal(loss_a, loss_b)
+    for name, grad in grads_a.items():
+        torch.testing.assert_close(grads_b[name], grad, rtol=1e-5, atol=1e-7)

@@ -83,6 +83,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-on-device", choices=("auto", "on", "off"), default="auto",
                         help="keep the decoded dataset on the training device (auto: when it "
                         "takes under half the free memory; off: stream batches from host memory)")
+    parser.add_argument("--grad-checkpointing", action="store_true",
+                        help="recompute each block's activations in the backward pass: less "
+                        "memory for big models (ViT-L/H), about a third more compute")
     parser.add_argument("--log-every", type=int, default=10,
                         help="read the loss from the device and log it every N steps (10)")
 

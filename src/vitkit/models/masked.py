@@ -43,6 +43,9 @@ class MaskedPatchPrediction(nn.Module):
     def meta(self, value: ModelMeta) -> None:
         self.vit.meta = value
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.vit.set_grad_checkpointing(enable)
+
     def no_weight_decay(self) -> set[str]:
         return {f"vit.{name}" for name in self.vit.no_weight_decay()} | {"mask_token"}
 

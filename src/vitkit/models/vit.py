@@ -17,6 +17,7 @@ from collections.abc import Collection
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .config import ViTConfig, to_2tuple
 from .init import init_vit_weights
@@ -148,6 +149,7 @@ class VisionTransformer(nn.Module):
         # Name, class names and preprocessing: set by loaders and trainers, saved with the
         # weights by `save_pretrained`.
         self.meta = ModelMeta(preprocessing=Preprocessing.default(config.in_chans))
+        self.grad_checkpointing = False  # see set_grad_checkpointing
         init_vit_weights(self)
 
     # -- Eq. (1) -----------------------------------------------------------------------------
@@ -195,8 +197,16 @@ class VisionTransformer(nn.Module):
     def encode(self, z: torch.Tensor) -> torch.Tensor:
         """Eqs. (2)-(3) for l = 1..L: the L encoder blocks take z_0 to z_L, shape (B, 1+N, D)."""
         for block in self.blocks:
-            z, _ = block(z)
+            z, _ = self._run_block(block, z)
         return z
+
+    def _run_block(self, block: EncoderBlock, z: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One block; with gradient checkpointing on (training only), its activations are
+        recomputed in the backward pass instead of kept (memory for compute)."""
+        if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(block, z, use_reentrant=False)
+        return block(z)
 
     # -- Eq. (4) -----------------------------------------------------------------------------
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
@@ -260,6 +270,11 @@ class VisionTransformer(nn.Module):
             self.head = nn.Identity()
         self.config = self.config.replace(num_classes=num_classes)
         self.meta.class_names = None
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in the backward pass instead of storing them:
+        less memory (for ViT-L/H), about one more forward pass of compute."""
+        self.grad_checkpointing = enable
 
     def no_weight_decay(self) -> set[str]:
         """Parameters that weight decay should skip besides biases and norms."""

@@ -71,6 +71,7 @@ class TrainRun:
     compile: bool | None = None  # torch.compile the model (None: on for CUDA, off on the CPU)
     data_on_device: bool | None = None  # None: when it takes under half the free memory
     objective: Classification | MaskedPatch | None = None  # None: classification
+    grad_checkpointing: bool = False  # recompute block activations in the backward pass
 
 
 @dataclass
@@ -223,6 +224,10 @@ def make_plan(run: TrainRun) -> Plan:
     if run.mean is None or run.std is None:
         run.mean, run.std = channel_stats(data.images)
     model.to(device)
+    if run.grad_checkpointing:
+        if not hasattr(model, "set_grad_checkpointing"):
+            raise ValueError(f"{type(model).__name__} has no gradient checkpointing")
+        model.set_grad_checkpointing(True)
     model.meta.class_names = list(data.classes) if objective.uses_labels else None
     # Training resizes (if at all) to the model's size without cropping: crop_pct 1.
     model.meta.preprocessing = Preprocessing(mean=run.mean, std=run.std, crop_pct=1.0)
