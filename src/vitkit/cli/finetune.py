@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     img_size = args.img_size or probe.config.img_size[0]
     splits = load_splits(args.data, img_size=img_size, in_chans=probe.config.in_chans,
                          val_split=args.val_split, seed=args.seed, data_dir=args.data_dir,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, memory_budget=_gib(args.memory_budget))
     if splits.name == "digits" and args.hflip is None:
         recipe = recipe.replace(hflip=False)
     overrides = {"num_classes": splits.train.num_classes, "img_size": img_size,
@@ -55,3 +55,7 @@ def run(args: argparse.Namespace) -> int:
     summary = run_training(model, splits, recipe, args, mean=list(prep.mean),
                            std=list(prep.std))
     return 0 if summary["finished"] else 3
+
+
+def _gib(value: float | None) -> int | None:
+    return None if value is None else int(value * 2**30)

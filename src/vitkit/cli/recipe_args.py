@@ -83,6 +83,10 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-on-device", choices=("auto", "on", "off"), default="auto",
                         help="keep the decoded dataset on the training device (auto: when it "
                         "takes under half the free memory; off: stream batches from host memory)")
+    parser.add_argument("--memory-budget", type=float, default=None, metavar="GIB",
+                        help="a shard folder (vitkit shards) is decoded into memory when it "
+                        "fits this many GiB, else read per batch (default: a quarter of the "
+                        "available memory)")
     parser.add_argument("--grad-checkpointing", action="store_true",
                         help="recompute each block's activations in the backward pass: less "
                         "memory for big models (ViT-L/H), about a third more compute")

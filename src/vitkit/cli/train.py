@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     from .training import default_model, model_overrides, recipe_defaults, run_training
 
     splits = load_splits(args.data, img_size=args.img_size, val_split=args.val_split,
-                         seed=args.seed, data_dir=args.data_dir, progress=not args.no_progress)
+                         seed=args.seed, data_dir=args.data_dir, progress=not args.no_progress,
+                         memory_budget=_gib(args.memory_budget))
     name, config = default_model(splits.train.image_shape, splits.train.num_classes,
                                  args.img_size)
     if args.model:
@@ -50,3 +51,7 @@ def run(args: argparse.Namespace) -> int:
               f"img_size {model.config.img_size}, patch {model.config.patch_size}")
     summary = run_training(model, splits, recipe, args)
     return 0 if summary["finished"] else 3
+
+
+def _gib(value: float | None) -> int | None:
+    return None if value is None else int(value * 2**30)

@@ -3,6 +3,7 @@ folders, CSV files, built-in names), giving uint8 train/val/test datasets of one
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from .cache import default_cache_dir
 from .dataset import ImageTensorDataset
 from .decode import decode_cached, report_skipped
 from .folders import class_folders, find_images, read_csv, scan_class_folders
+from .shards import INDEX_NAME, ShardedImages, is_shard_folder
 from .transforms import convert_channels, resize_crop
 from .tvsets import TORCHVISION_SETS, load_torchvision
 
@@ -148,8 +150,44 @@ def _folder_root(root: Path, decoding: Decoding, wanted: set[str]):
     return train, others["val"], others["test"]
 
 
-def _file_source(path: Path, decoding: Decoding, wanted: set[str]):
-    """(train, val, test) of a folder or a CSV file."""
+def _shard_source(path: Path, decoding: Decoding, wanted: set[str],
+                  memory_budget: int | None):
+    """(train, val, test) of a shard folder: decoded into memory when all of it fits in the
+    budget (default: a quarter of the memory available), else read from disk per batch."""
+    index = json.loads((path / INDEX_NAME).read_text())
+    size = decoding.size or to_2tuple(index.get("max_side") or 224)
+    splits = {split: ShardedImages(path, split, size, decoding.mode)
+              for split in ("train", "val", "test")
+              if split in index["splits"] and split in wanted}
+    total = sum(d.decoded_bytes() for d in splits.values())
+    budget = memory_budget if memory_budget is not None else free_host_memory() // 4
+    in_memory = total <= budget
+    log.info("%s: %s (%.2f GiB decoded at %dx%d, %s the memory budget of %.2f GiB)", path.name,
+             "decoded into memory" if in_memory else "streamed from its shards",
+             total / 2**30, size[0], size[1], "within" if in_memory else "over", budget / 2**30)
+    if in_memory:
+        splits = {split: ImageTensorDataset(d.images[:], d.targets, d.classes, d.skipped)
+                  for split, d in splits.items()}
+    return splits.get("train"), splits.get("val"), splits.get("test")
+
+
+def free_host_memory() -> int:
+    """Bytes of memory the OS reports available (MemAvailable), or 8 GiB when unknown."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 * 2**30
+
+
+def _file_source(path: Path, decoding: Decoding, wanted: set[str],
+                 memory_budget: int | None = None):
+    """(train, val, test) of a folder, a shard folder or a CSV file."""
+    if is_shard_folder(path):
+        return _shard_source(path, decoding, wanted, memory_budget)
     if path.is_dir() and (path / "train").is_dir():
         return _folder_root(path, decoding, wanted)
     if path.is_file() and path.suffix.lower() == ".csv":
@@ -179,6 +217,7 @@ def load_splits(
     crop_pct: float = 1.0,
     interpolation: str = "bicubic",
     only: str | None = None,
+    memory_budget: int | None = None,
 ) -> DataSplits:
     """Load a data source as uint8 datasets of one image size and channel count.
 
@@ -190,7 +229,9 @@ def load_splits(
     built-ins). `val_split` carves a stratified, seeded validation set out of train when the
     source has none. `only` ('train', 'val' or 'test') decodes just that split (and train
     when val is carved out of it). Decoded files are cached in memory and in `cache_dir`
-    (default $VITKIT_CACHE/datasets or ~/.cache/vitkit/datasets).
+    (default $VITKIT_CACHE/datasets or ~/.cache/vitkit/datasets). A folder written by
+    `vitkit shards` is decoded into memory when it fits `memory_budget` bytes (default: a
+    quarter of the available memory), else its splits are `ShardedImages` read per batch.
     """
     if in_chans not in (None, 1, 3):
         raise ValueError(f"in_chans must be 1 or 3, got {in_chans}")
@@ -211,7 +252,7 @@ def load_splits(
     else:
         path = Path(os.path.expanduser(source))
         name = path.name
-        train, val, test = _file_source(path, decoding, wanted)
+        train, val, test = _file_source(path, decoding, wanted, memory_budget)
     if val is None and val_split is not None and train is not None:
         train, val = stratified_split(train, val_split, seed)
     splits = DataSplits(train=train, val=val, test=test, name=name)
@@ -250,3 +291,29 @@ def load_unlabelled(source: str, *, img_size: int | tuple[int, int] | None = Non
         return dataset
     return load_splits(source, img_size=img_size, in_chans=in_chans, data_dir=data_dir,
                        cache_dir=cache_dir, progress=progress, only="train").train
+
+
+def shard_items(source: str, data_dir: str | None = None
+                ) -> tuple[dict[str, list[tuple[object, int]]], list[str]]:
+    """What `vitkit shards` writes: per split, (file path or uint8 image, label) items, and
+    the class names; without decoding the files."""
+    if source.lower() in BUILTIN_SOURCES:
+        cache = default_cache_dir()
+        train, test = _builtin(source.lower(), data_dir, cache, {"train", "test"})
+        return ({split: list(zip(d.images, d.targets.tolist(), strict=True))
+                 for split, d in (("train", train), ("test", test))}, train.classes)
+    path = Path(os.path.expanduser(source))
+    if path.is_file() and path.suffix.lower() == ".csv":
+        items, classes = read_csv(path)
+        return {"train": items}, classes
+    if path.is_dir() and (path / "train").is_dir():
+        items, classes = scan_class_folders(path / "train")
+        splits = {"train": items}
+        for split in ("val", "test"):
+            if (path / split).is_dir():
+                split_items, split_classes = scan_class_folders(path / split)
+                check_same_classes(classes, split_classes, split)
+                splits[split] = split_items
+        return splits, classes
+    items, classes = scan_class_folders(path)
+    return {"train": items}, classes

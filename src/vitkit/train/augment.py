@@ -38,8 +38,10 @@ def _threads(count: int) -> Iterator[None]:
 
 
 def channel_stats(images: torch.Tensor, max_images: int = 10000) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std in [0, 1] of a uint8 (N, C, H, W) tensor (a fixed subsample)."""
-    sample = images[:max_images].float().div_(255)
+    """Per-channel mean and std in [0, 1] of uint8 (N, C, H, W) images (a fixed subsample:
+    the first `max_images`, or the first 512 of images decoded from disk)."""
+    count = max_images if isinstance(images, torch.Tensor) else min(512, len(images))
+    sample = images[:count].float().div_(255)
     mean = sample.mean(dim=(0, 2, 3))
     std = sample.std(dim=(0, 2, 3)).clamp_min(1e-3)
     return [round(float(m), 4) for m in mean], [round(float(s), 4) for s in std]

@@ -9,6 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import torch
 
 from ..data import ImageTensorDataset
+from ..data.shards import ShardedImages
 
 
 def free_memory(device: torch.device) -> int:
@@ -31,12 +32,20 @@ class Feed:
 
     `on_device` None decides by size: the dataset goes to the device when it takes under
     `fraction` of the device's free memory. On the CPU the data is already where it trains.
+    A sharded dataset (`ShardedImages`) is always streamed: each batch is read and decoded in
+    the background while the previous one trains.
     `how` says which was chosen and why, for the run's log.
     """
 
-    def __init__(self, data: ImageTensorDataset, device: torch.device,
+    def __init__(self, data: ImageTensorDataset | ShardedImages, device: torch.device,
                  on_device: bool | None = None, fraction: float = 0.5) -> None:
         self.device = device
+        if not isinstance(data.images, torch.Tensor):  # images decoded per batch from disk
+            self.on_device, self.how = False, (
+                f"streamed from {len(getattr(data, 'files', []))} shard(s), decoded per batch "
+                "in background threads")
+            self._stream_from(data)
+            return
         size = data.images.numel() + data.targets.numel() * 8
         gib = size / 2**30
         if device.type == "cpu" and on_device is None:
@@ -56,10 +65,13 @@ class Feed:
             self.images = data.images.to(device)
             self.targets = data.targets.to(device)
         else:
-            self.images, self.targets = data.images, data.targets
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vitkit-feed")
-            self._stream = torch.cuda.Stream(device) if device.type == "cuda" else None
-            self._pending: tuple[torch.Tensor, Future] | None = None
+            self._stream_from(data)
+
+    def _stream_from(self, data) -> None:
+        self.images, self.targets = data.images, data.targets
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vitkit-feed")
+        self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        self._pending: tuple[torch.Tensor, Future] | None = None
 
     def get(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch at `indices` (a CPU tensor), on the device."""

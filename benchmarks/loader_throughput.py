@@ -1,0 +1,79 @@
+"""Decoding speed from JPEG shards: 224x224 training crops per second per CPU core, read by
+`ShardedImages` (positioned reads, Pillow's reduced-size DCT decoding, resize and centre
+crop) from shards that `vitkit shards --img-size 256` wrote of photo-sized JPEGs.
+
+    python benchmarks/loader_throughput.py                       # 2,000 generated 500x375 photos
+    python benchmarks/loader_throughput.py --photos /path/to/jpegs --threads 1 2
+
+Target (issue 13): >= 400 images/s per core. Appends to benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+
+from vitkit.bench.throughput import machine_description
+from vitkit.data.folders import find_images
+from vitkit.data.shards import ShardedImages, write_shards
+
+
+def make_photos(folder: Path, count: int, size: tuple[int, int] = (500, 375)) -> list[str]:
+    """Photo-like JPEGs (smooth random colour fields with detail, quality 90)."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        small = rng.integers(0, 256, (size[1] // 16, size[0] // 16, 3), dtype=np.uint8)
+        image = Image.fromarray(small).resize(size, Image.Resampling.BICUBIC)
+        noise = rng.integers(-12, 13, (size[1], size[0], 3))
+        pixels = np.clip(np.asarray(image, dtype=np.int16) + noise, 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).filter(ImageFilter.SMOOTH).save(folder / f"{i}.jpg", quality=90)
+    return find_images([folder])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", default=None, help="a folder of JPEGs (default: generated)")
+    parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--results", default=str(Path(__file__).with_name("RESULTS.md")))
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        files = find_images([args.photos]) if args.photos else make_photos(work / "jpg",
+                                                                          args.count)
+        write_shards({"train": [(f, 0) for f in files]}, ["photo"], work / "shards", 256)
+        lines = []
+        for threads in args.threads:
+            data = ShardedImages(work / "shards", "train", 224, workers=threads)
+            order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
+            data.images[order[:args.batch_size]]  # warm-up (and the page cache)
+            start = time.perf_counter()
+            for begin in range(0, len(data), args.batch_size):
+                data.images[order[begin:begin + args.batch_size]]
+            rate = len(data) / (time.perf_counter() - start)
+            lines.append(f"| {datetime.date.today()} | {machine_description(torch.device('cpu'))}"
+                         f" | {len(data)} | {threads} | {rate:.0f} | {rate / threads:.0f} |")
+            print(lines[-1], flush=True)
+    command = "python benchmarks/loader_throughput.py " + " ".join(sys.argv[1:])
+    with open(args.results, "a") as handle:
+        handle.write("\n## Decoding from JPEG shards (benchmarks/loader_throughput.py)\n\n"
+                     f"`{command}`; 224x224 crops of 500x375 JPEGs (q90) shrunk to a 256 px "
+                     "shorter side, random order\n\n| date | machine | images | threads | "
+                     "images/s | per thread |\n|---|---|---|---|---|---|\n" + "\n".join(lines)
+                     + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
