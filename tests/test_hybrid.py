@@ -142,3 +142,25 @@ def test_an_unknown_architecture_is_a_clear_error(tmp_path) -> None:
         vitkit.load_pretrained(folder)
     with pytest.raises(CheckpointError, match="unknown architecture 'Mamba'"):
         vitkit.create_model(None, pretrained=folder)
+
+
+def test_a_hybrid_exports_to_timm_and_back(tmp_path, capsys) -> None:
+    from vitkit.cli.main import main
+    from vitkit.weights import export_timm
+
+    source = random_timm_hybrid((1, 1), 32, embed_dim=64, depth=1, num_heads=2)
+    save_file(source.state_dict(), tmp_path / "timm.safetensors")
+    model = vitkit.create_model(None, pretrained=tmp_path / "timm.safetensors", num_heads=2)
+    x = torch.randn(2, 3, 32, 32)
+    expected = logits(source, x)
+    export_timm(model, tmp_path / "back.safetensors")  # timm's names: loads into timm as is
+    source.load_state_dict(timm.models.load_state_dict(str(tmp_path / "back.safetensors")))
+    assert max_diff(logits(source, x), expected) <= TOLERANCE
+    export_timm(model, tmp_path / "folder")  # config.json without a raw-pixel patch size
+    again = vitkit.create_model(None, pretrained=tmp_path / "folder", num_heads=2)
+    assert max_diff(logits(again, x), expected) <= TOLERANCE
+
+    vitkit.save_pretrained(model, tmp_path / "mine")
+    code = main(["convert", str(tmp_path / "mine"), str(tmp_path / "hf"), "--to", "hf"])
+    assert code == 2
+    assert "can be written only as --to vitkit or timm" in capsys.readouterr().err

@@ -97,3 +97,17 @@ def test_a_vit_checkpoint_is_not_a_resnet(tmp_path) -> None:
                                     tmp_path / "vit")
     with pytest.raises(CheckpointError, match="holds a Vision Transformer, not a resnet18"):
         vitkit.create_model("resnet18", pretrained=folder)
+
+
+def test_a_resnet_converts_only_to_vitkit(tmp_path, capsys) -> None:
+    model = vitkit.create_model("resnet18", img_size=16, num_classes=3)
+    vitkit.save_pretrained(model, tmp_path / "r18")
+    code = main(["convert", str(tmp_path / "r18"), str(tmp_path / "timm"), "--to", "timm"])
+    one_line_error(capsys, code, "a ResNet can be written only as --to vitkit")
+    assert main(["convert", str(tmp_path / "r18"), str(tmp_path / "copy")]) == 0
+    assert isinstance(vitkit.load_pretrained(tmp_path / "copy"), ResNet)
+
+
+def test_bench_refuses_what_it_cannot_compare(capsys) -> None:
+    code = main(["bench", "--model", "resnet18"])
+    one_line_error(capsys, code, "bench times plain ViTs")

@@ -160,6 +160,8 @@ def timm_config_of(model_name: str | None, config: Any, class_names: list[str] |
             "num_classes": config.num_classes,
         },
     }
+    if getattr(config, "resnet_layers", None):  # a hybrid: timm's patches are 1x1 feature pixels
+        del document["model_args"]["patch_size"]
     if class_names:
         document["label_names"] = list(class_names)
     return document
