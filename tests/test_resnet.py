@@ -73,8 +73,10 @@ def test_train_eval_predict_info_and_round_trip_a_resnet(tmp_path, capsys) -> No
     assert copy.meta == model.meta and max_diff(logits(copy, x), logits(model, x)) == 0
     new_head = vitkit.create_model("resnet18", pretrained=checkpoint, num_classes=5)
     assert new_head.config.num_classes == 5 and new_head.fc.weight.abs().sum() == 0
-    with pytest.raises(CheckpointError, match="holds a ResNet"):
+    with pytest.raises(CheckpointError, match="holds a resnet18, not a vit_tiny"):
         vitkit.create_model("vit_tiny_patch16_224", pretrained=checkpoint)
+    with pytest.raises(CheckpointError, match="holds a resnet18, not a resnet50"):
+        vitkit.create_model("resnet50", pretrained=checkpoint)
 
     assert main(["eval", "--checkpoint", str(checkpoint), "--data", str(data), "--split",
                  "train", "--no-progress", "--out", str(tmp_path / "eval")]) == 0
@@ -111,3 +113,27 @@ def test_a_resnet_converts_only_to_vitkit(tmp_path, capsys) -> None:
 def test_bench_refuses_what_it_cannot_compare(capsys) -> None:
     code = main(["bench", "--model", "resnet18"])
     one_line_error(capsys, code, "bench times plain ViTs")
+
+
+def test_bit_resnet_baseline_trains_saves_and_loads(tmp_path) -> None:
+    """The BiT-style CNN (GroupNorm + weight standardisation, the hybrid's ResNet with all four
+    stages): a training step, then a round trip through vitkit's checkpoint."""
+    from vitkit.models import BiTResNetClassifier
+
+    torch.manual_seed(0)
+    model = vitkit.create_model("bit_resnet26", img_size=16, num_classes=3)
+    assert isinstance(model, BiTResNetClassifier) and model.config.small_input
+    stem = model.backbone.stem
+    assert stem.conv.kernel_size == (3, 3) and not hasattr(stem, "pool")
+    x, y = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 0])
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    assert model.backbone.stem.conv.weight.grad.abs().sum() > 0
+    model.eval()
+    vitkit.save_pretrained(model, tmp_path / "bit", class_names=["a", "b", "c"])
+    loaded = vitkit.load_pretrained(tmp_path / "bit")
+    assert isinstance(loaded, BiTResNetClassifier) and loaded.meta.class_names == ["a", "b", "c"]
+    assert max_diff(logits(loaded, x), logits(model, x)) == 0
+    new_head = vitkit.create_model(None, pretrained=tmp_path / "bit", num_classes=5)
+    assert new_head.config.num_classes == 5
+    with pytest.raises(CheckpointError, match="holds a bit_resnet26, not a resnet18"):
+        vitkit.create_model("resnet18", pretrained=tmp_path / "bit")

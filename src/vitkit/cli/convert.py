@@ -45,13 +45,14 @@ def run(args: argparse.Namespace) -> int:
     model = create_model(args.model, pretrained=args.src, **overrides)
     architecture = architecture_of(model.config)
     # timm names the hybrid's tensors as vitkit does; HF's and Google's layouts are ViT-only.
-    allowed = {"HybridVisionTransformer": ("vitkit", "timm"), "ResNet": ("vitkit",)}
+    allowed = {"HybridVisionTransformer": ("vitkit", "timm"), "ResNet": ("vitkit",),
+               "BiTResNet": ("vitkit",)}
     if architecture in allowed and args.to not in allowed[architecture]:
         raise CommandError(f"a {architecture} can be written only as --to "
                            f"{' or '.join(allowed[architecture])}")
     written = export(model, destination, to=args.to)
     config = model.config
-    if architecture == "ResNet":
+    if architecture in ("ResNet", "BiTResNet"):
         print(f"wrote {written} ({args.to}): {config.arch}, {config.num_classes} classes, "
               f"{config.img_size[0]}x{config.img_size[1]}")
         return 0

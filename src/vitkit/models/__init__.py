@@ -4,6 +4,7 @@ their configuration presets."""
 from .build import ARCHITECTURES, architecture_of, build_model, config_class, is_transformer
 from .config import (
     PRESETS,
+    BiTResNetConfig,
     HybridConfig,
     ResNetConfig,
     ViTConfig,
@@ -16,11 +17,13 @@ from .hybrid import HybridVisionTransformer
 from .layers import resample_pos_embed
 from .meta import ModelMeta, Preprocessing
 from .modes import evaluating
-from .resnet import ResNet
+from .resnet import BiTResNetClassifier, ResNet
 from .vit import MLP, EncoderBlock, MultiHeadSelfAttention, PatchEmbedding, VisionTransformer
 
 __all__ = [
     "ARCHITECTURES",
+    "BiTResNetClassifier",
+    "BiTResNetConfig",
     "HybridConfig",
     "HybridVisionTransformer",
     "ResNet",

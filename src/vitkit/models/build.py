@@ -7,9 +7,9 @@ from typing import Any
 
 from torch import nn
 
-from .config import HybridConfig, ResNetConfig, ViTConfig
+from .config import BiTResNetConfig, HybridConfig, ResNetConfig, ViTConfig
 from .hybrid import HybridVisionTransformer
-from .resnet import ResNet
+from .resnet import BiTResNetClassifier, ResNet
 from .vit import VisionTransformer
 
 # architecture name -> (module class, config class); the first is what old checkpoints hold.
@@ -17,7 +17,9 @@ ARCHITECTURES: dict[str, tuple[type[nn.Module], type]] = {
     "VisionTransformer": (VisionTransformer, ViTConfig),
     "HybridVisionTransformer": (HybridVisionTransformer, HybridConfig),
     "ResNet": (ResNet, ResNetConfig),
+    "BiTResNet": (BiTResNetClassifier, BiTResNetConfig),
 }
+CNNS = ("ResNet", "BiTResNet")  # the baselines: no attention, no patches
 DEFAULT_ARCHITECTURE = "VisionTransformer"
 
 

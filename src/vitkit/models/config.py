@@ -181,6 +181,29 @@ class ResNetConfig:
 
 
 RESNET_ARCHS = ("resnet18", "resnet34", "resnet50")
+# BiT-style ResNets (Kolesnikov et al., 2020): the hybrid's GroupNorm + weight-standardised
+# bottlenecks (models/hybrid.py), all four stages, global average pooling and a linear head.
+BIT_LAYERS: dict[str, tuple[int, ...]] = {"bit_resnet26": (2, 2, 2, 2),
+                                          "bit_resnet50": (3, 4, 6, 3)}
+
+
+@dataclass
+class BiTResNetConfig(ResNetConfig):
+    """A BiT-style ResNet baseline: `arch` one of BIT_LAYERS; otherwise as ResNetConfig."""
+
+    arch: str = "bit_resnet50"
+
+    def __post_init__(self) -> None:
+        if self.arch not in BIT_LAYERS:
+            raise ValueError(f"unknown BiT ResNet {self.arch!r}; use one of "
+                             f"{', '.join(BIT_LAYERS)}")
+        self.img_size = to_2tuple(self.img_size)
+        if self.small_input is None:
+            self.small_input = max(self.img_size) <= 64
+
+    @property
+    def layers(self) -> tuple[int, ...]:
+        return BIT_LAYERS[self.arch]
 
 
 @dataclass(frozen=True)
@@ -263,8 +286,8 @@ def _build_presets() -> dict[str, Preset]:
 
 PRESETS: dict[str, Preset] = _build_presets()
 
-# The CNN baselines: torchvision's ResNets, named as torchvision does.
-RESNET_PRESETS: tuple[str, ...] = RESNET_ARCHS
+# The CNN baselines: torchvision's ResNets, named as torchvision does, and BiT-style ones.
+RESNET_PRESETS: tuple[str, ...] = (*RESNET_ARCHS, *BIT_LAYERS)
 
 
 def list_models() -> list[str]:
@@ -275,12 +298,13 @@ def list_models() -> list[str]:
 def get_config(name: str, **overrides: Any) -> ViTConfig | ResNetConfig:
     """The configuration of a named preset with overrides applied; unknown names are an error."""
     if name in RESNET_PRESETS:
-        known = {f.name for f in dataclasses.fields(ResNetConfig)} - {"arch"}
+        config_cls = BiTResNetConfig if name in BIT_LAYERS else ResNetConfig
+        known = {f.name for f in dataclasses.fields(config_cls)} - {"arch"}
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise ValueError(f"{name} (a CNN) has no setting {', '.join(unknown)}; it takes "
                              f"{', '.join(sorted(known))}")
-        return ResNetConfig(arch=name, **overrides)
+        return config_cls(arch=name, **overrides)
     if name not in PRESETS:
         import difflib
 

@@ -144,14 +144,20 @@ class BiTResNet(nn.Module):
     """The hybrid's CNN: stem (7x7/2 conv, GroupNorm + ReLU, 3x3/2 max-pool: stride 4), then one
     stage per entry of `layers`, of 4w, 8w, 16w, ... channels (w = `width`, 64 for ResNet-50),
     each after the first halving the resolution. Returns the last feature map (B, C, H/s, W/s).
+    Also the body of the BiT-style CNN baseline (`resnet.BiTResNetClassifier`).
     """
 
-    def __init__(self, layers: tuple[int, ...], width: int = 64, in_chans: int = 3) -> None:
+    def __init__(self, layers: tuple[int, ...], width: int = 64, in_chans: int = 3,
+                 small_input: bool = False) -> None:
         super().__init__()
         self.stem = nn.Sequential()
-        self.stem.add_module("conv", StdConv2d(in_chans, width, 7, stride=2))
-        self.stem.add_module("norm", GroupNormAct(width))
-        self.stem.add_module("pool", MaxPoolSame())
+        if small_input:  # for tiny images (the CNN baseline): a 3x3/1 conv and no pooling
+            self.stem.add_module("conv", StdConv2d(in_chans, width, 3))
+            self.stem.add_module("norm", GroupNormAct(width))
+        else:
+            self.stem.add_module("conv", StdConv2d(in_chans, width, 7, stride=2))
+            self.stem.add_module("norm", GroupNormAct(width))
+            self.stem.add_module("pool", MaxPoolSame())
         self.stages = nn.Sequential()
         chans = width
         for index, depth in enumerate(layers):

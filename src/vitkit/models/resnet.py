@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import ResNetConfig
+from .config import BiTResNetConfig, ResNetConfig
+from .hybrid import BiTResNet
 from .meta import ModelMeta, Preprocessing
 
 # ImageNet's channel statistics, torchvision's normalisation for its ResNets.
@@ -85,4 +86,41 @@ class ResNet(nn.Module):
 
     def no_weight_decay(self) -> set[str]:
         """Nothing beyond biases and norms (which the optimizer's groups already skip)."""
+        return set()
+
+
+class BiTResNetClassifier(nn.Module):
+    """A BiT-style ResNet baseline: the hybrid's GroupNorm + weight-standardised ResNet
+    (`hybrid.BiTResNet`, all four stages), global average pooling and a linear head. Without
+    batch statistics it behaves the same at any batch size (BiT's reason for GroupNorm)."""
+
+    def __init__(self, config: BiTResNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = BiTResNet(config.layers, 64, config.in_chans, config.small_input)
+        self.head_drop = nn.Dropout(config.drop_rate)
+        width = self.backbone.num_features
+        self.head = nn.Linear(width, config.num_classes) if config.num_classes else nn.Identity()
+        self.meta = ModelMeta(preprocessing=default_preprocessing(config.in_chans))
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        """The last stage's feature map (B, 2048, H/s, W/s)."""
+        return self.backbone(images)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.head_drop(self.forward_features(images).mean(dim=(2, 3))))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A fresh zero-initialised head for num_classes."""
+        width = self.backbone.num_features
+        if num_classes:
+            self.head = nn.Linear(width, num_classes, device=self.backbone.stem.conv.weight.device)
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+        else:
+            self.head = nn.Identity()
+        self.config = self.config.replace(num_classes=num_classes)
+        self.meta.class_names = None
+
+    def no_weight_decay(self) -> set[str]:
         return set()

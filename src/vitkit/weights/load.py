@@ -19,13 +19,14 @@ from ..models import (
     HybridConfig,
     ModelMeta,
     Preprocessing,
-    ResNetConfig,
     VisionTransformer,
     ViTConfig,
     build_model,
+    config_class,
     get_config,
     resample_pos_embed,
 )
+from ..models.build import CNNS
 from ..models.config import RESNET_PRESETS
 from .formats import read_weights
 from .hf import class_names_from_hf, config_from_hf, preprocessing_from_hf
@@ -288,11 +289,14 @@ def create_pretrained(
         raise CheckpointError(f"{checkpoint.source}: unknown architecture "
                               f"{checkpoint.architecture!r}; vitkit builds "
                               f"{', '.join(ARCHITECTURES)} (saved by a newer vitkit?)")
-    if (checkpoint.architecture == "ResNet") != (name in RESNET_PRESETS) and name is not None:
-        kind = "a ResNet" if checkpoint.architecture == "ResNet" else "a Vision Transformer"
+    is_cnn = checkpoint.architecture in CNNS
+    stated_arch = (checkpoint.config or {}).get("arch")
+    wrong_kind = is_cnn != (name in RESNET_PRESETS) or (is_cnn and name != stated_arch)
+    if name is not None and wrong_kind:
+        kind = f"a {stated_arch}" if is_cnn else "a Vision Transformer"
         raise CheckpointError(f"{checkpoint.source} holds {kind}, not a {name}; pass its own "
                               "model name, or none")
-    if checkpoint.architecture == "ResNet":
+    if is_cnn:
         return _pretrained_resnet(checkpoint, overrides, owned)
     config = target_config(name, checkpoint, overrides)
     try:
@@ -320,12 +324,12 @@ def create_pretrained(
 
 
 def _pretrained_resnet(checkpoint: Checkpoint, overrides: dict[str, Any], owned: bool) -> Any:
-    """A ResNet baseline from a vitkit checkpoint; a different num_classes gets a fresh
+    """A CNN baseline from a vitkit checkpoint; a different num_classes gets a fresh
     zero-initialised classifier, as the ViT's head does."""
     stated = dict(checkpoint.config or {})
     num_classes = overrides.get("num_classes", stated.get("num_classes"))
     try:
-        config = ResNetConfig.from_dict(
+        config = config_class(checkpoint.architecture).from_dict(
             {**stated, **{k: v for k, v in overrides.items() if k != "num_classes"}})
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{checkpoint.source}: cannot build the model: {error}") from error

@@ -13,7 +13,8 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
-from ..models import ResNetConfig, to_2tuple
+from ..models import config_class, to_2tuple
+from ..models.build import CNNS
 from ..models.meta import INTERPOLATIONS
 from .timm import infer_config, is_timm
 
@@ -180,9 +181,9 @@ def validate(config: Any, state_dict: dict[str, torch.Tensor], class_names: Any,
         config = {}
     if not isinstance(config, dict):
         raise CheckpointError(f"{where}: its config is not a JSON object; the file is damaged")
-    if architecture == "ResNet":
+    if architecture in CNNS:
         try:
-            ResNetConfig.from_dict(config)
+            config_class(architecture).from_dict(config)
         except (TypeError, ValueError) as error:
             raise CheckpointError(f"{where} states an invalid ResNet configuration ({error}); "
                                   "the file is damaged") from error
