@@ -7,12 +7,12 @@ cut from a CNN feature map instead of the raw image.
     size 1x1, which means that the input sequence is obtained by simply flattening the spatial
     dimensions of the feature map and projecting to the Transformer dimension."
 
-The CNN is the BiT ResNet of Kolesnikov et al. (2020) that the paper uses (Appendix B.2 of
-the BiT paper, Section 4.1 of ViT): a ResNet-v1.5 bottleneck network whose batch norms are
-replaced by GroupNorm (32 groups) and whose convolutions standardise their weights, with TF
-"SAME" padding. R50+ViT-B/16 keeps the first three stages of a ResNet-50 (3, 4 and 9 blocks:
-"stage 4 is removed and the same number of layers put in stage 3"), so the 1024-channel feature
-map has stride 16: a 224x224 image gives 14x14 = 196 one-pixel patches, as ViT-B/16 does.
+The CNN is the ResNet of the paper's Section 4.1 (as in BiT, Kolesnikov et al. 2020): batch
+norm replaced by GroupNorm (32 groups) and convolutions that standardise their weights, here with
+ResNet-v1.5 bottlenecks and TF "SAME" padding as in the released weights. R50+ViT-B/16 uses
+option (ii) of Section 4.1: a ResNet-50 whose stage 4 is removed and its 3 blocks moved into
+stage 3 (3, 4 and 9 blocks), so the 1024-channel feature map has stride 16 and a 224x224 image
+gives 14x14 = 196 one-pixel patches, as many as ViT-B/16.
 
 Everything after the patch embedding is `VisionTransformer` unchanged; module names follow
 timm (`patch_embed.backbone.stem.conv`, `patch_embed.backbone.stages.0.blocks.0.conv1`, ...),
