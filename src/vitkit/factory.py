@@ -1,17 +1,20 @@
-"""`create_model`: a named ViT, freshly initialised or holding pretrained weights."""
+"""`create_model`: a named model (ViT, hybrid or ResNet), freshly initialised or holding
+pretrained weights."""
 
 from __future__ import annotations
 
 import os
 from typing import Any
 
-from .models import VisionTransformer, get_config
+from torch import nn
+
+from .models import build_model, get_config
 from .weights import create_pretrained
 
 
 def create_model(
     name: str | None, pretrained: str | os.PathLike | None = None, **overrides: Any
-) -> VisionTransformer:
+) -> nn.Module:
     """Build the preset `name` (see `list_models()`), with config fields overridden.
 
     With `pretrained` (a checkpoint path or hub id), the weights are loaded; a different
@@ -22,6 +25,6 @@ def create_model(
         return create_pretrained(name, pretrained, overrides)
     if name is None:
         raise ValueError("create_model needs a model name when no pretrained weights are given")
-    model = VisionTransformer(get_config(name, **overrides))
+    model = build_model(get_config(name, **overrides))
     model.meta.name = name
     return model

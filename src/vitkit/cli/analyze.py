@@ -38,12 +38,16 @@ def run(args: argparse.Namespace) -> int:
     from vitkit.analysis import write_report
     from vitkit.analysis.inputs import load_images
     from vitkit.data import find_images
+    from vitkit.models import is_transformer
 
     if not 0.0 <= args.discard_ratio < 1.0:
         raise CommandError(f"--discard-ratio must be in [0, 1), got {args.discard_ratio}")
     if args.components < 1 or args.max_images < 1:
         raise CommandError("--components and --max-images must be at least 1")
     model = vitkit.create_model(None, pretrained=args.checkpoint).float()
+    if not is_transformer(model):
+        raise CommandError(f"{args.checkpoint} holds a CNN ({model.meta.name or 'ResNet'}), "
+                           "which has no attention to analyse; give a ViT checkpoint")
     missing = [path for path in args.images if not Path(path).exists()]
     if missing:
         raise CommandError(f"no image or folder at {missing[0]}")

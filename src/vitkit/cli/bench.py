@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from vitkit.device import default_device, has_fast_bf16
-from vitkit.models import get_config
+from vitkit.models import ViTConfig, get_config
 
 from .main import CommandError
 
@@ -55,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("img_size", args.img_size), ("depth", args.depth),
                                    ("num_classes", args.num_classes)) if v is not None}
     config = get_config(args.model, **overrides)
+    if type(config) is not ViTConfig:  # the peers (timm, transformers) are plain ViTs
+        raise CommandError(f"bench times plain ViTs beside timm and transformers; {args.model} "
+                           "is a hybrid or a CNN")
     if args.batch_size < 1:
         raise CommandError("--batch-size must be at least 1")
     peers = args.peers

@@ -31,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vitkit.factory import create_model
+    from vitkit.models import architecture_of
     from vitkit.weights import export
 
     destination = Path(args.dst)
@@ -42,8 +43,19 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--to npz writes a file: give DST a .npz suffix (got {destination})")
     overrides = {} if args.num_classes is None else {"num_classes": args.num_classes}
     model = create_model(args.model, pretrained=args.src, **overrides)
+    architecture = architecture_of(model.config)
+    # timm names the hybrid's tensors as vitkit does; HF's and Google's layouts are ViT-only.
+    allowed = {"HybridVisionTransformer": ("vitkit", "timm"), "ResNet": ("vitkit",),
+               "BiTResNet": ("vitkit",)}
+    if architecture in allowed and args.to not in allowed[architecture]:
+        raise CommandError(f"a {architecture} can be written only as --to "
+                           f"{' or '.join(allowed[architecture])}")
     written = export(model, destination, to=args.to)
     config = model.config
+    if architecture in ("ResNet", "BiTResNet"):
+        print(f"wrote {written} ({args.to}): {config.arch}, {config.num_classes} classes, "
+              f"{config.img_size[0]}x{config.img_size[1]}")
+        return 0
     print(f"wrote {written} ({args.to}): {config.depth} blocks, dim {config.embed_dim}, "
           f"{config.num_heads} heads, {config.num_classes} classes, "
           f"{config.img_size[0]}x{config.img_size[1]}")

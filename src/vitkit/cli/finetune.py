@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if splits.name == "digits" and args.hflip is None:
         recipe = recipe.replace(hflip=False)
     overrides = {"num_classes": splits.train.num_classes, "img_size": img_size,
-                 **model_overrides(recipe, probe.config.embed_dim)}
+                 **model_overrides(recipe, getattr(probe.config, "embed_dim", None))}
     overrides.update(parse_model_args(args.model_arg))
     model = create_model(args.model, pretrained=args.pretrained, **overrides)
     if recipe.zero_head:

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         "name": name,
         "parameters": count_parameters(config),
         "gflops": round(forward_flops(config) / 1e9, 3),
-        "num_patches": config.num_patches,
+        "num_patches": getattr(config, "num_patches", None),  # None for a CNN
         "config": config.to_dict(),
         **extra,
     }
@@ -45,8 +45,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{name}")
     print(f"  parameters   {info['parameters']:,}")
     print(f"  GFLOPs       {info['gflops']:.2f} per image (forward)")
-    print(f"  tokens       1 + {config.num_patches} patches "
-          f"({config.grid_size[0]}x{config.grid_size[1]} grid)")
+    if info["num_patches"] is not None:
+        print(f"  tokens       1 + {config.num_patches} patches "
+              f"({config.grid_size[0]}x{config.grid_size[1]} grid)")
     for key, value in config.to_dict().items():
         print(f"  {key:<20} {value}")
     for key, value in extra.items():

@@ -1,18 +1,18 @@
-"""`vitkit models`: every preset with its size and cost."""
+"""`vitkit models`: every preset (ViTs, hybrids, ResNet baselines) with its size and cost."""
 
 from __future__ import annotations
 
 import argparse
 
-from vitkit.models import VisionTransformer, ViTConfig, forward_flops, get_config, list_models
+from vitkit.models import ResNetConfig, build_model, forward_flops, get_config, list_models
 
 
-def count_parameters(config: ViTConfig) -> int:
+def count_parameters(config) -> int:
     """Parameters of a model built from config, counted on the meta device (no memory)."""
     import torch
 
     with torch.device("meta"):
-        model = VisionTransformer(config)
+        model = build_model(config)
     return sum(p.numel() for p in model.parameters())
 
 
@@ -30,9 +30,15 @@ def run(args: argparse.Namespace) -> int:
         config = get_config(name)
         params = count_parameters(config)
         gflops = forward_flops(config) / 1e9
+        if isinstance(config, ResNetConfig):  # a CNN baseline: no patches, width or heads
+            print(f"{name:<26} {params:>12,} {gflops:>9.2f} {config.img_size[0]:>5} "
+                  f"{'-':>5} {'-':>5} {'-':>5} {'-':>5}  (CNN baseline; 3x3 stem at <= 64 px)")
+            continue
+        note = f"  (ResNet stages {list(config.resnet_layers)} + ViT)" if hasattr(
+            config, "resnet_layers") else ""
         print(f"{name:<26} {params:>12,} {gflops:>9.2f} {config.img_size[0]:>5} "
               f"{config.patch_size:>5} {config.embed_dim:>5} {config.depth:>5} "
-              f"{config.num_heads:>5}")
+              f"{config.num_heads:>5}{note}")
     print("GFLOPs: floating-point operations of one image's forward pass "
           "(2 per multiply-accumulate).")
     return 0

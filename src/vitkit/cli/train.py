@@ -24,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
 
     from vitkit import create_model
     from vitkit.data import load_splits
+    from vitkit.models.config import RESNET_PRESETS
     from vitkit.train.distributed import is_main_process
 
     from .training import default_model, model_overrides, recipe_defaults, run_training
@@ -37,18 +38,21 @@ def run(args: argparse.Namespace) -> int:
         name = args.model
         config = {"num_classes": config["num_classes"], "in_chans": config["in_chans"],
                   **({"img_size": args.img_size} if args.img_size else {})}
+        if name in RESNET_PRESETS and not args.img_size:  # a CNN has no native size: the data's
+            config["img_size"] = max(splits.train.image_shape[1:])
     recipe = recipe_from_args(
         args, **recipe_defaults(args.recipe, splits.train.image_shape, splits.name))
     from vitkit.models import get_config
 
-    embed_dim = get_config(name).embed_dim
+    embed_dim = getattr(get_config(name), "embed_dim", None)  # None for a CNN baseline
     torch.manual_seed(args.seed)
     extra = parse_model_args(args.model_arg)
     embed_dim = extra.get("embed_dim", embed_dim)
     model = create_model(name, **{**config, **model_overrides(recipe, embed_dim), **extra})
     if is_main_process():
+        patch = getattr(model.config, "patch_size", None)
         print(f"model {name} ({sum(p.numel() for p in model.parameters()):,} parameters), "
-              f"img_size {model.config.img_size}, patch {model.config.patch_size}")
+              f"img_size {model.config.img_size}" + (f", patch {patch}" if patch else ""))
     summary = run_training(model, splits, recipe, args)
     return 0 if summary["finished"] else 3
 

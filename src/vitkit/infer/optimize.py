@@ -42,7 +42,7 @@ def optimize_for_inference(
     weights (constant-folded, prepacked matrices); the first call then takes a while.
     The original model is left untouched.
     """
-    device = torch.device(device) if device is not None else model.pos_embed.device
+    device = torch.device(device) if device is not None else next(model.parameters()).device
     dtype = dtype or default_dtype(device)
     frozen = copy.deepcopy(model).to(device=device, dtype=dtype).eval()
     frozen.requires_grad_(False)

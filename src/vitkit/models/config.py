@@ -1,4 +1,5 @@
-"""The ViT configuration dataclass and the named presets of the paper's Table 1."""
+"""The configuration dataclasses and the named presets: the ViTs of the paper's Table 1, the
+hybrids of Section 3.1 (ResNet feature map + ViT) and the ResNet baselines of Section 4."""
 
 from __future__ import annotations
 
@@ -96,6 +97,115 @@ class ViTConfig:
         return cls(**data)
 
 
+@dataclass
+class HybridConfig(ViTConfig):
+    """A hybrid ViT (Section 3.1): the patches are the 1x1 pixels of a BiT ResNet's feature map.
+
+    `resnet_layers` are the bottleneck blocks per stage ((3, 4, 9) for the paper's R50, whose
+    fourth stage is dropped), `resnet_width` the stem's channels (64). patch_size is not free:
+    it is the ResNet's total stride, 4 * 2^(stages - 1) (16 for R50), which makes the token grid.
+    """
+
+    patch_size: int | None = None  # derived from resnet_layers
+    resnet_layers: tuple[int, ...] = (3, 4, 9)
+    resnet_width: int = 64
+
+    def __post_init__(self) -> None:
+        self.resnet_layers = tuple(int(n) for n in self.resnet_layers)
+        if not self.resnet_layers or min(self.resnet_layers) < 1:
+            raise ValueError(f"resnet_layers must be positive block counts, got "
+                             f"{self.resnet_layers}")
+        if self.resnet_width <= 0 or self.resnet_width % 32:
+            raise ValueError(f"resnet_width must be a multiple of 32 (GroupNorm's 32 groups), "
+                             f"got {self.resnet_width}")
+        stride = 4 * 2 ** (len(self.resnet_layers) - 1)
+        if self.patch_size is None:
+            self.patch_size = stride
+        elif self.patch_size != stride:
+            raise ValueError(f"a hybrid with {len(self.resnet_layers)} ResNet stages has "
+                             f"stride-{stride} patches, not patch_size={self.patch_size}")
+        super().__post_init__()
+
+    @property
+    def feature_dim(self) -> int:
+        """Channels of the ResNet feature map, the input width of the projection E."""
+        return 4 * self.resnet_width * 2 ** (len(self.resnet_layers) - 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data["resnet_layers"] = list(self.resnet_layers)
+        return data
+
+
+@dataclass
+class ResNetConfig:
+    """A torchvision ResNet as a baseline with a CNN's inductive biases (locality, translation
+    equivariance): the fields the trainer, evaluation and predict read (img_size, in_chans,
+    num_classes) and the choices of the network.
+
+    `small_input` swaps the ImageNet stem (7x7/2 conv + 3x3/2 max-pool: stride 4) for a 3x3/1
+    conv without pooling, as CIFAR ResNets do; None chooses it for images of at most 64 px.
+    `drop_path_rate` is accepted so that the ViT recipes apply unchanged, and not used.
+    """
+
+    arch: str = "resnet18"
+    img_size: tuple[int, int] = (224, 224)
+    in_chans: int = 3
+    num_classes: int = 1000
+    small_input: bool | None = None
+    drop_rate: float = 0.0  # dropout before the classifier
+    drop_path_rate: float = 0.0  # unused (ResNets here have no stochastic depth)
+
+    def __post_init__(self) -> None:
+        self.img_size = to_2tuple(self.img_size)
+        if self.arch not in RESNET_ARCHS:
+            raise ValueError(f"unknown ResNet {self.arch!r}; use one of {', '.join(RESNET_ARCHS)}")
+        if self.small_input is None:
+            self.small_input = max(self.img_size) <= 64
+
+    def replace(self, **changes: Any) -> ResNetConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["img_size"] = list(self.img_size)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ResNetConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown ResNetConfig fields: {', '.join(unknown)}")
+        return cls(**data)
+
+
+RESNET_ARCHS = ("resnet18", "resnet34", "resnet50")
+# BiT-style ResNets (Kolesnikov et al., 2020): the hybrid's GroupNorm + weight-standardised
+# bottlenecks (models/hybrid.py), all four stages, global average pooling and a linear head.
+BIT_LAYERS: dict[str, tuple[int, ...]] = {"bit_resnet26": (2, 2, 2, 2),
+                                          "bit_resnet50": (3, 4, 6, 3)}
+
+
+@dataclass
+class BiTResNetConfig(ResNetConfig):
+    """A BiT-style ResNet baseline: `arch` one of BIT_LAYERS; otherwise as ResNetConfig."""
+
+    arch: str = "bit_resnet50"
+
+    def __post_init__(self) -> None:
+        if self.arch not in BIT_LAYERS:
+            raise ValueError(f"unknown BiT ResNet {self.arch!r}; use one of "
+                             f"{', '.join(BIT_LAYERS)}")
+        self.img_size = to_2tuple(self.img_size)
+        if self.small_input is None:
+            self.small_input = max(self.img_size) <= 64
+
+    @property
+    def layers(self) -> tuple[int, ...]:
+        return BIT_LAYERS[self.arch]
+
+
 @dataclass(frozen=True)
 class Preset:
     """A named model: its size (Table 1 of the paper), patch size, resolution and a note."""
@@ -109,7 +219,8 @@ class Preset:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def config(self, **overrides: Any) -> ViTConfig:
-        """The ViTConfig of this preset, with overrides applied."""
+        """The ViTConfig (HybridConfig when `extra` names ResNet layers) of this preset, with
+        overrides applied."""
         base = dict(
             embed_dim=self.embed_dim,
             depth=self.depth,
@@ -120,6 +231,10 @@ class Preset:
             **self.extra,
         )
         base.update(overrides)
+        if "resnet_layers" in base:  # a hybrid: the patch size follows the ResNet's stages
+            if "patch_size" not in overrides:
+                del base["patch_size"]
+            return HybridConfig(**base)
         return ViTConfig(**base)
 
 
@@ -155,23 +270,45 @@ def _build_presets() -> dict[str, Preset]:
         64, 4, 4, 128, 2, 8, extra=dict(num_classes=10, in_chans=1, global_pool="avg")
     )
     presets["vit_cifar_patch4_32"] = Preset(192, 9, 3, 384, 4, 32, extra=dict(num_classes=10))
+    # The hybrids of Section 3.1 (timm's names): R50 (stages of 3, 4, 9 blocks) + ViT-B, on
+    # 1x1 patches of its stride-16 feature map.
+    # As in timm, the 224 model is the headless ImageNet-21k feature extractor (num_classes 0)
+    # and the 384 one the ImageNet-1k classifier.
+    presets["vit_base_r50_s16_224"] = Preset(
+        *SIZES["base"], 16, 224, extra=dict(resnet_layers=(3, 4, 9), num_classes=0))
+    presets["vit_base_r50_s16_384"] = Preset(
+        *SIZES["base"], 16, 384, extra=dict(resnet_layers=(3, 4, 9)))
+    # A hybrid for 32x32 images on a CPU: two stages of 2 blocks (stride 8, a 4x4 grid).
+    presets["vit_cifar_r14_s8_32"] = Preset(
+        192, 6, 3, 384, 8, 32, extra=dict(resnet_layers=(2, 2), resnet_width=32, num_classes=10))
     return presets
 
 
 PRESETS: dict[str, Preset] = _build_presets()
 
+# The CNN baselines: torchvision's ResNets, named as torchvision does, and BiT-style ones.
+RESNET_PRESETS: tuple[str, ...] = (*RESNET_ARCHS, *BIT_LAYERS)
+
 
 def list_models() -> list[str]:
-    """Names of every preset, sorted."""
-    return sorted(PRESETS)
+    """Names of every preset (ViTs, hybrids and ResNets), sorted."""
+    return sorted([*PRESETS, *RESNET_PRESETS])
 
 
-def get_config(name: str, **overrides: Any) -> ViTConfig:
+def get_config(name: str, **overrides: Any) -> ViTConfig | ResNetConfig:
     """The configuration of a named preset with overrides applied; unknown names are an error."""
+    if name in RESNET_PRESETS:
+        config_cls = BiTResNetConfig if name in BIT_LAYERS else ResNetConfig
+        known = {f.name for f in dataclasses.fields(config_cls)} - {"arch"}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"{name} (a CNN) has no setting {', '.join(unknown)}; it takes "
+                             f"{', '.join(sorted(known))}")
+        return config_cls(arch=name, **overrides)
     if name not in PRESETS:
         import difflib
 
-        close = difflib.get_close_matches(name, list(PRESETS), n=3, cutoff=0.5)
+        close = difflib.get_close_matches(name, list_models(), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ValueError(f"unknown model {name!r}{hint} (see `vitkit models`)")
     return PRESETS[name].config(**overrides)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .config import ViTConfig
 
 
@@ -9,8 +11,11 @@ def forward_flops(config: ViTConfig, img_size: tuple[int, int] | None = None) ->
     """Floating-point operations of one image's forward pass (2 per multiply-accumulate).
 
     Counts the matrix products (patch projection, qkv, attention scores and values, output
-    projection, MLP, head), which are all but a fraction of a percent of the work.
+    projection, MLP, head), which are all but a fraction of a percent of the work. Hybrids and
+    ResNets are counted by running them on the meta device (convolutions and matrix products).
     """
+    if type(config) is not ViTConfig:
+        return counted_flops(config, img_size)
     height, width = img_size or config.img_size
     patches = (height // config.patch_size) * (width // config.patch_size)
     tokens = patches + config.num_prefix_tokens
@@ -29,3 +34,20 @@ def forward_flops(config: ViTConfig, img_size: tuple[int, int] | None = None) ->
         head_in = config.representation_size
     macs += head_in * config.num_classes
     return 2 * macs
+
+
+def counted_flops(config: Any, img_size: tuple[int, int] | None = None) -> int:
+    """Forward FLOPs of any vitkit model, counted by torch's FlopCounterMode on a meta-device
+    model and image (no memory, no arithmetic)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .build import build_model
+
+    height, width = img_size or config.img_size
+    with torch.device("meta"):
+        model = build_model(config).eval()
+        images = torch.zeros(1, config.in_chans, height, width)
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(images)
+    return int(counter.get_total_flops())

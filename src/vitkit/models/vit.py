@@ -125,7 +125,7 @@ class VisionTransformer(nn.Module):
         super().__init__()
         self.config = config
         dim = config.embed_dim
-        self.patch_embed = PatchEmbedding(config.patch_size, config.in_chans, dim)
+        self.patch_embed = self.make_patch_embedding(config)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if config.class_token else None
         num_tokens = config.num_prefix_tokens + config.num_patches
         self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, dim))  # E_pos
@@ -151,6 +151,10 @@ class VisionTransformer(nn.Module):
         self.meta = ModelMeta(preprocessing=Preprocessing.default(config.in_chans))
         self.grad_checkpointing = False  # see set_grad_checkpointing
         init_vit_weights(self)
+
+    def make_patch_embedding(self, config: ViTConfig) -> nn.Module:
+        """x_p E of Eq. (1) on raw image patches (the hybrid of Section 3.1 overrides this)."""
+        return PatchEmbedding(config.patch_size, config.in_chans, config.embed_dim)
 
     # -- Eq. (1) -----------------------------------------------------------------------------
     def check_input(self, images: torch.Tensor) -> tuple[int, int]:

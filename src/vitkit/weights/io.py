@@ -14,7 +14,14 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError, first_line, not_enough_memory
 from ..files import atomic_write, write_json
-from ..models import ModelMeta, Preprocessing, VisionTransformer, ViTConfig
+from ..models import (
+    ModelMeta,
+    Preprocessing,
+    VisionTransformer,
+    architecture_of,
+    build_model,
+    config_class,
+)
 from .validate import parse_document, validate
 
 WEIGHTS_NAME = "model.safetensors"
@@ -33,7 +40,7 @@ def checkpoint_document(model: VisionTransformer) -> dict[str, Any]:
     return {
         "library": "vitkit",
         "format_version": FORMAT_VERSION,
-        "architecture": "VisionTransformer",
+        "architecture": architecture_of(model.config),  # which module load_pretrained builds
         "model_name": model.meta.name,
         "config": model.config.to_dict(),
         "class_names": model.meta.class_names,
@@ -198,7 +205,8 @@ def read_document(path: Path) -> tuple[dict[str, Any], Path]:
 def load_pretrained(
     path: str | os.PathLike, map_location: str | torch.device = "cpu"
 ) -> VisionTransformer:
-    """Rebuild a model saved by `save_pretrained` (a directory or its .safetensors file)."""
+    """Rebuild a model saved by `save_pretrained` (a directory or its .safetensors file): a ViT,
+    a hybrid or a ResNet, as its 'architecture' says (checkpoints without one are ViTs)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
@@ -208,15 +216,20 @@ def load_pretrained(
     if not document.get("config"):
         raise CheckpointError(f"{path}: the vitkit description has no config; the file is "
                               "damaged: save or download it again")
+    architecture = document.get("architecture")
+    try:
+        config_cls = config_class(architecture if isinstance(architecture, str) else None)
+    except ValueError as error:
+        raise CheckpointError(f"{path}: {error}; it was saved by a newer vitkit?") from error
     state_dict, _ = read_safetensors(weights)
     validate(document["config"], state_dict, document.get("class_names"),
-             document.get("preprocessing"), str(path))
+             document.get("preprocessing"), str(path), architecture)
     try:
-        config = ViTConfig.from_dict(document["config"])
+        config = config_cls.from_dict(document["config"])
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{path} states an invalid configuration: {error}") from error
     with torch.device("meta"):  # no initialisation: every tensor comes from the file
-        model = VisionTransformer(config)
+        model = build_model(config)
     try:
         load_state_dict_checked(model, state_dict, assign=True)
     except CheckpointError as error:

@@ -14,14 +14,20 @@ import torch
 
 from ..errors import CheckpointError
 from ..models import (
+    ARCHITECTURES,
     PRESETS,
+    HybridConfig,
     ModelMeta,
     Preprocessing,
     VisionTransformer,
     ViTConfig,
+    build_model,
+    config_class,
     get_config,
     resample_pos_embed,
 )
+from ..models.build import CNNS
+from ..models.config import RESNET_PRESETS
 from .formats import read_weights
 from .hf import class_names_from_hf, config_from_hf, preprocessing_from_hf
 from .hub import download, parse_hub_id
@@ -51,6 +57,7 @@ class Checkpoint:
     source: str = ""
     notes: list[str] = field(default_factory=list)
     layout: str = "vitkit"  # where the tensors came from: vitkit, timm, hf or flax
+    architecture: str | None = None  # what a vitkit checkpoint says it is (None: a ViT)
 
 
 def read_checkpoint(source: str | os.PathLike) -> Checkpoint:
@@ -85,7 +92,7 @@ def read_checkpoint(source: str | os.PathLike) -> Checkpoint:
 def _validated(checkpoint: Checkpoint) -> Checkpoint:
     """The checkpoint, once what it states agrees with itself (see `validate`)."""
     validate(checkpoint.config, checkpoint.state_dict, checkpoint.class_names,
-             checkpoint.preprocessing, checkpoint.source)
+             checkpoint.preprocessing, checkpoint.source, checkpoint.architecture)
     if checkpoint.model_name is not None and not isinstance(checkpoint.model_name, str):
         checkpoint.model_name = None
     return checkpoint
@@ -167,6 +174,8 @@ def _read_vitkit(path: Path, state_dict: dict[str, torch.Tensor] | None = None) 
         model_name=document.get("model_name"),
         class_names=document.get("class_names"),
         preprocessing=document.get("preprocessing"),
+        architecture=document.get("architecture") if isinstance(
+            document.get("architecture"), str) else None,
     )
 
 
@@ -211,8 +220,9 @@ def target_config(
         # Fine-tuning replaces the whole pre-training head, pre-logits layer included (Sec. 3.2).
         stated["representation_size"] = None
     stated.update(overrides)
+    config_cls = HybridConfig if "resnet_layers" in stated else ViTConfig
     try:
-        return ViTConfig.from_dict(stated)
+        return config_cls.from_dict(stated)
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{checkpoint.source}: cannot build the model: {error}") from error
 
@@ -275,6 +285,19 @@ def create_pretrained(
     """A model named `name` (or the checkpoint's own) holding the weights of `source`."""
     owned = not isinstance(source, Checkpoint)
     checkpoint = read_checkpoint(source) if owned else source
+    if checkpoint.architecture not in (None, *ARCHITECTURES):
+        raise CheckpointError(f"{checkpoint.source}: unknown architecture "
+                              f"{checkpoint.architecture!r}; vitkit builds "
+                              f"{', '.join(ARCHITECTURES)} (saved by a newer vitkit?)")
+    is_cnn = checkpoint.architecture in CNNS
+    stated_arch = (checkpoint.config or {}).get("arch")
+    wrong_kind = is_cnn != (name in RESNET_PRESETS) or (is_cnn and name != stated_arch)
+    if name is not None and wrong_kind:
+        kind = f"a {stated_arch}" if is_cnn else "a Vision Transformer"
+        raise CheckpointError(f"{checkpoint.source} holds {kind}, not a {name}; pass its own "
+                              "model name, or none")
+    if is_cnn:
+        return _pretrained_resnet(checkpoint, overrides, owned)
     config = target_config(name, checkpoint, overrides)
     try:
         state_dict, notes = adapt_state_dict(
@@ -285,7 +308,7 @@ def create_pretrained(
     if not owned:  # the model takes the tensors over: leave the caller's checkpoint alone
         state_dict = {key: value.clone() for key, value in state_dict.items()}
     with torch.device("meta"):  # no initialisation: every tensor comes from the checkpoint
-        model = VisionTransformer(config)
+        model = build_model(config)
     try:
         load_state_dict_checked(model, state_dict, assign=True)
     except CheckpointError as error:
@@ -297,4 +320,33 @@ def create_pretrained(
         name=name or checkpoint.model_name,
         class_names=checkpoint.class_names if same_head else None,
         preprocessing=Preprocessing.from_dict(checkpoint.preprocessing, config.in_chans))
+    return model.eval()
+
+
+def _pretrained_resnet(checkpoint: Checkpoint, overrides: dict[str, Any], owned: bool) -> Any:
+    """A CNN baseline from a vitkit checkpoint; a different num_classes gets a fresh
+    zero-initialised classifier, as the ViT's head does."""
+    stated = dict(checkpoint.config or {})
+    num_classes = overrides.get("num_classes", stated.get("num_classes"))
+    try:
+        config = config_class(checkpoint.architecture).from_dict(
+            {**stated, **{k: v for k, v in overrides.items() if k != "num_classes"}})
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{checkpoint.source}: cannot build the model: {error}") from error
+    state_dict = checkpoint.state_dict
+    if not owned:
+        state_dict = {key: value.clone() for key, value in state_dict.items()}
+    with torch.device("meta"):
+        model = build_model(config)
+    try:
+        load_state_dict_checked(model, state_dict, assign=True)
+    except CheckpointError as error:
+        raise CheckpointError(f"{checkpoint.source}: {error}") from error
+    model.meta = ModelMeta(
+        name=checkpoint.model_name, class_names=checkpoint.class_names,
+        preprocessing=Preprocessing.from_dict(checkpoint.preprocessing, config.in_chans))
+    if num_classes != config.num_classes:
+        log.warning("%s: replaced the %d-class classifier with a zero-initialised %d-class one",
+                    checkpoint.source, config.num_classes, num_classes)
+        model.reset_classifier(num_classes)
     return model.eval()

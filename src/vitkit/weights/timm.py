@@ -62,9 +62,35 @@ def infer_config(state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
     )
     if "blocks.0.mlp.fc1.weight" in state_dict:
         config["mlp_dim"] = state_dict["blocks.0.mlp.fc1.weight"].shape[0]
+    if HYBRID_STEM in state_dict:  # R50+ViT (Section 3.1): 1x1 patches of a ResNet feature map
+        config.update(infer_hybrid(state_dict))
+        patch = config["patch_size"]
     if side * side == grid:
         config["img_size"] = [side * patch, side * patch]
     return config
+
+
+HYBRID_STEM = "patch_embed.backbone.stem.conv.weight"
+
+
+def infer_hybrid(state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """HybridConfig fields shown by a hybrid's tensors: the ResNet's stem width, input channels
+    and blocks per stage, and so its stride (the effective patch size)."""
+    stem = state_dict[HYBRID_STEM]
+    if stem.ndim != 4:
+        raise CheckpointError(f"tensor {HYBRID_STEM} has shape {tuple(stem.shape)}, where a "
+                              "hybrid's has 4 dimensions; the file is damaged")
+    blocks: dict[int, set[int]] = {}
+    pattern = r"patch_embed\.backbone\.stages\.(\d+)\.blocks\.(\d+)\."
+    for key in state_dict:
+        if match := re.match(pattern, key):
+            blocks.setdefault(int(match.group(1)), set()).add(int(match.group(2)))
+    layers = [len(blocks[i]) for i in sorted(blocks)]
+    if not layers or sorted(blocks) != list(range(len(layers))):
+        raise CheckpointError("a hybrid ViT checkpoint whose ResNet stages are missing or not "
+                              "numbered 0, 1, ...; the file is damaged")
+    return dict(resnet_layers=layers, resnet_width=stem.shape[0], in_chans=stem.shape[1],
+                patch_size=4 * 2 ** (len(layers) - 1))
 
 
 def guess_num_heads(config: dict[str, Any]) -> tuple[int, str] | None:
@@ -134,6 +160,8 @@ def timm_config_of(model_name: str | None, config: Any, class_names: list[str] |
             "num_classes": config.num_classes,
         },
     }
+    if getattr(config, "resnet_layers", None):  # a hybrid: timm's patches are 1x1 feature pixels
+        del document["model_args"]["patch_size"]
     if class_names:
         document["label_names"] = list(class_names)
     return document

@@ -13,7 +13,8 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
-from ..models import to_2tuple
+from ..models import config_class, to_2tuple
+from ..models.build import CNNS
 from ..models.meta import INTERPOLATIONS
 from .timm import infer_config, is_timm
 
@@ -22,7 +23,7 @@ BOOLS = ("qkv_bias", "class_token")
 RATES = ("drop_rate", "attn_drop_rate", "drop_path_rate")
 # Fields the tensors determine, compared with what the checkpoint states.
 SHOWN = ("patch_size", "in_chans", "embed_dim", "depth", "mlp_dim", "num_classes",
-         "representation_size", "class_token", "qkv_bias")
+         "representation_size", "class_token", "qkv_bias", "resnet_layers", "resnet_width")
 DOCUMENT_FIELDS = {"config": dict, "model_name": str, "class_names": list, "preprocessing": dict}
 
 
@@ -83,6 +84,11 @@ def check_config_fields(config: dict[str, Any], where: str) -> None:
             ok = _number(value) and value > 0
         elif key in RATES:
             ok = _number(value) and 0 <= value < 1
+        elif key == "resnet_layers":  # a hybrid's ResNet: blocks per stage
+            ok = (isinstance(value, (list, tuple)) and 0 < len(value) <= 6
+                  and all(_int(n) and 0 < n <= 64 for n in value))
+        elif key == "resnet_width":
+            ok = _int(value) and value > 0
         else:
             problems.append(f"unknown field {key!r}")
             continue
@@ -107,6 +113,8 @@ def check_against_tensors(config: dict[str, Any], state_dict: dict[str, torch.Te
             stated, actual = config[key], shown[key]
             if key == "representation_size":
                 stated, actual = stated or None, actual or None
+            if key == "resnet_layers" and isinstance(stated, (list, tuple)):
+                stated, actual = list(stated), list(actual)
             if stated != actual:
                 differ.append(f"{key} {stated!r} but its tensors show {actual!r}")
     if "img_size" in config:
@@ -165,14 +173,22 @@ def check_preprocessing(prep: Any, in_chans: Any, where: str) -> None:
 
 
 def validate(config: Any, state_dict: dict[str, torch.Tensor], class_names: Any,
-             preprocessing: Any, where: str) -> None:
+             preprocessing: Any, where: str, architecture: str | None = None) -> None:
     """Every check of what a checkpoint states: its config's fields and their agreement with
-    the tensors, its class names (one per head output) and its preprocessing."""
+    the tensors, its class names (one per head output) and its preprocessing. A ResNet's
+    config is checked by building its ResNetConfig (its tensors by the strict load)."""
     if config is None:
         config = {}
     if not isinstance(config, dict):
         raise CheckpointError(f"{where}: its config is not a JSON object; the file is damaged")
-    check_config_fields(config, where)
+    if architecture in CNNS:
+        try:
+            config_class(architecture).from_dict(config)
+        except (TypeError, ValueError) as error:
+            raise CheckpointError(f"{where} states an invalid ResNet configuration ({error}); "
+                                  "the file is damaged") from error
+    else:
+        check_config_fields(config, where)
     check_against_tensors(config, state_dict, where)
     check_class_names(class_names, config.get("num_classes"), where)
     check_preprocessing(preprocessing, config.get("in_chans"), where)
