@@ -29,8 +29,9 @@ def run(args: argparse.Namespace) -> int:
     from vitkit.data import load_splits
     from vitkit.train.distributed import is_main_process
 
-    from .training import model_overrides, run_training
+    from .training import check_out_dir, model_overrides, run_training
 
+    check_out_dir(args.out)
     recipe = recipe_from_args(args)
     torch.manual_seed(args.seed)
     probe = create_model(args.model, pretrained=args.pretrained)  # to learn size and channels

@@ -26,23 +26,34 @@ def run(args: argparse.Namespace) -> int:
     from vitkit.data import load_splits
     from vitkit.train.distributed import is_main_process
 
-    from .training import default_model, model_overrides, recipe_defaults, run_training
+    from .training import (
+        check_out_dir,
+        chosen_model,
+        default_model,
+        model_overrides,
+        recipe_defaults,
+        run_training,
+    )
 
+    check_out_dir(args.out)
+    extra = parse_model_args(args.model_arg)
+    chosen_model(args.model, args.img_size, extra)
     splits = load_splits(args.data, img_size=args.img_size, val_split=args.val_split,
                          seed=args.seed, data_dir=args.data_dir, progress=not args.no_progress)
-    name, config = default_model(splits.train.image_shape, splits.train.num_classes,
-                                 args.img_size)
     if args.model:
         name = args.model
-        config = {"num_classes": config["num_classes"], "in_chans": config["in_chans"],
+        config = {"num_classes": splits.train.num_classes,
+                  "in_chans": splits.train.image_shape[0],
                   **({"img_size": args.img_size} if args.img_size else {})}
+    else:
+        name, config = default_model(splits.train.image_shape, splits.train.num_classes,
+                                     args.img_size)
     recipe = recipe_from_args(
         args, **recipe_defaults(args.recipe, splits.train.image_shape, splits.name))
     from vitkit.models import get_config
 
     embed_dim = get_config(name).embed_dim
     torch.manual_seed(args.seed)
-    extra = parse_model_args(args.model_arg)
     embed_dim = extra.get("embed_dim", embed_dim)
     model = create_model(name, **{**config, **model_overrides(recipe, embed_dim), **extra})
     if is_main_process():

@@ -46,6 +46,28 @@ def default_model(image_shape: tuple[int, int, int], num_classes: int,
     return name, {"img_size": side, "in_chans": chans, "num_classes": num_classes}
 
 
+def check_out_dir(out: str) -> None:
+    """Refuse, before any work, an --out that is a file (a run folder is a folder)."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {out} is an existing file, not a folder; choose a folder "
+                         "for the run")
+
+
+def chosen_model(name: str | None, img_size: int | None, model_args: dict[str, Any]) -> None:
+    """Check --model, --img-size and --model-arg patch_size together before any data is read:
+    an unknown name, or an image size the patch of the model actually used does not divide."""
+    if name is None:
+        return
+    from vitkit.models import get_config
+
+    config = get_config(name)  # an unknown name is a ValueError naming close matches
+    patch = int(model_args.get("patch_size", config.patch_size))  # type: ignore[arg-type]
+    if img_size and img_size % patch:
+        raise ValueError(f"image size {img_size} is not divisible by the patch size {patch} of "
+                         f"{name}; use a multiple of {patch}")
+
+
 def recipe_defaults(name: str, image_shape: tuple[int, int, int], source: str) -> dict[str, Any]:
     """Data-dependent recipe defaults: no flips for digits, gentle augmentation for tiny images."""
     defaults: dict[str, Any] = {}

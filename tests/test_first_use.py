@@ -1,0 +1,75 @@
+"""Issue 16: what a new user hits first. Arguments are checked before any data is decoded,
+run folders are recognised where a checkpoint is expected, and the per-epoch log stays when
+the progress bar is off."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import vitkit
+from tests.conftest import TINY, make_class_folder, one_line_error
+from vitkit.cli.main import main
+
+pytestmark = pytest.mark.usefixtures("private_cache")
+
+FAST = ["--epochs", "1", "--no-progress", "--no-randaugment", "--warmup-epochs", "0"]
+
+
+def _no_decoding(monkeypatch):
+    """Make any decoding of the data fail loudly: the checks must come first."""
+    import vitkit.data.sources as sources
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("data was decoded before the arguments were checked")
+
+    monkeypatch.setattr(sources, "decode_cached", refuse)
+    monkeypatch.setattr(sources, "_builtin", refuse)
+
+
+# -- item 3: --img-size is checked against --model, the model actually used ------------------
+def test_img_size_is_checked_against_the_named_model(tmp_path, capsys, monkeypatch):
+    data = make_class_folder(tmp_path / "data", {"cat": 4, "dog": 4})
+    _no_decoding(monkeypatch)
+    code = main(["train", "--data", str(data), "--out", str(tmp_path / "o"), "--model",
+                 "vit_cifar_patch4_32", "--img-size", "102"])
+    line = one_line_error(capsys, code, "patch size 4 of vit_cifar_patch4_32")
+    assert "vit_small" not in line
+
+
+def test_img_size_the_named_model_divides_is_accepted(tmp_path, capsys):
+    data = make_class_folder(tmp_path / "data", {"cat": 4, "dog": 4})
+    code = main(["train", "--data", str(data), "--out", str(tmp_path / "o"), "--model",
+                 "vit_cifar_patch4_32", "--img-size", "12", "--batch-size", "4", *FAST,
+                 *[f"--model-arg={k}={v}" for k, v in TINY.items()]])
+    assert code == 0, capsys.readouterr().err
+    assert vitkit.load_pretrained(tmp_path / "o" / "checkpoint").config.img_size == (12, 12)
+
+
+def test_img_size_is_checked_against_a_patch_size_override(tmp_path, capsys, monkeypatch):
+    _no_decoding(monkeypatch)
+    code = main(["train", "--data", "digits", "--out", str(tmp_path / "o"), "--model",
+                 "vit_cifar_patch4_32", "--model-arg", "patch_size=8", "--img-size", "36"])
+    one_line_error(capsys, code, "patch size 8 of vit_cifar_patch4_32")
+
+
+# -- item 4: --out naming a file --------------------------------------------------------------
+@pytest.mark.parametrize("command", ["train", "finetune"])
+def test_out_naming_a_file_is_one_line_before_any_work(tmp_path, capsys, monkeypatch,
+                                                        command):
+    _no_decoding(monkeypatch)
+    out = tmp_path / "taken.txt"
+    out.write_text("mine")
+    extra = ["--pretrained", str(tmp_path / "nothing")] if command == "finetune" else []
+    code = main([command, "--data", "digits", "--out", str(out), *extra])
+    one_line_error(capsys, code, f"--out {out} is an existing file")
+    assert out.read_text() == "mine"
+
+
+# -- item 13: a typo'd --model is reported before the data is decoded --------------------------
+def test_unknown_model_is_reported_before_decoding(tmp_path, capsys, monkeypatch):
+    _no_decoding(monkeypatch)
+    code = main(["train", "--data", "digits", "--out", str(tmp_path / "o"), "--model",
+                 "vit_tiny_patch16_24"])
+    one_line_error(capsys, code, "unknown model 'vit_tiny_patch16_24'")
