@@ -5,6 +5,7 @@ the progress bar is off."""
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -73,3 +74,35 @@ def test_unknown_model_is_reported_before_decoding(tmp_path, capsys, monkeypatch
     code = main(["train", "--data", "digits", "--out", str(tmp_path / "o"), "--model",
                  "vit_tiny_patch16_24"])
     one_line_error(capsys, code, "unknown model 'vit_tiny_patch16_24'")
+
+
+# -- item 5: a run folder where a checkpoint is expected ---------------------------------------
+@pytest.fixture
+def run_folder(tmp_path):
+    """A folder laid out as `vitkit train --out` leaves it: checkpoint/ holds the model."""
+    model = vitkit.create_model("vit_digits_patch2_8", **{**TINY, "num_classes": 3, "in_chans": 3})
+    vitkit.save_pretrained(model, tmp_path / "run" / "checkpoint", class_names=["cat", "dog", "emu"])
+    (tmp_path / "run" / "state").mkdir()
+    return tmp_path / "run"
+
+
+@pytest.mark.parametrize("command", ["predict", "eval", "info", "analyze", "convert"])
+def test_a_run_folder_is_read_as_its_checkpoint(tmp_path, capsys, caplog, run_folder,
+                                                command):
+    caplog.set_level(logging.INFO, logger="vitkit")
+    images = make_class_folder(tmp_path / "images", {"cat": 2, "dog": 2, "emu": 2})
+    argv = {
+        "predict": ["predict", "--checkpoint", str(run_folder), str(images / "cat")],
+        "eval": ["eval", "--checkpoint", str(run_folder), "--data", str(images), "--split",
+                 "train", "--fp32", "--no-progress"],
+        "info": ["info", str(run_folder)],
+        "analyze": ["analyze", "--checkpoint", str(run_folder), "--images",
+                    str(images / "dog" / "0.png"), "--out", str(tmp_path / "analysis")],
+        "convert": ["convert", str(run_folder), str(tmp_path / "converted"), "--to", "vitkit"],
+    }[command]
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert f"using its model in {run_folder / 'checkpoint'}" in caplog.text
+    if command == "eval":
+        assert (run_folder / "eval" / "metrics.json").exists()

@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from vitkit.device import default_device, default_dtype
     from vitkit.files import write_json
     from vitkit.infer import evaluate
-    from vitkit.weights import load_pretrained
+    from vitkit.weights import load_pretrained, run_checkpoint
 
     if args.batch_size < 1:
         raise CommandError(f"--batch-size must be at least 1, got {args.batch_size}")
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
                            f"{model.config.num_classes}")
     dtype = default_dtype(device, fp32=args.fp32)
     metrics = evaluate(model, dataset, batch_size=args.batch_size, dtype=dtype, device=device)
-    checkpoint = Path(args.checkpoint).resolve()
+    checkpoint = run_checkpoint(args.checkpoint).resolve()
     out = Path(args.out) if args.out else (
         checkpoint.parent if checkpoint.is_dir() else checkpoint.parent.parent) / "eval"
     out.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from ..models import (
 from .formats import read_weights
 from .hf import class_names_from_hf, config_from_hf, preprocessing_from_hf
 from .hub import download, parse_hub_id
-from .io import CONFIG_NAME, load_state_dict_checked, read_document
+from .io import CONFIG_NAME, load_state_dict_checked, read_document, run_checkpoint
 from .timm import guess_num_heads, read_timm_config
 from .validate import validate
 
@@ -56,7 +56,7 @@ class Checkpoint:
 def read_checkpoint(source: str | os.PathLike) -> Checkpoint:
     """Read a checkpoint from a file, a folder or a hub id ('org/name'), detecting its format
     from its contents."""
-    path = Path(source)
+    path = run_checkpoint(source)
     if path.exists():
         checkpoint = _read_folder(path) if path.is_dir() else _read_file(path)
         checkpoint.source = str(path)
