@@ -106,3 +106,35 @@ def test_a_run_folder_is_read_as_its_checkpoint(tmp_path, capsys, caplog, run_fo
     assert f"using its model in {run_folder / 'checkpoint'}" in caplog.text
     if command == "eval":
         assert (run_folder / "eval" / "metrics.json").exists()
+
+
+# -- items 8 and 9: the per-epoch log without a progress bar; skipped files over all splits ----
+def _with_broken_files(root, count):
+    for i in range(count):
+        (root / f"broken{i}.png").write_bytes(b"not a png")
+
+
+def test_no_progress_keeps_epoch_lines_and_skipped_counts_every_split(tmp_path, capsys):
+    data = tmp_path / "data"
+    make_class_folder(data / "train", {"cat": 4, "dog": 4})
+    make_class_folder(data / "val", {"cat": 2, "dog": 2})
+    _with_broken_files(data / "train" / "cat", 2)
+    _with_broken_files(data / "val" / "dog", 3)
+    out = tmp_path / "run"
+    code = main(["train", "--data", str(data), "--out", str(out), "--batch-size", "4", *FAST,
+                 "--epochs", "2", "--fp32", *[f"--model-arg={k}={v}" for k, v in TINY.items()]])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "epoch 1: val_top1" in printed and "epoch 2: val_top1" in printed
+    assert "5 skipped" in printed
+    assert json.loads((out / "metrics.json").read_text())["skipped_images"] == 5
+
+
+def test_a_carved_out_val_split_does_not_list_the_skipped_files_again(tmp_path, caplog):
+    from vitkit.data import load_splits
+
+    data = make_class_folder(tmp_path / "data", {"cat": 6, "dog": 6})
+    _with_broken_files(data / "cat", 2)
+    splits = load_splits(str(data), val_split=0.3, progress=False)
+    assert len(splits.train.skipped) == 2 and splits.val.skipped == []
+    assert caplog.text.count("broken0.png") == 1

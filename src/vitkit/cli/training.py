@@ -114,7 +114,7 @@ def run_training(model: VisionTransformer, splits: DataSplits, recipe: Recipe,
                "seconds": round(result.seconds, 1),
                "images_per_s": round(result.images_per_s, 1),
                "best_val_top1": result.best_val_top1, "finished": result.finished,
-               "skipped_images": len(splits.train.skipped)}
+               "skipped_images": skipped_count(splits)}
     if not main:
         return summary
     if result.finished and splits.test is not None and result.checkpoint.exists():
@@ -135,4 +135,11 @@ def _describe(splits: DataSplits, recipe: Recipe) -> None:
     print(f"data {splits.name}: {len(splits.train)} train, "
           f"{len(splits.val) if splits.val else 0} val, "
           f"{len(splits.test) if splits.test else 0} test images, "
-          f"{splits.train.num_classes} classes, {len(splits.train.skipped)} skipped")
+          f"{splits.train.num_classes} classes, {skipped_count(splits)} skipped")
+
+
+def skipped_count(splits: DataSplits) -> int:
+    """Files left out as undecodable, over every split (each file counted once)."""
+    paths = {path for split in (splits.train, splits.val, splits.test) if split is not None
+             for path, _ in split.skipped}
+    return len(paths)

@@ -64,7 +64,7 @@ def stratified_split(dataset: ImageTensorDataset, fraction: float, seed: int
     if len(val_idx) == 0:
         raise ValueError(f"--val-split {fraction} leaves no validation images; use a larger one")
     train, val = dataset.subset(train_idx), dataset.subset(val_idx)
-    train.skipped = list(dataset.skipped)
+    train.skipped, val.skipped = list(dataset.skipped), []  # the source's files: listed once
     return train, val
 
 

@@ -303,7 +303,7 @@ def end_of_epoch(run: TrainRun, plan: Plan, state: State, metrics: MetricsLog, b
     if scores[winner] > state.best:
         state.best = scores[winner]
         save_weights(candidates[winner], state.model, plan)
-    if plan.dist.is_main and run.progress:
+    if plan.dist.is_main:  # the log, shown with or without the progress bar
         shown = ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
         bar.write(f"epoch {state.step / plan.steps_per_epoch:.0f}: {shown} "
                   f"(best {state.best:.4f})")
