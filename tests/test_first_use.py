@@ -138,3 +138,31 @@ def test_a_carved_out_val_split_does_not_list_the_skipped_files_again(tmp_path, 
     splits = load_splits(str(data), val_split=0.3, progress=False)
     assert len(splits.train.skipped) == 2 and splits.val.skipped == []
     assert caplog.text.count("broken0.png") == 1
+
+
+# -- item 11: written files follow the umask --------------------------------------------------
+def test_every_file_a_run_writes_follows_the_umask(tmp_path, capsys):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "run"
+        assert main(["train", "--data", "digits", "--out", str(out), "--model",
+                     "vit_digits_patch2_8", "--batch-size", "256", *FAST, "--fp32",
+                     *[f"--model-arg={k}={v}" for k, v in TINY.items()]]) == 0
+        assert main(["convert", str(out / "checkpoint"), str(tmp_path / "timm"), "--to",
+                     "timm"]) == 0
+        image = tmp_path / "one.png"
+        from PIL import Image
+
+        Image.new("L", (8, 8), 90).save(image)
+        assert main(["analyze", "--checkpoint", str(out / "checkpoint"), "--images",
+                     str(image), "--out", str(tmp_path / "analysis")]) == 0
+    finally:
+        os.umask(old)
+    files = [p for p in tmp_path.rglob("*") if p.is_file() and "cache" not in p.parts]
+    assert len(files) > 10
+    modes = {str(p.relative_to(tmp_path)): oct(stat.S_IMODE(p.stat().st_mode)) for p in files
+             if p != image}
+    assert set(modes.values()) == {"0o644"}, modes
