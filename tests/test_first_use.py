@@ -166,3 +166,37 @@ def test_every_file_a_run_writes_follows_the_umask(tmp_path, capsys):
     modes = {str(p.relative_to(tmp_path)): oct(stat.S_IMODE(p.stat().st_mode)) for p in files
              if p != image}
     assert set(modes.values()) == {"0o644"}, modes
+
+
+# -- item 14: seconds after --resume, CSV line endings, near-miss model names ------------------
+def _summary(printed: str) -> dict:
+    return json.loads(next(line for line in printed.splitlines() if line.startswith("{")))
+
+
+def test_resumed_summary_reports_this_session_and_the_whole_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--data", "digits", "--out", str(out), "--model", "vit_digits_patch2_8",
+            "--batch-size", "128", *FAST, "--no-ema", "--fp32",
+            *[f"--model-arg={k}={v}" for k, v in TINY.items()]]
+    assert main([*args, "--stop-after", "5"]) == 3
+    first = _summary(capsys.readouterr().out)
+    assert main([*args, "--resume"]) == 0
+    second = _summary(capsys.readouterr().out)
+    assert first["seconds_total"] == first["seconds"]
+    assert second["seconds_total"] >= second["seconds"] + first["seconds"] - 0.2
+
+
+def test_predict_csv_has_unix_line_endings(tmp_path, capsysbinary):
+    from tests.conftest import constant_model
+
+    checkpoint = vitkit.save_pretrained(constant_model(), tmp_path / "ckpt")
+    images = make_class_folder(tmp_path / "images", {"cat": 2})
+    assert main(["predict", "--checkpoint", str(checkpoint), str(images), "--format",
+                 "csv"]) == 0
+    out = capsysbinary.readouterr().out
+    assert b"\r\n" not in out and out.count(b"\n") == 3
+
+
+def test_near_misses_for_a_family_name_start_with_the_common_one():
+    with pytest.raises(ValueError, match=r"did you mean vit_tiny_patch16_224, "):
+        vitkit.create_model("vit-tiny")

@@ -111,7 +111,8 @@ def run_training(model: VisionTransformer, splits: DataSplits, recipe: Recipe,
     )
     result = train(run)
     summary = {"steps": result.steps, "epochs": round(result.epochs, 3),
-               "seconds": round(result.seconds, 1),
+               "seconds": round(result.seconds, 1),  # this session's; with earlier ones:
+               "seconds_total": round(result.total_seconds or result.seconds, 1),
                "images_per_s": round(result.images_per_s, 1),
                "best_val_top1": result.best_val_top1, "finished": result.finished,
                "skipped_images": skipped_count(splits)}

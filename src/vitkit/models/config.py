@@ -169,9 +169,19 @@ def list_models() -> list[str]:
 def get_config(name: str, **overrides: Any) -> ViTConfig:
     """The configuration of a named preset with overrides applied; unknown names are an error."""
     if name not in PRESETS:
-        import difflib
-
-        close = difflib.get_close_matches(name, list(PRESETS), n=3, cutoff=0.5)
+        close = _near_misses(name)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ValueError(f"unknown model {name!r}{hint} (see `vitkit models`)")
     return PRESETS[name].config(**overrides)
+
+
+def _near_misses(name: str) -> list[str]:
+    """Up to three presets close to `name`: those it begins (`vit-tiny`: the common
+    patch16_224 one first), then difflib's closest."""
+    import difflib
+
+    key = name.lower().replace("-", "_")
+    begun = sorted((n for n in PRESETS if n.startswith(key)),
+                   key=lambda n: (not n.endswith("patch16_224"), n))
+    close = difflib.get_close_matches(key, list(PRESETS), n=3, cutoff=0.5)
+    return list(dict.fromkeys(begun[:2] + close))[:3]

@@ -73,6 +73,7 @@ class TrainResult:
     finished: bool
     checkpoint: Path
     metrics: dict[str, Any] = field(default_factory=dict)
+    total_seconds: float | None = None  # with the sessions before a --resume
 
 
 @dataclass
@@ -103,6 +104,8 @@ class State:
     ema: nn.Module | None
     step: int = 0
     best: float = -1.0  # the best validation top-1 so far (-1: none yet)
+    seconds_before: float = 0.0  # training time of the sessions before a --resume
+    started: float = field(default_factory=time.perf_counter)
 
 
 @functools.lru_cache(maxsize=2)
@@ -220,6 +223,7 @@ def start_or_resume(run: TrainRun, plan: Plan) -> State:
             ema.load_state_dict(saved["ema"])
         set_rng_state(saved["rng"])
         state.step, state.best = int(saved["step"]), float(saved["best_val_top1"])
+        state.seconds_before = float(saved.get("seconds", 0.0))
         _warn_recipe_changes(saved.get("recipe", {}), run.recipe)
         if plan.dist.is_main:
             log.info("resuming %s from step %d (epoch %.2f)", out, state.step,
@@ -320,6 +324,7 @@ def save_training_state(run: TrainRun, plan: Plan, state: State) -> None:
         "optimizer": state.optimizer.state_dict(),
         "ema": state.ema.state_dict() if state.ema is not None else None,
         "rng": rng_state(), "seed": run.seed, "recipe": run.recipe.to_dict(),
+        "seconds": state.seconds_before + time.perf_counter() - state.started,
     }, plan.state_dir)
 
 
@@ -355,6 +360,7 @@ def finish(run: TrainRun, plan: Plan, state: State, clock: _Clock,
         images_per_s=clock.images / max(seconds, 1e-9),
         best_val_top1=state.best if state.best >= 0 else None, final_val_top1=last_val,
         finished=finished, checkpoint=plan.checkpoint_dir,
+        total_seconds=state.seconds_before + seconds,
     )
 
 
