@@ -81,7 +81,8 @@ def test_unknown_model_is_reported_before_decoding(tmp_path, capsys, monkeypatch
 def run_folder(tmp_path):
     """A folder laid out as `vitkit train --out` leaves it: checkpoint/ holds the model."""
     model = vitkit.create_model("vit_digits_patch2_8", **{**TINY, "num_classes": 3, "in_chans": 3})
-    vitkit.save_pretrained(model, tmp_path / "run" / "checkpoint", class_names=["cat", "dog", "emu"])
+    vitkit.save_pretrained(model, tmp_path / "run" / "checkpoint",
+                           class_names=["cat", "dog", "emu"])
     (tmp_path / "run" / "state").mkdir()
     return tmp_path / "run"
 
@@ -200,3 +201,12 @@ def test_predict_csv_has_unix_line_endings(tmp_path, capsysbinary):
 def test_near_misses_for_a_family_name_start_with_the_common_one():
     with pytest.raises(ValueError, match=r"did you mean vit_tiny_patch16_224, "):
         vitkit.create_model("vit-tiny")
+
+
+def test_eval_reports_a_class_mismatch_before_decoding(tmp_path, capsys, monkeypatch,
+                                                       run_folder):
+    data = make_class_folder(tmp_path / "data", {"cat": 2, "dog": 2})
+    _no_decoding(monkeypatch)
+    code = main(["eval", "--checkpoint", str(run_folder / "checkpoint"), "--data", str(data),
+                 "--split", "train", "--no-progress"])
+    one_line_error(capsys, code, "only in the model: ['emu']")

@@ -166,6 +166,19 @@ def _file_source(path: Path, decoding: Decoding, wanted: set[str]):
     return decoding.files(items, classes, path.name), None, None
 
 
+def source_classes(source: str) -> list[str] | None:
+    """The class names of a folder or CSV source, read from names alone (nothing decoded), so
+    a mismatch is reported before the slow part; None for built-ins and missing paths."""
+    path = Path(os.path.expanduser(source))
+    if source.lower() in BUILTIN_SOURCES or not path.exists():
+        return None
+    if path.is_dir():
+        return scan_class_folders(path / "train" if (path / "train").is_dir() else path)[1]
+    if path.suffix.lower() == ".csv":
+        return read_csv(path)[1]
+    return None
+
+
 def load_splits(
     source: str,
     *,
