@@ -210,3 +210,36 @@ def test_eval_reports_a_class_mismatch_before_decoding(tmp_path, capsys, monkeyp
     code = main(["eval", "--checkpoint", str(run_folder / "checkpoint"), "--data", str(data),
                  "--split", "train", "--no-progress"])
     one_line_error(capsys, code, "only in the model: ['emu']")
+
+
+# -- item 10: a hub id without network fails at once, in one clear line ----------------------
+def test_an_unreachable_hub_fails_quickly_in_one_line(tmp_path, capsys, monkeypatch):
+    import socket
+    import time
+
+    from huggingface_hub import constants
+
+    closed = socket.socket()  # bound, never listening: connections are refused
+    closed.bind(("127.0.0.1", 0))
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{closed.getsockname()[1]}")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
+                 "all_proxy", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    start = time.perf_counter()
+    code = main(["convert", "timm/vit_tiny_patch16_224.augreg_in21k", str(tmp_path / "x"),
+                 "--to", "vitkit"])
+    seconds = time.perf_counter() - start
+    closed.close()
+    line = one_line_error(capsys, code, "is not in the local hub cache and the hub (http")
+    assert "augreg_in21k:" not in line and seconds < 5
+
+
+def test_the_offline_message_has_no_stray_colon(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    code = main(["convert", "timm/vit_tiny_patch16_224.augreg_in21k", str(tmp_path / "x"),
+                 "--to", "vitkit"])
+    line = one_line_error(capsys, code, "augreg_in21k is not in the local hub cache and "
+                          "HF_HUB_OFFLINE is set")
+    assert "augreg_in21k:" not in line
