@@ -243,3 +243,29 @@ def test_the_offline_message_has_no_stray_colon(tmp_path, capsys, monkeypatch):
     line = one_line_error(capsys, code, "augreg_in21k is not in the local hub cache and "
                           "HF_HUB_OFFLINE is set")
     assert "augreg_in21k:" not in line
+
+
+# -- item 7: outputs name what the model is, the preset plus what was changed ----------------
+def test_model_name_says_the_overrides():
+    assert vitkit.create_model("vit_cifar_patch4_32").meta.name == "vit_cifar_patch4_32"
+    assert vitkit.create_model("vit_cifar_patch4_32", num_classes=3).meta.name == \
+        "vit_cifar_patch4_32"  # a new head is still the preset
+    model = vitkit.create_model("vit_cifar_patch4_32", patch_size=8, img_size=64)
+    assert model.meta.name == "vit_cifar_patch4_32 (img_size=64, patch_size=8)"
+
+
+def test_trained_model_is_titled_by_what_it_is(tmp_path, capsys):
+    data = make_class_folder(tmp_path / "data", {"cat": 4, "dog": 4}, size=(16, 16))
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(run), "--model",
+                 "vit_cifar_patch4_32", "--model-arg", "patch_size=8", "--img-size", "16",
+                 "--model-arg", "depth=1", "--batch-size", "4", *FAST, "--fp32"]) == 0
+    title = "vit_cifar_patch4_32 (img_size=16, patch_size=8, depth=1)"
+    assert vitkit.load_pretrained(run / "checkpoint").meta.name == title
+    capsys.readouterr()
+    assert main(["info", str(run / "checkpoint")]) == 0
+    assert title in capsys.readouterr().out
+    assert main(["analyze", "--checkpoint", str(run / "checkpoint"), "--images",
+                 str(data / "cat" / "0.png"), "--out", str(tmp_path / "analysis")]) == 0
+    report = json.loads((tmp_path / "analysis" / "analysis.json").read_text())
+    assert report["model_name"] == title

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .models import VisionTransformer, get_config
+from .models import VisionTransformer, get_config, model_title
 from .weights import create_pretrained
 
 
@@ -23,5 +23,5 @@ def create_model(
     if name is None:
         raise ValueError("create_model needs a model name when no pretrained weights are given")
     model = VisionTransformer(get_config(name, **overrides))
-    model.meta.name = name
+    model.meta.name = model_title(name, model.config)  # the preset plus what was changed
     return model

@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     embed_dim = extra.get("embed_dim", embed_dim)
     model = create_model(name, **{**config, **model_overrides(recipe, embed_dim), **extra})
     if is_main_process():
-        print(f"model {name} ({sum(p.numel() for p in model.parameters()):,} parameters), "
+        print(f"model {model.meta.name} ({sum(p.numel() for p in model.parameters()):,} "
+              "parameters), "
               f"img_size {model.config.img_size}, patch {model.config.patch_size}")
     summary = run_training(model, splits, recipe, args)
     return 0 if summary["finished"] else 3

@@ -1,6 +1,6 @@
 """The Vision Transformer (equations 1-4) and its configuration presets."""
 
-from .config import PRESETS, ViTConfig, get_config, list_models, to_2tuple
+from .config import PRESETS, ViTConfig, get_config, list_models, model_title, to_2tuple
 from .flops import forward_flops
 from .layers import resample_pos_embed
 from .meta import ModelMeta, Preprocessing
@@ -21,6 +21,7 @@ __all__ = [
     "forward_flops",
     "get_config",
     "list_models",
+    "model_title",
     "resample_pos_embed",
     "to_2tuple",
 ]

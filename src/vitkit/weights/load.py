@@ -20,6 +20,7 @@ from ..models import (
     VisionTransformer,
     ViTConfig,
     get_config,
+    model_title,
     resample_pos_embed,
 )
 from .formats import read_weights
@@ -294,7 +295,7 @@ def create_pretrained(
         log.warning("%s: %s", checkpoint.source, note)
     same_head = config.num_classes == (checkpoint.config or {}).get("num_classes")
     model.meta = ModelMeta(
-        name=name or checkpoint.model_name,
+        name=model_title(name, config) if name else checkpoint.model_name,
         class_names=checkpoint.class_names if same_head else None,
         preprocessing=Preprocessing.from_dict(checkpoint.preprocessing, config.in_chans))
     return model.eval()
