@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from vitkit.models import VisionTransformer, ViTConfig, forward_flops, get_config, list_models
+from vitkit.models import ViTConfig, forward_flops, get_config, list_models, parameter_count
 
 
 def count_parameters(config: ViTConfig) -> int:
-    """Parameters of a model built from config, counted on the meta device (no memory)."""
-    import torch
-
-    with torch.device("meta"):
-        model = VisionTransformer(config)
-    return sum(p.numel() for p in model.parameters())
+    """Parameters of a model built from config, counted from the config alone (no torch)."""
+    return parameter_count(config)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
