@@ -269,3 +269,66 @@ def test_trained_model_is_titled_by_what_it_is(tmp_path, capsys):
                  str(data / "cat" / "0.png"), "--out", str(tmp_path / "analysis")]) == 0
     report = json.loads((tmp_path / "analysis" / "analysis.json").read_text())
     assert report["model_name"] == title
+
+
+# -- item 15: a Python one-liner for prediction; --recipe taking a saved recipe.json ----------
+def test_classifier_takes_paths_pil_images_and_tensors_as_predict_does(tmp_path):
+    import torch
+    from PIL import Image
+
+    from vitkit.infer import predict
+
+    model = tiny_random_model()
+    path = tmp_path / "a.png"
+    Image.new("RGB", (9, 12), (10, 200, 30)).save(path)
+    pil = Image.new("RGB", (8, 8), (250, 10, 10))
+    pixels = torch.randint(0, 256, (3, 10, 10), dtype=torch.uint8)
+    classify = vitkit.Classifier(model, fp32=True)
+    answers = classify([path, pil, pixels], top_k=2)
+    expected = predict(model, [path, pil, pixels], topk=2, fp32=True)
+    for answer, row in zip(answers, expected, strict=True):
+        assert [a["label"] for a in answer] == row.labels
+        assert [a["score"] for a in answer] == pytest.approx(row.probs)
+    assert classify(pil, top_k=1) == answers[1][:1]
+    assert classify(torch.stack([pixels, pixels]), top_k=2)[1] == answers[2]
+    (tmp_path / "bad.png").write_bytes(b"no")
+    with pytest.raises(ValueError, match="bad.png"):
+        classify(tmp_path / "bad.png")
+
+
+def tiny_random_model() -> vitkit.VisionTransformer:
+    from tests.conftest import randomise
+
+    model = randomise(vitkit.create_model("vit_digits_patch2_8", **{**TINY, "num_classes": 3,
+                                                                      "in_chans": 3})).eval()
+    model.meta.class_names = ["cat", "dog", "emu"]
+    return model
+
+
+def test_recipe_json_of_a_run_repeats_it_exactly(tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    common = ["train", "--data", "digits", "--model", "vit_digits_patch2_8", "--no-progress",
+              "--epochs", "1", "--fp32", "--batch-size", "256",
+              *[f"--model-arg={k}={v}" for k, v in TINY.items()]]
+    assert main([*common, "--out", str(tmp_path / "a"), "--lr", "0.002", "--no-ema"]) == 0
+    saved = tmp_path / "a" / "recipe.json"
+    assert main([*common, "--out", str(tmp_path / "b"), "--recipe", str(saved)]) == 0
+    assert (tmp_path / "b" / "recipe.json").read_text() == saved.read_text()
+    first = load_file(tmp_path / "a" / "checkpoint" / "model.safetensors")
+    second = load_file(tmp_path / "b" / "checkpoint" / "model.safetensors")
+    assert all(first[k].equal(second[k]) for k in first)
+
+
+@pytest.mark.parametrize("recipe, phrase", [
+    ("nope", "unknown recipe 'nope': give one of"),
+    ("missing/recipe.json", "no such file"),
+    ("bad.json", "is not a JSON recipe"),
+])
+def test_a_bad_recipe_is_one_line_before_decoding(tmp_path, capsys, monkeypatch, recipe,
+                                                  phrase):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.json").write_text("{not json")
+    _no_decoding(monkeypatch)
+    code = main(["train", "--data", "digits", "--out", str(tmp_path / "o"), "--recipe", recipe])
+    one_line_error(capsys, code, phrase)

@@ -53,3 +53,31 @@ def test_the_readme_timm_export_line(tmp_path, monkeypatch, name, overrides):
     assert list(data["std"]) == pytest.approx(prep.std)
     assert data["crop_pct"] == pytest.approx(0.95)
     assert theirs.pretrained_cfg["label_names"] == model.meta.class_names
+
+
+def test_the_readme_python_one_liner(tmp_path, monkeypatch):
+    from PIL import Image
+
+    block = re.search(r"```python\n((?:(?!```).)*Classifier\.from_pretrained(?:(?!```).)*)```",
+                      README, re.S)
+    assert block, "the README's Classifier example"
+    monkeypatch.chdir(tmp_path)
+    model = _trained_like("vit_digits_patch2_8", depth=1, num_classes=3, in_chans=3)
+    path = re.search(r'from_pretrained\("([^"]+)"\)', block.group(1)).group(1)
+    vitkit.save_pretrained(model, Path(path) / "checkpoint")  # as `vitkit train --out` leaves it
+    for name in re.findall(r'"(\w+\.(?:jpg|png))"', block.group(1)):
+        Image.new("RGB", (20, 14), (200, 30, 60)).save(name)
+    namespace: dict = {}
+    results = []
+    for line in block.group(1).splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        try:
+            results.append(eval(line, namespace))  # an expression: keep what it shows
+        except SyntaxError:
+            exec(line, namespace)
+    one, several = results[-2:]
+    assert [row["label"] for row in one] and len(one) == 3
+    assert set(one[0]) == {"label", "score"} and one[0]["label"] in model.meta.class_names
+    assert sum(row["score"] for row in one) == pytest.approx(1.0, abs=1e-3)  # 3 of 3 classes
+    assert len(several) == 2 and several[0][0]["label"] == one[0]["label"]

@@ -19,11 +19,13 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from .factory import create_model
+    from .infer.classifier import Classifier
     from .infer.optimize import optimize_for_inference
     from .models import VisionTransformer, ViTConfig, list_models
     from .weights import load_pretrained, save_pretrained
 
 _LAZY = {
+    "Classifier": "infer.classifier",
     "create_model": "factory",
     "optimize_for_inference": "infer.optimize",
     "VisionTransformer": "models",
@@ -34,6 +36,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "Classifier",
     "ViTConfig",
     "VisionTransformer",
     "create_model",

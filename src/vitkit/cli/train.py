@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     check_out_dir(args.out)
     extra = parse_model_args(args.model_arg)
     chosen_model(args.model, args.img_size, extra)
+    recipe_from_args(args)  # a bad --recipe or recipe.json fails before any decoding
     splits = load_splits(args.data, img_size=args.img_size, val_split=args.val_split,
                          seed=args.seed, data_dir=args.data_dir, progress=not args.no_progress)
     if args.model:
