@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -332,3 +333,54 @@ def test_a_bad_recipe_is_one_line_before_decoding(tmp_path, capsys, monkeypatch,
     _no_decoding(monkeypatch)
     code = main(["train", "--data", "digits", "--out", str(tmp_path / "o"), "--recipe", recipe])
     one_line_error(capsys, code, phrase)
+
+
+# -- item 16: one run per run folder ----------------------------------------------------------
+HOLD = """
+import sys, time
+from vitkit.train.lock import run_folder_lock
+with run_folder_lock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def _holder(out):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(vitkit.__file__).resolve().parents[1])}
+    child = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], env=env,
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "held"
+    return child
+
+
+def test_a_second_run_into_a_busy_folder_stops_at_once_and_resume_after_a_crash_works(
+        tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    args = ["train", "--data", "digits", "--out", str(out), "--model", "vit_digits_patch2_8",
+            "--batch-size", "256", *FAST, "--no-ema", "--fp32",
+            *[f"--model-arg={k}={v}" for k, v in TINY.items()]]
+    assert main([*args, "--stop-after", "2"]) == 3
+    lines_before = (out / "metrics.jsonl").read_text()
+    capsys.readouterr()
+    child = _holder(out)
+    try:
+        with monkeypatch.context() as patched:
+            _no_decoding(patched)
+            code = main([*args, "--resume"])
+        one_line_error(capsys, code, f"{out} is in use by another run (PID {child.pid})")
+        assert (out / "metrics.jsonl").read_text() == lines_before
+    finally:
+        child.kill()  # as kill -9: the OS drops the lock
+        child.wait()
+    assert main([*args, "--resume"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["finished"]
+
+
+def test_a_failed_first_run_leaves_no_folder_behind(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--data", str(tmp_path / "missing"), "--out", str(out)])
+    assert code == 2 and not out.exists()

@@ -23,15 +23,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .training import check_out_dir, hold_run_folder
+
+    check_out_dir(args.out)
+    with hold_run_folder(args.out):  # a second run into --out stops here, at once
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import torch
 
     from vitkit import create_model
     from vitkit.data import load_splits
     from vitkit.train.distributed import is_main_process
 
-    from .training import check_out_dir, model_overrides, run_training
+    from .training import model_overrides, run_training
 
-    check_out_dir(args.out)
     recipe = recipe_from_args(args)
     torch.manual_seed(args.seed)
     probe = create_model(args.model, pretrained=args.pretrained)  # to learn size and channels

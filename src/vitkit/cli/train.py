@@ -20,6 +20,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .training import check_out_dir, hold_run_folder
+
+    check_out_dir(args.out)
+    with hold_run_folder(args.out):  # a second run into --out stops here, at once
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import torch
 
     from vitkit import create_model
@@ -27,7 +35,6 @@ def run(args: argparse.Namespace) -> int:
     from vitkit.train.distributed import is_main_process
 
     from .training import (
-        check_out_dir,
         chosen_model,
         default_model,
         model_overrides,
@@ -35,7 +42,6 @@ def run(args: argparse.Namespace) -> int:
         run_training,
     )
 
-    check_out_dir(args.out)
     extra = parse_model_args(args.model_arg)
     chosen_model(args.model, args.img_size, extra)
     recipe_from_args(args)  # a bad --recipe or recipe.json fails before any decoding

@@ -6,6 +6,7 @@ can call it directly."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -52,6 +53,15 @@ def check_out_dir(out: str) -> None:
     if path.exists() and not path.is_dir():
         raise ValueError(f"--out {out} is an existing file, not a folder; choose a folder "
                          "for the run")
+
+
+def hold_run_folder(out: str) -> contextlib.AbstractContextManager:
+    """The run folder's lock for the command's life (rank 0 alone under torchrun), so two
+    runs into one --out cannot both proceed; see `vitkit.train.lock`."""
+    from vitkit.train.distributed import is_main_process
+    from vitkit.train.lock import run_folder_lock
+
+    return run_folder_lock(out) if is_main_process() else contextlib.nullcontext()
 
 
 def chosen_model(name: str | None, img_size: int | None, model_args: dict[str, Any]) -> None:
