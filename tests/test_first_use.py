@@ -384,3 +384,40 @@ def test_a_failed_first_run_leaves_no_folder_behind(tmp_path, capsys):
     out = tmp_path / "run"
     code = main(["train", "--data", str(tmp_path / "missing"), "--out", str(out)])
     assert code == 2 and not out.exists()
+
+
+# -- item 2: warmup fitted to short runs; a warning when the user's warmup swamps the run -----
+def _recipe(*argv):
+    from vitkit.cli.main import build_parser
+    from vitkit.cli.recipe_args import recipe_from_args
+
+    args = build_parser().parse_args(["train", "--data", "d", "--out", "o", *argv])
+    return recipe_from_args(args)
+
+
+@pytest.mark.parametrize("epochs, warmup", [("2", 0.2), ("6", 0.6), ("100", 5.0),
+                                            ("300", 5.0)])
+def test_warmup_is_capped_to_a_tenth_of_a_short_run(epochs, warmup, caplog):
+    recipe = _recipe("--epochs", epochs)
+    assert recipe.warmup_epochs == pytest.approx(warmup)
+    assert "warmup" not in caplog.text
+
+
+def test_a_short_run_ends_with_a_decayed_learning_rate():
+    from vitkit.train.optim import lr_at
+
+    recipe = _recipe("--epochs", "2")
+    steps_per_epoch = 10
+    total = 2 * steps_per_epoch
+    warmup = round(recipe.warmup_epochs * steps_per_epoch)
+    assert lr_at(total - 1, total, warmup, recipe) < 0.05 * recipe.lr
+
+
+@pytest.mark.parametrize("argv, phrase", [
+    (["--epochs", "2", "--warmup-epochs", "5"], "not at all"),
+    (["--epochs", "6", "--warmup-epochs", "5"], "over the last 1 epochs only"),
+])
+def test_a_user_warmup_longer_than_half_the_run_is_warned_about(argv, phrase, caplog):
+    recipe = _recipe(*argv)
+    assert recipe.warmup_epochs == 5  # the user's value is kept
+    assert "--warmup-epochs 5 is more than half" in caplog.text and phrase in caplog.text

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 import typing
 from pathlib import Path
@@ -54,7 +55,29 @@ def recipe_from_args(args: argparse.Namespace, **defaults: object) -> Recipe:
     if args.recipe not in list_recipes():
         raise ValueError(f"unknown recipe {args.recipe!r}: give one of "
                          f"{', '.join(list_recipes())}, or a recipe.json file")
-    return get_recipe(args.recipe, **{**defaults, **overrides})
+    recipe = get_recipe(args.recipe, **{**defaults, **overrides})
+    return fit_warmup(recipe, given="warmup_epochs" in overrides)
+
+
+# The most of a run that warmup takes when --warmup-epochs is not given (the paper's
+# fine-tuning warms up for 1 of 10 epochs; DeiT for 5 of 300).
+WARMUP_SHARE = 0.1
+
+
+def fit_warmup(recipe: Recipe, given: bool) -> Recipe:
+    """The recipe's warmup capped to WARMUP_SHARE of a short run, unless the user chose it;
+    a warning when the user's own warmup takes more than half of the run (the learning rate
+    then barely decays, or never does)."""
+    if not given and recipe.warmup_epochs > WARMUP_SHARE * recipe.epochs:
+        return recipe.replace(warmup_epochs=round(WARMUP_SHARE * recipe.epochs, 4))
+    if given and recipe.warmup_epochs > 0.5 * recipe.epochs:
+        decay = max(recipe.epochs - recipe.warmup_epochs, 0)
+        logging.getLogger("vitkit").warning(
+            "--warmup-epochs %g is more than half of the %g epochs: the learning rate decays "
+            "over the last %g epochs only%s; use a shorter warmup or more --epochs",
+            recipe.warmup_epochs, recipe.epochs, decay,
+            " (not at all: the run ends at the peak)" if decay == 0 else "")
+    return recipe
 
 
 def is_recipe_file(recipe: str) -> bool:
