@@ -421,3 +421,62 @@ def test_a_user_warmup_longer_than_half_the_run_is_warned_about(argv, phrase, ca
     recipe = _recipe(*argv)
     assert recipe.warmup_epochs == 5  # the user's value is kept
     assert "--warmup-epochs 5 is more than half" in caplog.text and phrase in caplog.text
+
+
+# -- item 1: defaults that fit the data and the machine; the plan, timed, before training -----
+def test_plan_helpers_fit_small_data_and_the_cpu():
+    from vitkit.cli.plan import default_batch, fit_epochs, large_image_model
+    from vitkit.train import get_recipe
+
+    assert default_batch(256, 245) == 32 and default_batch(512, 245) == 32
+    assert default_batch(256, 13_000) == 256 and default_batch(64, 3) == 1
+    assert large_image_model(245, "cpu") == ("vit_tiny_patch16_224", 112)
+    assert large_image_model(50_000, "cuda") == ("vit_small_patch16_224", 224)
+    recipe = get_recipe("small-data")
+    assert fit_epochs(recipe, 1.0, "cpu") == 100  # fast epochs: the recipe's own
+    assert fit_epochs(recipe, 60.0, "cpu") == 30  # 30 min of 1-minute epochs
+    assert fit_epochs(recipe, 3600.0, "cpu") == 10  # never fewer than 10
+
+
+def test_first_command_on_a_small_folder_plans_instead_of_failing(tmp_path, capsys):
+    data = make_class_folder(tmp_path / "data", {"cat": 10, "dog": 10}, size=(80, 96))
+    out = tmp_path / "run"
+    code = main(["train", "--data", str(data), "--out", str(out), "--no-progress", "--fp32",
+                 "--device", "cpu", "--stop-after", "1"])
+    printed = capsys.readouterr().out
+    assert code == 3, printed  # stopped after one step, as asked
+    recipe = json.loads((out / "recipe.json").read_text())
+    assert recipe["batch_size"] == 4  # capped to the 20 images: 5 steps an epoch
+    plan = next(line for line in printed.splitlines() if line.startswith("plan: "))
+    assert plan.startswith("plan: vit_tiny_patch16_224 (img_size=112) at 112 px, ")
+    assert f"{recipe['epochs']:g} epochs of 20 images, batch 4 (" in plan
+    assert " on cpu (" in plan and "s/step, from timed steps)" in plan
+    assert "hint: 20 images are few" in printed and "vitkit finetune --pretrained" in printed
+
+
+def test_finetune_caps_its_batch_to_small_data(tmp_path, capsys):
+    base = vitkit.create_model("vit_digits_patch2_8", **{**TINY, "in_chans": 3})
+    vitkit.save_pretrained(base, tmp_path / "base", class_names=[str(i) for i in range(10)])
+    data = make_class_folder(tmp_path / "data", {"cat": 5, "dog": 5})
+    out = tmp_path / "ft"
+    code = main(["finetune", "--pretrained", str(tmp_path / "base"), "--data", str(data),
+                 "--out", str(out), "--no-progress", "--fp32", "--epochs", "1"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert json.loads((out / "recipe.json").read_text())["batch_size"] == 2
+    assert "plan: " in printed and "hint:" not in printed  # already fine-tuning
+
+
+def test_resume_keeps_the_planned_schedule(tmp_path, capsys, monkeypatch):
+    import vitkit.cli.plan as plan
+
+    out = tmp_path / "run"
+    args = ["train", "--data", "digits", "--out", str(out), "--model", "vit_digits_patch2_8",
+            "--no-progress", "--fp32", *[f"--model-arg={k}={v}" for k, v in TINY.items()]]
+    monkeypatch.setattr(plan, "TIME_BUDGET_S", {"cpu": 0.0, "cuda": 0.0})  # the minimum
+    assert main([*args, "--stop-after", "2"]) == 3
+    first = json.loads((out / "recipe.json").read_text())
+    assert first["epochs"] == plan.MIN_EPOCHS
+    monkeypatch.setattr(plan, "TIME_BUDGET_S", {"cpu": 1e9, "cuda": 1e9})  # would be 100
+    assert main([*args, "--resume", "--stop-after", "3"]) == 3
+    assert json.loads((out / "recipe.json").read_text()) == first

@@ -35,8 +35,10 @@ def _run(args: argparse.Namespace) -> int:
     from vitkit.train.distributed import is_main_process
 
     from .training import (
+        capped_batch,
         chosen_model,
         default_model,
+        device_type,
         model_overrides,
         recipe_defaults,
         run_training,
@@ -54,9 +56,10 @@ def _run(args: argparse.Namespace) -> int:
                   **({"img_size": args.img_size} if args.img_size else {})}
     else:
         name, config = default_model(splits.train.image_shape, splits.train.num_classes,
-                                     args.img_size)
+                                     args.img_size, len(splits.train), device_type(args))
     recipe = recipe_from_args(
         args, **recipe_defaults(args.recipe, splits.train.image_shape, splits.name))
+    recipe = capped_batch(recipe, args, len(splits.train))
     from vitkit.models import get_config
 
     embed_dim = get_config(name).embed_dim

@@ -29,9 +29,11 @@ TINY_IMAGE_RECIPE: dict[str, Any] = dict(
 
 
 def default_model(image_shape: tuple[int, int, int], num_classes: int,
-                  img_size: int | None = None) -> tuple[str, dict[str, Any]]:
+                  img_size: int | None = None, train_size: int | None = None,
+                  device_type: str = "cuda") -> tuple[str, dict[str, Any]]:
     """A small ViT preset and config overrides suited to images of `image_shape` (C, H, W):
-    patch 2 up to 16 px, patch 4 up to 64 px, else a ViT-S/16 at 224 px."""
+    patch 2 up to 16 px, patch 4 up to 64 px, else a ViT/16 chosen for the amount of data
+    and the device (`plan.large_image_model`; unknown size: ViT-S/16 at 224 px)."""
     chans, height, width = image_shape
     side = img_size or max(height, width)
     if side <= 16:
@@ -39,7 +41,10 @@ def default_model(image_shape: tuple[int, int, int], num_classes: int,
     elif side <= 64:
         name, patch = "vit_cifar_patch4_32", 4
     else:
-        name, patch, side = "vit_small_patch16_224", 16, img_size or 224
+        from .plan import large_image_model
+
+        name, planned = large_image_model(train_size, device_type)
+        patch, side = 16, img_size or planned
     if img_size and img_size % patch:
         raise ValueError(f"image size {img_size} is not divisible by the patch size {patch} of "
                          f"{name}; use a multiple of {patch}")
@@ -78,6 +83,30 @@ def chosen_model(name: str | None, img_size: int | None, model_args: dict[str, A
                          f"{name}; use a multiple of {patch}")
 
 
+def device_type(args: argparse.Namespace) -> str:
+    """'cuda' or 'cpu': where the run will compute (--device, else the best there is)."""
+    if args.device:
+        return str(args.device).split(":")[0]
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def capped_batch(recipe: Recipe, args: argparse.Namespace, train_size: int) -> Recipe:
+    """The recipe with its batch fitted to small data (`plan.default_batch`) unless
+    --batch-size or a recipe.json gave it."""
+    from .plan import default_batch
+    from .recipe_args import is_recipe_file
+
+    if args.batch_size is not None or is_recipe_file(args.recipe):
+        return recipe
+    batch = default_batch(recipe.batch_size, train_size)
+    if batch == recipe.batch_size:
+        return recipe
+    accum = recipe.accum_steps if batch % recipe.accum_steps == 0 else 1
+    return recipe.replace(batch_size=batch, accum_steps=accum)
+
+
 def recipe_defaults(name: str, image_shape: tuple[int, int, int], source: str) -> dict[str, Any]:
     """Data-dependent recipe defaults: no flips for digits, gentle augmentation for tiny images."""
     defaults: dict[str, Any] = {}
@@ -111,6 +140,7 @@ def run_training(model: VisionTransformer, splits: DataSplits, recipe: Recipe,
     if args.threads:
         torch.set_num_threads(args.threads)
     main = is_main_process()  # under torchrun, rank 0 alone reports and writes
+    recipe = fit_plan(model, splits, recipe, args, main)
     if main:
         _describe(splits, recipe)
     run = TrainRun(
@@ -137,6 +167,43 @@ def run_training(model: VisionTransformer, splits: DataSplits, recipe: Recipe,
     print(f"checkpoint: {result.checkpoint} (load with vitkit.create_model(None, "
           f"pretrained={str(result.checkpoint)!r}))")
     return summary
+
+
+def fit_plan(model: VisionTransformer, splits: DataSplits, recipe: Recipe,
+             args: argparse.Namespace, main: bool = True) -> Recipe:
+    """Fit what the user left to vitkit: the epochs to the device's time budget (not under
+    torchrun, where every rank must agree), or on --resume the run's own epochs, batch and
+    warmup. Then print the plan with an estimated time, and for small data from scratch the
+    hint to fine-tune."""
+    import os
+
+    import torch
+
+    from vitkit.device import default_device, resolve_dtype
+
+    from .plan import fit_epochs, plan_line, small_data_hint, step_seconds
+    from .recipe_args import fit_warmup, is_recipe_file, read_recipe
+
+    saved, free = Path(args.out) / "recipe.json", not is_recipe_file(args.recipe)
+    if args.resume and saved.exists():  # the schedule must stay the one the run started with
+        before = read_recipe(str(saved))
+        recipe = recipe.replace(**{key: getattr(before, key) for key in (
+            "epochs", "batch_size", "warmup_epochs") if getattr(args, key, None) is None})
+        free = False
+    if not main:
+        return recipe
+    device = torch.device(args.device) if args.device else default_device()
+    size = len(splits.train)
+    step_s = step_seconds(model, recipe.batch_size, device, resolve_dtype(device, args.precision))
+    if free and args.epochs is None and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        epochs = fit_epochs(recipe, step_s * max(size // recipe.batch_size, 1), device.type)
+        if epochs != recipe.epochs:
+            recipe = fit_warmup(recipe.replace(epochs=epochs), args.warmup_epochs is not None)
+    print(plan_line(model, recipe, size, device, step_s))
+    hint = small_data_hint(size, args.data) if getattr(args, "command", "") == "train" else None
+    if hint:
+        print(hint)
+    return recipe
 
 
 def _describe(splits: DataSplits, recipe: Recipe) -> None:
