@@ -475,6 +475,7 @@ def test_resume_keeps_the_planned_schedule(tmp_path, capsys, monkeypatch):
             "--no-progress", "--fp32", *[f"--model-arg={k}={v}" for k, v in TINY.items()]]
     monkeypatch.setattr(plan, "TIME_BUDGET_S", {"cpu": 0.0, "cuda": 0.0})  # the minimum
     assert main([*args, "--stop-after", "2"]) == 3
+    assert "hint:" not in capsys.readouterr().out  # no pretrained ViT takes 8x8 digits
     first = json.loads((out / "recipe.json").read_text())
     assert first["epochs"] == plan.MIN_EPOCHS
     monkeypatch.setattr(plan, "TIME_BUDGET_S", {"cpu": 1e9, "cuda": 1e9})  # would be 100

@@ -200,7 +200,9 @@ def fit_plan(model: VisionTransformer, splits: DataSplits, recipe: Recipe,
         if epochs != recipe.epochs:
             recipe = fit_warmup(recipe.replace(epochs=epochs), args.warmup_epochs is not None)
     print(plan_line(model, recipe, size, device, step_s))
-    hint = small_data_hint(size, args.data) if getattr(args, "command", "") == "train" else None
+    photos = min(model.config.img_size) >= 64  # what pretrained ViTs are made for
+    from_scratch = getattr(args, "command", "") == "train"
+    hint = small_data_hint(size, args.data) if from_scratch and photos else None
     if hint:
         print(hint)
     return recipe
