@@ -27,7 +27,8 @@ def test_round_trip_keeps_weights_config_names_and_preprocessing(tmp_path) -> No
     loaded = vitkit.load_pretrained(tmp_path)
     assert loaded.config == model.config
     assert loaded.meta == model.meta  # name, class names and preprocessing, typed
-    assert loaded.meta.name == "vit_tiny_patch16_224"
+    assert loaded.meta.name == ("vit_tiny_patch16_224 (img_size=32, depth=2, global_pool=avg, "
+                                "representation_size=16)")  # the preset and its changes
     assert loaded.meta.class_names == ["cat", "dog", "fox"]
     assert loaded.meta.preprocessing == Preprocessing(mean=(0.1, 0.2, 0.3), std=(1, 2, 3))
     x = torch.randn(2, 3, 32, 32)

@@ -97,5 +97,7 @@ def test_default_model_follows_the_image_size():
     assert default_model((1, 8, 8), 10) == ("vit_digits_patch2_8", {
         "img_size": 8, "in_chans": 1, "num_classes": 10})
     assert default_model((3, 32, 32), 10)[0] == "vit_cifar_patch4_32"
-    assert default_model((3, 500, 375), 5) == ("vit_small_patch16_224", {
+    assert default_model((3, 500, 375), 5) == ("vit_small_patch16_224", {  # size unknown
         "img_size": 224, "in_chans": 3, "num_classes": 5})
+    assert default_model((3, 500, 375), 5, train_size=245, device_type="cpu") == (
+        "vit_tiny_patch16_224", {"img_size": 112, "in_chans": 3, "num_classes": 5})

@@ -49,5 +49,6 @@ def test_a_vitkit_safetensors_file_alone_keeps_names_and_preprocessing(tmp_path)
     vitkit.save_pretrained(tiny_vit(), tmp_path / "m", class_names=["x", "y", "z"],
                            preprocessing={"mean": [0.1, 0.2, 0.3], "std": [1.0, 1.0, 1.0]})
     model = vitkit.create_model(None, pretrained=tmp_path / "m" / "model.safetensors")
-    assert model.meta.class_names == ["x", "y", "z"] and model.meta.name == "vit_tiny_patch16_224"
+    assert model.meta.class_names == ["x", "y", "z"]
+    assert model.meta.name == "vit_tiny_patch16_224 (img_size=32, depth=2)"
     assert model.meta.preprocessing.mean == (0.1, 0.2, 0.3) and model.config.depth == 2

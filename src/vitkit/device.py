@@ -4,12 +4,16 @@ bf16 matrices natively (AMX on Intel CPUs, tensor cores on GPUs), fp32 everywher
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it is used, so the CLI starts fast
+    import torch
 
 
 def default_device() -> torch.device:
     """CUDA when available, else the CPU."""
+    import torch
+
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -20,12 +24,16 @@ def cpu_has_bf16_matrix_units() -> bool:
     Without them (e.g. AVX2-only CPUs) PyTorch emulates bf16 matmuls, which is far slower
     than fp32, so bf16 must not be the default there.
     """
+    import torch
+
     checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 def has_fast_bf16(device: torch.device | str) -> bool:
     """Whether bf16 matrix products are native (and so faster than fp32) on `device`."""
+    import torch
+
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
@@ -36,6 +44,8 @@ def has_fast_bf16(device: torch.device | str) -> bool:
 
 def default_dtype(device: torch.device | str, fp32: bool = False) -> torch.dtype:
     """The compute dtype vitkit's commands use by default: bf16 where native, else fp32."""
+    import torch
+
     if fp32:
         return torch.float32
     return torch.bfloat16 if has_fast_bf16(device) else torch.float32
@@ -46,6 +56,8 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 def resolve_dtype(device: torch.device | str, precision: str = "auto") -> torch.dtype:
     """The compute dtype for a --precision choice: 'fp32', 'bf16', or 'auto' (`default_dtype`)."""
+    import torch
+
     if precision == "fp32":
         return torch.float32
     if precision == "bf16":

@@ -4,12 +4,13 @@ pretrained weights."""
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
-
-from .models import build_model, get_config
+from .models import build_model, get_config, model_title
 from .weights import create_pretrained
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def create_model(
@@ -26,5 +27,5 @@ def create_model(
     if name is None:
         raise ValueError("create_model needs a model name when no pretrained weights are given")
     model = build_model(get_config(name, **overrides))
-    model.meta.name = name
+    model.meta.name = model_title(name, model.config)  # the preset plus what was changed
     return model

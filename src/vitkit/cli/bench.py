@@ -8,9 +8,6 @@ import shlex
 import sys
 from pathlib import Path
 
-import torch
-
-from vitkit.device import default_device, has_fast_bf16
 from vitkit.models import ViTConfig, get_config
 
 from .main import CommandError
@@ -46,9 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from vitkit.bench.throughput import format_table, results_header
     from vitkit.bench.throughput import run as run_bench
     from vitkit.bench.timing import matmul_peak_flops
+    from vitkit.device import default_device, has_fast_bf16
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -45,6 +45,16 @@ def _choose_split(splits, wanted: str | None):
                        "--val-split FRACTION to hold some images out")
 
 
+def _check_classes(names: list[str] | None, classes: list[str] | None) -> None:
+    """The model's class names must be the data's (when both are known)."""
+    if names and classes is not None and list(names) != list(classes):
+        missing = sorted(set(names) - set(classes))
+        extra = sorted(set(classes) - set(names))
+        raise CommandError(
+            f"the data's classes differ from the model's (only in the model: {missing[:10]}; "
+            f"only in the data: {extra[:10]}); evaluate on data with the model's classes")
+
+
 def plot_confusion(confusion: list[list[int]], classes: list[str], path: Path,
                    title: str) -> None:
     """Save the confusion matrix (rows: true class, columns: predicted) as a PNG."""
@@ -80,16 +90,17 @@ def plot_confusion(confusion: list[list[int]], classes: list[str], path: Path,
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from vitkit.data import load_splits
+    from vitkit.data import load_splits, source_classes
     from vitkit.device import default_device, default_dtype
     from vitkit.files import write_json
     from vitkit.infer import evaluate
-    from vitkit.weights import load_pretrained
+    from vitkit.weights import load_pretrained, run_checkpoint
 
     if args.batch_size < 1:
         raise CommandError(f"--batch-size must be at least 1, got {args.batch_size}")
     device = torch.device(args.device or default_device())
     model = load_pretrained(args.checkpoint, map_location=device)
+    _check_classes(model.meta.class_names, source_classes(args.data))  # before decoding
     prep = model.meta.preprocessing  # files are read as `vitkit predict` reads them
     splits = load_splits(args.data, img_size=tuple(model.config.img_size),
                          in_chans=model.config.in_chans, val_split=args.val_split,
@@ -97,19 +108,13 @@ def run(args: argparse.Namespace) -> int:
                          progress=not args.no_progress, crop_pct=prep.crop_pct,
                          interpolation=prep.interpolation, only=args.split)
     split, dataset = _choose_split(splits, args.split)
-    names = model.meta.class_names
-    if names and list(names) != list(dataset.classes):
-        missing = sorted(set(names) - set(dataset.classes))
-        extra = sorted(set(dataset.classes) - set(names))
-        raise CommandError(
-            f"the data's classes differ from the model's (only in the model: {missing[:10]}; "
-            f"only in the data: {extra[:10]}); evaluate on data with the model's classes")
+    _check_classes(model.meta.class_names, dataset.classes)
     if dataset.num_classes != model.config.num_classes:
         raise CommandError(f"the data has {dataset.num_classes} classes but the model predicts "
                            f"{model.config.num_classes}")
     dtype = default_dtype(device, fp32=args.fp32)
     metrics = evaluate(model, dataset, batch_size=args.batch_size, dtype=dtype, device=device)
-    checkpoint = Path(args.checkpoint).resolve()
+    checkpoint = run_checkpoint(args.checkpoint).resolve()
     out = Path(args.out) if args.out else (
         checkpoint.parent if checkpoint.is_dir() else checkpoint.parent.parent) / "eval"
     out.mkdir(parents=True, exist_ok=True)

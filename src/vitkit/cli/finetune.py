@@ -23,13 +23,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .training import check_out_dir, hold_run_folder
+
+    check_out_dir(args.out)
+    with hold_run_folder(args.out):  # a second run into --out stops here, at once
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import torch
 
     from vitkit import create_model
     from vitkit.data import load_splits
     from vitkit.train.distributed import is_main_process
 
-    from .training import model_overrides, run_training
+    from .training import capped_batch, model_overrides, run_training
 
     recipe = recipe_from_args(args)
     torch.manual_seed(args.seed)
@@ -38,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     splits = load_splits(args.data, img_size=img_size, in_chans=probe.config.in_chans,
                          val_split=args.val_split, seed=args.seed, data_dir=args.data_dir,
                          progress=not args.no_progress, memory_budget=_gib(args.memory_budget))
+    recipe = capped_batch(recipe, args, len(splits.train))
     if splits.name == "digits" and args.hflip is None:
         recipe = recipe.replace(hflip=False)
     overrides = {"num_classes": splits.train.num_classes, "img_size": img_size,

@@ -51,7 +51,9 @@ def one_line(error: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # vitkit's own notes at INFO; other libraries (httpx, huggingface_hub) at WARNING only.
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("vitkit").setLevel(logging.INFO)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from vitkit.models import ResNetConfig, build_model, forward_flops, get_config, list_models
+from vitkit.models import ResNetConfig, ViTConfig, forward_flops, get_config, list_models
+from vitkit.models import parameter_count as vit_parameter_count
+from vitkit.models.costs import COUNTED
 
 
 def count_parameters(config) -> int:
-    """Parameters of a model built from config, counted on the meta device (no memory)."""
+    """Parameters of a model built from config: a plain ViT's from the config alone (no
+    torch), any other's counted on the meta device (no memory)."""
+    if type(config) is ViTConfig:
+        return vit_parameter_count(config)
     import torch
+
+    from vitkit.models import build_model
 
     with torch.device("meta"):
         model = build_model(config)
@@ -28,8 +35,11 @@ def run(args: argparse.Namespace) -> int:
           f"{'dim':>5} {'depth':>5} {'heads':>5}")
     for name in names:
         config = get_config(name)
-        params = count_parameters(config)
-        gflops = forward_flops(config) / 1e9
+        if name in COUNTED:  # hybrids and CNNs: counted once, kept (no torch here)
+            params, flops = COUNTED[name]
+        else:
+            params, flops = count_parameters(config), forward_flops(config)
+        gflops = flops / 1e9
         if isinstance(config, ResNetConfig):  # a CNN baseline: no patches, width or heads
             print(f"{name:<26} {params:>12,} {gflops:>9.2f} {config.img_size[0]:>5} "
                   f"{'-':>5} {'-':>5} {'-':>5} {'-':>5}  (CNN baseline; 3x3 stem at <= 64 px)")

@@ -43,7 +43,7 @@ def _table(rows) -> str:
 
 
 def _csv(rows, k: int) -> None:
-    writer = csv.writer(sys.stdout)
+    writer = csv.writer(sys.stdout, lineterminator="\n")  # not csv's default CRLF
     header = ["file"]
     for i in range(1, k + 1):
         header += [f"label{i}", f"prob{i}"]

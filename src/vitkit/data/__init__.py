@@ -6,7 +6,7 @@ from .dataset import ImageTensorDataset
 from .decode import load_image
 from .folders import find_images
 from .images import ImageDecodeError, decode_image
-from .sources import BUILTIN_SOURCES, DataSplits, load_splits, load_unlabelled
+from .sources import BUILTIN_SOURCES, DataSplits, load_splits, load_unlabelled, source_classes
 from .transforms import model_input, normalize, resize_batch, resize_crop
 
 __all__ = [
@@ -24,4 +24,5 @@ __all__ = [
     "normalize",
     "resize_batch",
     "resize_crop",
+    "source_classes",
 ]

@@ -66,7 +66,7 @@ def stratified_split(dataset: ImageTensorDataset, fraction: float, seed: int
     if len(val_idx) == 0:
         raise ValueError(f"--val-split {fraction} leaves no validation images; use a larger one")
     train, val = dataset.subset(train_idx), dataset.subset(val_idx)
-    train.skipped = list(dataset.skipped)
+    train.skipped, val.skipped = list(dataset.skipped), []  # the source's files: listed once
     return train, val
 
 
@@ -202,6 +202,21 @@ def _file_source(path: Path, decoding: Decoding, wanted: set[str],
             f"{', '.join(BUILTIN_SOURCES)}"
         )
     return decoding.files(items, classes, path.name), None, None
+
+
+def source_classes(source: str) -> list[str] | None:
+    """The class names of a folder or CSV source, read from names alone (nothing decoded), so
+    a mismatch is reported before the slow part; None for built-ins and missing paths."""
+    path = Path(os.path.expanduser(source))
+    if source.lower() in BUILTIN_SOURCES or not path.exists():
+        return None
+    if is_shard_folder(path):
+        return list(json.loads((path / INDEX_NAME).read_text())["classes"])
+    if path.is_dir():
+        return scan_class_folders(path / "train" if (path / "train").is_dir() else path)[1]
+    if path.suffix.lower() == ".csv":
+        return read_csv(path)[1]
+    return None
 
 
 def load_splits(

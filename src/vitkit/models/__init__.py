@@ -1,7 +1,11 @@
 """The Vision Transformer (equations 1-4), the hybrid (Section 3.1), the ResNet baselines, and
 their configuration presets."""
 
-from .build import ARCHITECTURES, architecture_of, build_model, config_class, is_transformer
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .config import (
     PRESETS,
     BiTResNetConfig,
@@ -10,16 +14,37 @@ from .config import (
     ViTConfig,
     get_config,
     list_models,
+    model_title,
     to_2tuple,
 )
-from .flops import forward_flops
-from .hybrid import HybridVisionTransformer
-from .layers import resample_pos_embed
-from .masked import MaskedPatchPrediction
+from .flops import forward_flops, parameter_count
 from .meta import ModelMeta, Preprocessing
-from .modes import evaluating
-from .resnet import BiTResNetClassifier, ResNet
-from .vit import MLP, EncoderBlock, MultiHeadSelfAttention, PatchEmbedding, VisionTransformer
+
+if TYPE_CHECKING:
+    from .build import ARCHITECTURES, architecture_of, build_model, config_class, is_transformer
+    from .hybrid import HybridVisionTransformer
+    from .layers import resample_pos_embed
+    from .masked import MaskedPatchPrediction
+    from .modes import evaluating
+    from .resnet import BiTResNetClassifier, ResNet
+    from .vit import MLP, EncoderBlock, MultiHeadSelfAttention, PatchEmbedding, VisionTransformer
+
+# What needs torch is imported on first use, so `vitkit models` and `--help` start fast.
+_LAZY = {"resample_pos_embed": "layers", "evaluating": "modes", "MLP": "vit",
+         "EncoderBlock": "vit", "MultiHeadSelfAttention": "vit", "PatchEmbedding": "vit",
+         "VisionTransformer": "vit", "HybridVisionTransformer": "hybrid",
+         "MaskedPatchPrediction": "masked", "BiTResNetClassifier": "resnet", "ResNet": "resnet",
+         "ARCHITECTURES": "build", "architecture_of": "build", "build_model": "build",
+         "config_class": "build", "is_transformer": "build"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ARCHITECTURES",
@@ -47,6 +72,8 @@ __all__ = [
     "forward_flops",
     "get_config",
     "list_models",
+    "model_title",
+    "parameter_count",
     "resample_pos_embed",
     "to_2tuple",
 ]

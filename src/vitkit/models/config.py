@@ -306,9 +306,41 @@ def get_config(name: str, **overrides: Any) -> ViTConfig | ResNetConfig:
                              f"{', '.join(sorted(known))}")
         return config_cls(arch=name, **overrides)
     if name not in PRESETS:
-        import difflib
-
-        close = difflib.get_close_matches(name, list_models(), n=3, cutoff=0.5)
+        close = _near_misses(name)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ValueError(f"unknown model {name!r}{hint} (see `vitkit models`)")
     return PRESETS[name].config(**overrides)
+
+
+def _near_misses(name: str) -> list[str]:
+    """Up to three presets close to `name`: those it begins (`vit-tiny`: the common
+    patch16_224 one first), then difflib's closest."""
+    import difflib
+
+    key = name.lower().replace("-", "_")
+    begun = sorted((n for n in list_models() if n.startswith(key)),
+                   key=lambda n: (not n.endswith("patch16_224"), n))
+    close = difflib.get_close_matches(key, list_models(), n=3, cutoff=0.5)
+    return list(dict.fromkeys(begun[:2] + close))[:3]
+
+
+# Fields that leave a preset's name true: its head, input channels and regularisation.
+_UNNAMED = frozenset({"num_classes", "in_chans", "drop_rate", "attn_drop_rate", "drop_path_rate"})
+
+
+def model_title(name: str | None, config: ViTConfig) -> str | None:
+    """A preset's name plus the architecture fields that differ from it, e.g.
+    'vit_cifar_patch4_32 (img_size=64, patch_size=8)', so outputs name what the model is."""
+    if name not in PRESETS:
+        return name
+    preset, mine = get_config(name).to_dict(), config.to_dict()
+    changed = []
+    for key, value in mine.items():
+        if key in _UNNAMED or value == preset[key]:
+            continue
+        if key == "fc_norm" and value == (mine["global_pool"] == "avg"):
+            continue  # timm's rule for the pooling: implied by global_pool
+        if key == "img_size":
+            value = value[0] if value[0] == value[1] else f"{value[0]}x{value[1]}"
+        changed.append(f"{key}={value}")
+    return f"{name} ({', '.join(changed)})" if changed else name

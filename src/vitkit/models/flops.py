@@ -51,3 +51,25 @@ def counted_flops(config: Any, img_size: tuple[int, int] | None = None) -> int:
         with FlopCounterMode(display=False) as counter, torch.no_grad():
             model(images)
     return int(counter.get_total_flops())
+
+
+def parameter_count(config: ViTConfig) -> int:
+    """The number of parameters of `VisionTransformer(config)`, counted without building it
+    (so `vitkit models` needs no torch)."""
+    dim, mlp, patch = config.embed_dim, config.mlp_dim, config.patch_size
+    count = patch * patch * config.in_chans * dim + dim  # the patch projection E
+    count += dim * config.class_token  # x_class
+    count += (config.num_prefix_tokens + config.num_patches) * dim  # E_pos
+    block = (2 * dim  # norm1
+             + dim * 3 * dim + 3 * dim * config.qkv_bias  # qkv
+             + dim * dim + dim  # attention output projection
+             + 2 * dim  # norm2
+             + dim * mlp + mlp + mlp * dim + dim)  # the MLP
+    count += config.depth * block + 2 * dim  # blocks, then norm or fc_norm
+    head_in = dim
+    if config.representation_size:
+        count += dim * config.representation_size + config.representation_size
+        head_in = config.representation_size
+    if config.num_classes:
+        count += head_in * config.num_classes + config.num_classes
+    return count

@@ -85,6 +85,7 @@ class TrainResult:
     finished: bool
     checkpoint: Path
     metrics: dict[str, Any] = field(default_factory=dict)
+    total_seconds: float | None = None  # with the sessions before a --resume
 
 
 @dataclass
@@ -118,6 +119,8 @@ class State:
     step: int = 0
     best: float = -1.0  # the best validation top-1 so far (-1: none yet)
     watch: LossWatch | None = None
+    seconds_before: float = 0.0  # training time of the sessions before a --resume
+    started: float = field(default_factory=time.perf_counter)
 
 
 class LossWatch:
@@ -285,6 +288,7 @@ def start_or_resume(run: TrainRun, plan: Plan) -> State:
             state.watch.load_state_dict(saved["loss_window"])
         if run.precision == "auto" and saved.get("dtype") in ("fp32", "bf16"):
             plan.dtype = torch.bfloat16 if saved["dtype"] == "bf16" else torch.float32
+        state.seconds_before = float(saved.get("seconds", 0.0))
         _warn_recipe_changes(saved.get("recipe", {}), run.recipe)
         if plan.dist.is_main:
             log.info("resuming %s from step %d (epoch %.2f)", out, state.step,
@@ -401,7 +405,7 @@ def end_of_epoch(run: TrainRun, plan: Plan, state: State, metrics: MetricsLog, b
     if scores[winner] > state.best:
         state.best = scores[winner]
         save_weights(candidates[winner], state.model, plan)
-    if plan.dist.is_main and run.progress:
+    if plan.dist.is_main:  # the log, shown with or without the progress bar
         shown = ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
         bar.write(f"epoch {state.step / plan.steps_per_epoch:.0f}: {shown} "
                   f"(best {state.best:.4f})")
@@ -420,6 +424,7 @@ def save_training_state(run: TrainRun, plan: Plan, state: State) -> None:
         "rng": rng_state(), "seed": run.seed, "recipe": run.recipe.to_dict(),
         "loss_window": state.watch.state_dict(),
         "dtype": "bf16" if plan.dtype == torch.bfloat16 else "fp32",
+        "seconds": state.seconds_before + time.perf_counter() - state.started,
     }, plan.state_dir)
 
 
@@ -456,6 +461,7 @@ def finish(run: TrainRun, plan: Plan, state: State, clock: _Clock,
         images_per_s=clock.images / max(seconds, 1e-9),
         best_val_top1=state.best if state.best >= 0 else None, final_val_top1=last_val,
         finished=finished, checkpoint=plan.checkpoint_dir,
+        total_seconds=state.seconds_before + seconds,
     )
 
 

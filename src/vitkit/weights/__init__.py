@@ -2,7 +2,7 @@
 
 from ..errors import CheckpointError
 from .export import FORMATS, export, export_hf, export_npz, export_timm
-from .io import load_pretrained, load_state_dict_checked, save_pretrained
+from .io import load_pretrained, load_state_dict_checked, run_checkpoint, save_pretrained
 from .load import Checkpoint, create_pretrained, read_checkpoint
 
 __all__ = [
@@ -17,5 +17,6 @@ __all__ = [
     "load_pretrained",
     "load_state_dict_checked",
     "read_checkpoint",
+    "run_checkpoint",
     "save_pretrained",
 ]

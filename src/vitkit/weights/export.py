@@ -29,7 +29,9 @@ def _tensors(model: VisionTransformer) -> dict:
 def export_timm(model: VisionTransformer, path: str | os.PathLike) -> Path:
     """Write the model for timm: a `.safetensors` state dict when `path` ends so (load it with
     `timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=path))`),
-    otherwise a folder like timm's hub repos (model.safetensors + config.json)."""
+    otherwise a folder like timm's hub repos (model.safetensors + config.json), for
+    `timm.create_model("local-dir:FOLDER", pretrained=True)`: architecture, classes, image
+    size, mean/std and crop all come from its config.json."""
     if model.config.representation_size:
         raise CheckpointError(
             "timm's VisionTransformer has no representation layer (pre_logits); export this "

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 
 from ..errors import CheckpointError
 
@@ -37,6 +39,28 @@ def _cache_dir() -> str | None:
     return None
 
 
+def _endpoint() -> str:
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the hub's host answers a TCP connection within `timeout` seconds, so that no
+    network fails in seconds instead of after huggingface_hub's retries (about 30 s). Behind
+    a proxy the answer is left to huggingface_hub."""
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY",
+                                             "all_proxy", "HTTP_PROXY", "http_proxy")):
+        return True
+    url = urlparse(_endpoint())
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "", port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
 def download(repo_id: str, revision: str | None = None) -> Path:
     """Fetch a repo's config files and one weights file into the hub cache; returns the
     snapshot folder that holds them."""
@@ -50,8 +74,9 @@ def download(repo_id: str, revision: str | None = None) -> Path:
     )
 
     offline = _offline()
-    options = dict(revision=revision, cache_dir=_cache_dir(), local_files_only=offline,
-                   library_name="vitkit")
+    unreachable = not offline and not _hub_reachable()
+    options = dict(revision=revision, cache_dir=_cache_dir(),
+                   local_files_only=offline or unreachable, library_name="vitkit")
 
     def fetch(filename: str) -> Path | None:
         try:
@@ -69,7 +94,7 @@ def download(repo_id: str, revision: str | None = None) -> Path:
         except RevisionNotFoundError as error:
             raise CheckpointError(f"{repo_id} has no revision {revision!r}") from error
         except LocalEntryNotFoundError as error:
-            if offline:  # not in the cache: perhaps another file is
+            if offline or unreachable:  # not in the cache: perhaps another file is
                 return None
             raise CheckpointError(  # online but unreachable: stop, trying more files won't help
                 f"{repo_id} is not in the local hub cache and the hub could not be reached "
@@ -84,14 +109,15 @@ def download(repo_id: str, revision: str | None = None) -> Path:
         if weights is not None:
             break
     else:
-        where = (
-            "is not in the local hub cache and HF_HUB_OFFLINE is set: download it once with "
-            "network access, or unset HF_HUB_OFFLINE"
-            if offline else
-            "could not be downloaded (no network, or the repo has no model.safetensors / "
-            "pytorch_model.bin)"
-        )
-        raise CheckpointError(f"{repo_id}: {where}")
+        if offline:
+            where = ("is not in the local hub cache and HF_HUB_OFFLINE is set: download it "
+                     "once with network access, or unset HF_HUB_OFFLINE")
+        elif unreachable:
+            where = (f"is not in the local hub cache and the hub ({_endpoint()}) could not be "
+                     "reached: check the network, or download it once elsewhere")
+        else:
+            where = "has no model.safetensors or pytorch_model.bin to download"
+        raise CheckpointError(f"{repo_id} {where}")
     for filename in SIDE_FILES:
         try:
             fetch(filename)

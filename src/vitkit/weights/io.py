@@ -4,6 +4,7 @@ readable `config.json` with the architecture, class names and preprocessing."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -181,6 +182,17 @@ def _unreadable_safetensors(path: str | os.PathLike, error: BaseException) -> st
             "corrupted: download or save it again")
 
 
+def run_checkpoint(path: str | os.PathLike) -> Path:
+    """`path`, or RUN/checkpoint when `path` is a training run folder (it holds no weights
+    but its checkpoint/ sub-folder does): users pass the folder they gave `--out`."""
+    path = Path(path)
+    inner = path / "checkpoint"
+    if path.is_dir() and not (path / WEIGHTS_NAME).exists() and (inner / WEIGHTS_NAME).exists():
+        logging.getLogger("vitkit").info("%s is a run folder: using its model in %s", path, inner)
+        return inner
+    return path
+
+
 def read_document(path: Path) -> tuple[dict[str, Any], Path]:
     """The vitkit description and weights file of a directory or a .safetensors file."""
     if path.is_dir():
@@ -210,6 +222,7 @@ def load_pretrained(
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
+    path = run_checkpoint(path)
     document, weights = read_document(path)
     if document.get("library") != "vitkit":
         raise CheckpointError(f"{path} is not a vitkit checkpoint (no 'library': 'vitkit')")

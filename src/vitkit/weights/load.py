@@ -24,6 +24,7 @@ from ..models import (
     build_model,
     config_class,
     get_config,
+    model_title,
     resample_pos_embed,
 )
 from ..models.build import CNNS
@@ -31,7 +32,7 @@ from ..models.config import RESNET_PRESETS
 from .formats import read_weights
 from .hf import class_names_from_hf, config_from_hf, preprocessing_from_hf
 from .hub import download, parse_hub_id
-from .io import CONFIG_NAME, load_state_dict_checked, read_document
+from .io import CONFIG_NAME, load_state_dict_checked, read_document, run_checkpoint
 from .timm import guess_num_heads, read_timm_config
 from .validate import validate
 
@@ -63,7 +64,7 @@ class Checkpoint:
 def read_checkpoint(source: str | os.PathLike) -> Checkpoint:
     """Read a checkpoint from a file, a folder or a hub id ('org/name'), detecting its format
     from its contents."""
-    path = Path(source)
+    path = run_checkpoint(source)
     if path.exists():
         checkpoint = _read_folder(path) if path.is_dir() else _read_file(path)
         checkpoint.source = str(path)
@@ -317,7 +318,7 @@ def create_pretrained(
         log.warning("%s: %s", checkpoint.source, note)
     same_head = config.num_classes == (checkpoint.config or {}).get("num_classes")
     model.meta = ModelMeta(
-        name=name or checkpoint.model_name,
+        name=model_title(name, config) if name else checkpoint.model_name,
         class_names=checkpoint.class_names if same_head else None,
         preprocessing=Preprocessing.from_dict(checkpoint.preprocessing, config.in_chans))
     return model.eval()

@@ -136,11 +136,23 @@ def read_timm_config(document: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# vitkit presets that timm also registers (timm has no ViT-Ti/32 and no small-image presets);
+# any other model is written as a vit_base_patch16_224 whose model_args say every size.
+TIMM_ARCHITECTURES = frozenset(
+    f"vit_{size}_patch{patch}_{res}" for size in ("small", "base", "large")
+    for patch in (16, 32) for res in (224, 384)
+) | {"vit_tiny_patch16_224", "vit_tiny_patch16_384", "vit_small_patch8_224",
+     "vit_base_patch8_224", "vit_huge_patch14_224"}
+
+
 def timm_config_of(model_name: str | None, config: Any, class_names: list[str] | None,
                    preprocessing: dict[str, Any]) -> dict[str, Any]:
-    """A timm hub-style config.json for a vitkit model (architecture, args, pretrained_cfg)."""
+    """A timm hub-style config.json for a vitkit model (architecture, args, pretrained_cfg),
+    for `timm.create_model("local-dir:FOLDER", pretrained=True)`: the model_args rebuild the
+    exact architecture, the pretrained_cfg carries classes, input size, mean/std and crop."""
+    known = model_name in TIMM_ARCHITECTURES
     document: dict[str, Any] = {
-        "architecture": model_name or "vit_base_patch16_224",
+        "architecture": model_name if known else "vit_base_patch16_224",
         "num_classes": config.num_classes,
         "num_features": config.embed_dim,
         "global_pool": config.global_pool,
