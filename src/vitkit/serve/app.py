@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..errors import require
-from .backends import Backend, ExplainUnsupported
+from .backends import Backend
 from .batcher import DynamicBatcher
 from .limits import BodyLimit
 from .metrics import ServerMetrics
@@ -85,15 +85,15 @@ class Server:
         return {"model": self.backend.name, "predictions": rows, "files": names}
 
     async def explain(self, request: Any, top_k: int) -> tuple[list[dict[str, Any]], bytes]:
+        if not self.backend.can_explain:
+            raise BadRequest(501, f"{self.backend.kind} models have no attention maps to "
+                                  "explain with; serve a vitkit checkpoint for /v1/explain")
         names, pixels = await self.pixels(request)
         if len(names) != 1:
             raise BadRequest(422, f"/v1/explain takes one image, got {len(names)}")
         inputs = self.backend.inputs(pixels)
         logits = await self.batcher.submit(inputs)
-        try:
-            rollout = await self.batcher.call(self.backend.rollout, inputs)
-        except ExplainUnsupported as error:
-            raise BadRequest(501, f"{error}; serve a vitkit checkpoint for /v1/explain") from error
+        rollout = await self.batcher.call(self.backend.rollout, inputs)
         png = await asyncio.to_thread(overlay_png, pixels[0], rollout[0])
         return top_k_rows(logits, self.backend.class_names, top_k)[0], png
 

@@ -33,6 +33,7 @@ class Backend:
     preprocessing: Preprocessing
     num_parameters: int | None
     quantization: str = "none"
+    can_explain: bool = False
 
     def load(self, path: str | os.PathLike) -> torch.Tensor:
         """One image file as uint8 (C, H, W) at the model's size (`vitkit.data.load_image`)."""
@@ -60,13 +61,14 @@ class Backend:
                 "interpolation": self.preprocessing.interpolation,
                 "crop_pct": self.preprocessing.crop_pct,
                 "num_parameters": self.num_parameters, "quantization": self.quantization,
-                "explain": self.kind == "torch"}
+                "explain": self.can_explain}
 
 
 class TorchBackend(Backend):
     """A vitkit model run by PyTorch (bf16 only where the hardware is native at it)."""
 
     kind = "torch"
+    can_explain = True
 
     def __init__(self, model: VisionTransformer, device: str | torch.device | None = None,
                  fp32: bool = False) -> None:
