@@ -107,7 +107,7 @@ def test_int8_quantizes_matrix_products_and_keeps_norms_softmax_gelu_in_float(ex
     dynamic, static, fp32 = (_op_types(paths[k]) for k in ("dynamic", "static", "fp32"))
     assert "MatMul" in fp32 and not ({"MatMulInteger", "DynamicQuantizeLinear"} & fp32)
     assert {"MatMulInteger", "DynamicQuantizeLinear"} & dynamic
-    assert {"QuantizeLinear", "DequantizeLinear"} <= static
+    assert {"QLinearMatMul", "QuantizeLinear", "DequantizeLinear"} <= static
     for ops in (dynamic, static):
         assert "Softmax" in ops and "Erf" in ops  # softmax and GELU (erf) in float
         assert "LayerNormalization" in ops
