@@ -3,7 +3,8 @@ eager (fp32), ONNX Runtime fp32, int8 dynamic and int8 static, beside timm fp32 
 same architecture (vitkit's weights), all in one process with the same threads.
 
     python benchmarks/export_accuracy_speed.py --checkpoint RUN/checkpoint --data /tmp/cifar10 \
-        [--calibration /tmp/cifar10/train] [--calibration-images 512] [--write]
+        [--calibration /tmp/cifar10/train] [--calibration-images 512] [--threads 1] \
+        [--speed-model vit_small_patch16_224] [--write]
 
 Static int8 is calibrated on --calibration images (default DATA/train), never the test set.
 Targets: int8 top-1 within 0.5 points of fp32; int8 ONNX Runtime >= 2x timm fp32 at batch 32.
@@ -77,13 +78,13 @@ def main() -> None:
     parser.add_argument("--calibration-images", type=int, default=512)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--speed-model", default=None,
+                        help="also time this preset (random weights), e.g. vit_small_patch16_224")
     parser.add_argument("--write", action="store_true", help="append to benchmarks/RESULTS.md")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = vitkit.create_model(None, pretrained=args.checkpoint).float().eval()
     config, prep = model.config, model.meta.preprocessing
-    timm_model = peer_model("timm", config).eval()
-    timm_model.load_state_dict(model.state_dict())
     test = load_splits(args.data, img_size=config.img_size, in_chans=config.in_chans,
                        crop_pct=prep.crop_pct, interpolation=prep.interpolation,
                        only="test", progress=False).test
@@ -92,13 +93,32 @@ def main() -> None:
     def prepare(pixels: torch.Tensor) -> torch.Tensor:
         return model_input(pixels, config.img_size, prep, config.in_chans)
 
+    runners, paths, export_seconds = build_runners(model, calibration, args.calibration_images,
+                                                   args.threads)
+    accuracy = {name: top1(run, test.images, test.targets, prepare)
+                for name, run in runners.items()}
+    x1 = prepare(test.images[:1])
+    x32 = prepare(test.images[:32])
+    speed1 = throughput(runners, x1, args.rounds)
+    speed32 = throughput(runners, x32, args.rounds)
+    report(args, model, len(test), accuracy, speed1, speed32, paths, export_seconds)
+    if args.speed_model:
+        speed_only(args, calibration)
+
+
+def build_runners(model: vitkit.VisionTransformer, calibration: str, count: int, threads: int
+                  ) -> tuple[dict[str, Callable[[torch.Tensor], torch.Tensor]],
+                             dict[str, Path], float]:
+    """vitkit and timm eager (the same weights), and the three ONNX exports of the model."""
+    timm_model = peer_model("timm", model.config).eval()
+    timm_model.load_state_dict(model.state_dict())
     work = Path(tempfile.mkdtemp(prefix="vitkit-bench-"))
     started = time.perf_counter()
     paths = {"ONNX fp32": export_onnx(model, work / "fp32.onnx"),
              "ONNX int8 dynamic": export_onnx(model, work / "dynamic.onnx", int8="dynamic"),
              "ONNX int8 static": export_onnx(
                  model, work / "static.onnx", int8="static", calibration=[calibration],
-                 max_calibration_images=args.calibration_images)}
+                 max_calibration_images=count)}
     export_seconds = time.perf_counter() - started
 
     def eager(net: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -109,14 +129,32 @@ def main() -> None:
 
     runners = {"vitkit eager fp32": eager(model), "timm eager fp32": eager(timm_model)}
     for name, path in paths.items():
-        runners[name] = OnnxClassifier(path, threads=args.threads).logits
-    accuracy = {name: top1(run, test.images, test.targets, prepare)
-                for name, run in runners.items()}
-    x1 = prepare(test.images[:1])
-    x32 = prepare(test.images[:32])
-    speed1 = throughput(runners, x1, args.rounds)
-    speed32 = throughput(runners, x32, args.rounds)
-    report(args, model, len(test), accuracy, speed1, speed32, paths, export_seconds)
+        runners[name] = OnnxClassifier(path, threads=threads).logits
+    return runners, paths, export_seconds
+
+
+def speed_only(args: argparse.Namespace, calibration: str) -> None:
+    """images/s of a larger preset with random weights (speed does not depend on them)."""
+    torch.manual_seed(0)
+    model = vitkit.create_model(args.speed_model, num_classes=10).eval()
+    torch.nn.init.normal_(model.head.weight, std=0.02)
+    runners, _, _ = build_runners(model, calibration, 64, args.threads)
+    height, width = model.config.img_size
+    speeds = {batch: throughput(runners, torch.randn(batch, 3, height, width), args.rounds)
+              for batch in (1, 32)}
+    timm1, timm32 = speeds[1]["timm eager fp32"], speeds[32]["timm eager fp32"]
+    lines = ["", f"Speed only, {args.speed_model} (random weights, {height}x{width}, static "
+             "int8 calibrated on 64 images), same threads:", "",
+             "| runtime | img/s batch 1 | vs timm | img/s batch 32 | vs timm |",
+             "|---|---:|---:|---:|---:|"]
+    for name in runners:
+        lines.append(f"| {name} | {speeds[1][name]:.1f} | {speeds[1][name] / timm1:.2f}x | "
+                     f"{speeds[32][name]:.1f} | {speeds[32][name] / timm32:.2f}x |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.write:
+        with open(RESULTS, "a") as out:
+            out.write(text)
 
 
 def report(args: argparse.Namespace, model: vitkit.VisionTransformer, count: int,
