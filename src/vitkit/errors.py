@@ -25,3 +25,19 @@ def not_enough_memory(path: str | os.PathLike, what: str = "tensors",
     """The message for a file whose reading ran out of memory: what it claims, and what to do."""
     return (f"not enough memory to read {path}: it claims {what} larger than this machine can "
             f"hold, so it is damaged or too big for this machine; {remedy}")
+
+
+class MissingExtra(ValueError):
+    """An optional dependency that is not installed; the message names the extra to install
+    (a ValueError, so the command line prints it as one line)."""
+
+
+def require(module: str, extra: str, purpose: str):  # noqa: ANN201 - returns a module
+    """Import `module` or raise MissingExtra naming the pip extra that installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise MissingExtra(f"{purpose} needs {module.split('.')[0]}, which is not installed: "
+                           f"pip install 'vitkit[{extra}]'") from error

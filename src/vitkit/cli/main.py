@@ -13,7 +13,7 @@ from vitkit.errors import TrainingError
 # Subcommand modules, in the order `vitkit --help` lists them.
 COMMANDS = [
     "models", "info", "train", "finetune", "demo", "analyze", "eval", "predict", "bench", "convert",
-    "pretrain", "experiment", "shards",
+    "pretrain", "experiment", "shards", "export", "serve",
 ]
 
 

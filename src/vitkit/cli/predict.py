@@ -17,7 +17,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Classify images with a checkpoint saved by vitkit (save_pretrained / "
         "train). Folders are searched recursively for images. Exit status: 0 if any image "
         "was predicted, 1 if every one failed.")
-    parser.add_argument("--checkpoint", required=True, help="a vitkit checkpoint folder")
+    parser.add_argument("--checkpoint", required=True,
+                        help="a vitkit checkpoint folder, or an .onnx file from `vitkit export`")
+    parser.add_argument("--backend", choices=("torch", "onnx"), default=None,
+                        help="run with PyTorch or ONNX Runtime (default: onnx for an .onnx "
+                        "file, torch otherwise)")
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
     parser.add_argument("--topk", type=int, default=5, help="classes to show per image (5)")
     parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
@@ -66,17 +70,26 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--topk must be at least 1, got {args.topk}")
     if args.batch_size < 1:
         raise CommandError(f"--batch-size must be at least 1, got {args.batch_size}")
-    device = args.device or default_device()
-    model = load_pretrained(args.checkpoint, map_location=device)
     files = find_images(args.inputs)
     if not files:
         raise CommandError(f"no image files found in {' '.join(args.inputs)}")
-    rows = predict(model, files, topk=args.topk, batch_size=args.batch_size, device=device,
-                   fp32=args.fp32)
+    backend = args.backend or ("onnx" if args.checkpoint.endswith(".onnx") else "torch")
+    if backend == "onnx":
+        from vitkit.export import OnnxClassifier, predict_onnx
+
+        model = OnnxClassifier(args.checkpoint)
+        rows = predict_onnx(model, files, topk=args.topk, batch_size=args.batch_size)
+        num_classes = model.num_classes
+    else:
+        device = args.device or default_device()
+        model = load_pretrained(args.checkpoint, map_location=device)
+        rows = predict(model, files, topk=args.topk, batch_size=args.batch_size, device=device,
+                       fp32=args.fp32)
+        num_classes = model.config.num_classes
     if args.format == "json":
         print(json.dumps([row.to_dict() for row in rows], indent=2))
     elif args.format == "csv":
-        _csv(rows, min(args.topk, model.config.num_classes))
+        _csv(rows, min(args.topk, num_classes))
     else:
         print(_table(rows))
     failed = sum(not row.ok for row in rows)

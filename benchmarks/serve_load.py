@@ -1,0 +1,167 @@
+"""Load test of `vitkit serve` on the loopback interface: 32 concurrent clients send 2,000
+POST /v1/predict requests of real image files; p50/p99 latency, requests/s, mean batch size
+(from the server's /metrics) and errors, with dynamic batching on and then off.
+
+    python benchmarks/serve_load.py --checkpoint RUN/checkpoint --images /tmp/cifar10/test \
+        [--requests 2000] [--clients 32] [--max-seconds 600] [--write]
+
+Bounded: each run stops after --requests requests or --max-seconds, whichever comes first,
+and the server is stopped after it. Only 127.0.0.1 is ever contacted.
+--write appends the table to benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from vitkit.data import find_images
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def start_server(checkpoint: str, port: int, max_batch: int, delay_ms: float,
+                 threads: int) -> subprocess.Popen:
+    command = [sys.executable, "-m", "vitkit", "serve", "--checkpoint", checkpoint,
+               "--host", HOST, "--port", str(port), "--max-batch", str(max_batch),
+               "--max-delay-ms", str(delay_ms), "--threads", str(threads), "--fp32"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"http://{HOST}:{port}/healthz", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    process.kill()
+    raise RuntimeError("vitkit serve did not start")
+
+
+def batch_stats(url: str) -> tuple[float, float]:
+    """(sum, count) of the server's vitkit_batch_size histogram."""
+    text = httpx.get(f"{url}/metrics").text
+    values = {}
+    for name in ("sum", "count"):
+        match = re.search(rf"^vitkit_batch_size_{name} (\S+)$", text, re.MULTILINE)
+        values[name] = float(match.group(1)) if match else 0.0
+    return values["sum"], values["count"]
+
+
+async def load(url: str, images: list[bytes], requests: int, clients: int,
+               max_seconds: float) -> dict[str, float]:
+    latencies: list[float] = []
+    errors = 0
+    next_index = 0
+    deadline = time.perf_counter() + max_seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+
+    async def client(session: httpx.AsyncClient) -> None:
+        nonlocal next_index, errors
+        while next_index < requests and time.perf_counter() < deadline:
+            index, next_index = next_index, next_index + 1
+            data = images[index % len(images)]
+            start = time.perf_counter()
+            try:
+                answer = await session.post(f"{url}/v1/predict?top_k=1", content=data,
+                                            headers={"content-type": "image/png"})
+                ok = answer.status_code == 200 and len(answer.json()["predictions"]) == 1
+            except httpx.HTTPError:
+                ok = False
+            latencies.append(time.perf_counter() - start)
+            errors += not ok
+
+    async with httpx.AsyncClient(limits=limits, timeout=60) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(session) for _ in range(clients)))
+        wall = time.perf_counter() - started
+    latencies.sort()
+    return {"requests": len(latencies), "errors": errors, "seconds": wall,
+            "rps": len(latencies) / wall, "p50": statistics.median(latencies) * 1000,
+            "p99": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] * 1000}
+
+
+def run_one(args: argparse.Namespace, images: list[bytes], max_batch: int) -> dict[str, float]:
+    port = free_port()
+    url = f"http://{HOST}:{port}"
+    server = start_server(args.checkpoint, port, max_batch, args.max_delay_ms, args.threads)
+    try:
+        # warm-up, not counted
+        asyncio.run(load(url, images, 64, min(args.clients, 8), 60))
+        before = batch_stats(url)
+        result = asyncio.run(load(url, images, args.requests, args.clients, args.max_seconds))
+        after = batch_stats(url)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    batches = after[1] - before[1]
+    result["mean_batch"] = (after[0] - before[0]) / batches if batches else 0.0
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True, help="checkpoint folder or .onnx file")
+    parser.add_argument("--images", required=True, help="a folder of images to send")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--max-seconds", type=float, default=600)
+    parser.add_argument("--max-batch", type=int, default=32)
+    parser.add_argument("--max-delay-ms", type=float, default=5.0)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    files = find_images([args.images])[:500]
+    images = [Path(f).read_bytes() for f in files]
+    results = {f"on (max batch {args.max_batch}, {args.max_delay_ms:g} ms)":
+               run_one(args, images, args.max_batch),
+               "off (max batch 1)": run_one(args, images, 1)}
+    report(args, results, len(images))
+
+
+def report(args: argparse.Namespace, results: dict[str, dict[str, float]], count: int) -> None:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                if line.startswith("model name")), "unknown CPU")
+    lines = ["## Serving under load (benchmarks/serve_load.py)", "",
+             f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
+             f"machine: {cpu}, server with {args.threads} threads, client in the same machine",
+             f"- command: `python benchmarks/serve_load.py {' '.join(sys.argv[1:])}`",
+             f"- {args.clients} concurrent clients on 127.0.0.1, POST /v1/predict with a raw "
+             f"PNG body, {count} distinct images cycled", "",
+             "| batching | requests | errors | seconds | requests/s | p50 ms | p99 ms | "
+             "mean batch |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, r in results.items():
+        lines.append(f"| {name} | {r['requests']:.0f} | {r['errors']:.0f} | {r['seconds']:.1f} "
+                     f"| {r['rps']:.1f} | {r['p50']:.1f} | {r['p99']:.1f} | "
+                     f"{r['mean_batch']:.2f} |")
+    on, off = list(results.values())
+    lines += ["", f"Batching on / off: {on['rps'] / off['rps']:.2f}x requests/s.", ""]
+    text = "\n".join(lines)
+    print(text)
+    if args.write:
+        with open(RESULTS, "a") as out:
+            out.write("\n" + text)
+
+
+if __name__ == "__main__":
+    main()

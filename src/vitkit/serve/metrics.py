@@ -1,0 +1,54 @@
+"""Prometheus metrics of one server: requests by endpoint and status, latency, batch sizes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import require
+
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class ServerMetrics:
+    """A registry of its own (so several apps in one process do not collide)."""
+
+    def __init__(self) -> None:
+        prometheus = require("prometheus_client", "serve", "vitkit serve")
+        self._prometheus = prometheus
+        self.registry = prometheus.CollectorRegistry()
+        self.requests = prometheus.Counter(
+            "vitkit_requests", "HTTP requests by endpoint and status code",
+            ["endpoint", "status"], registry=self.registry)
+        self.latency = prometheus.Histogram(
+            "vitkit_request_seconds", "request latency in seconds, by endpoint", ["endpoint"],
+            buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.batch_size = prometheus.Histogram(
+            "vitkit_batch_size", "images per model run (dynamic batching)",
+            buckets=BATCH_BUCKETS, registry=self.registry)
+        self.images = prometheus.Counter(
+            "vitkit_images", "images classified", registry=self.registry)
+
+    def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
+        self.requests.labels(endpoint=endpoint, status=str(status)).inc()
+        self.latency.labels(endpoint=endpoint).observe(seconds)
+
+    def observe_batch(self, size: int) -> None:
+        self.batch_size.observe(size)
+        self.images.inc(size)
+
+    def render(self) -> tuple[bytes, str]:
+        """The Prometheus text exposition and its content type."""
+        return (self._prometheus.generate_latest(self.registry),
+                self._prometheus.CONTENT_TYPE_LATEST)
+
+    def summary(self) -> dict[str, Any]:
+        """Batch count and mean batch size so far (for benchmarks and logs)."""
+        count = total = 0.0
+        for metric in self.batch_size.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_count"):
+                    count = sample.value
+                elif sample.name.endswith("_sum"):
+                    total = sample.value
+        return {"batches": int(count), "mean_batch_size": total / count if count else 0.0}

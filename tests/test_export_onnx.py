@@ -1,0 +1,178 @@
+"""ONNX export: fp32 logits match vitkit's within 1e-4 on random and real (file) images at any
+batch size, the metadata carries what a runtime needs, int8 dynamic and static quantize only
+the matrix products, and `vitkit export` / `vitkit predict --backend onnx` work end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import vitkit
+from tests.conftest import TOLERANCE, max_diff, one_line_error, tiny_vit
+from vitkit.cli.main import main
+from vitkit.data import find_images
+from vitkit.infer.batches import model_inputs
+from vitkit.infer.predict import prepare_input
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+from vitkit.export import OnnxClassifier, export_onnx, read_metadata  # noqa: E402
+
+CLASSES = ["cat", "dog", "emu"]
+
+
+def trained_like(**overrides) -> vitkit.VisionTransformer:
+    model = tiny_vit(**overrides)
+    model.meta.class_names = CLASSES
+    model.meta.preprocessing = model.meta.preprocessing.replace(
+        mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), crop_pct=0.875)
+    return model
+
+
+def write_images(folder, count: int = 6, seed: int = 0):
+    """Photos of odd sizes (smooth gradients plus noise), PNG and JPEG."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        height, width = 30 + 7 * i, 50 - 3 * i
+        ramp = np.linspace(0, 255, width)[None, :, None] * rng.uniform(0.2, 1, (1, 1, 3))
+        pixels = np.clip(ramp + rng.normal(0, 25, (height, width, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"{i}.{'png' if i % 2 else 'jpg'}")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("onnx")
+    model = trained_like()
+    images = write_images(root / "images")
+    paths = {"fp32": export_onnx(model, root / "fp32.onnx"),
+             "dynamic": export_onnx(model, root / "dynamic.onnx", int8="dynamic"),
+             "static": export_onnx(model, root / "static.onnx", int8="static",
+                                   calibration=[images])}
+    return model, images, paths
+
+
+def test_fp32_matches_vitkit_on_random_inputs_at_any_batch_size(exported):
+    model, _, paths = exported
+    runner = OnnxClassifier(paths["fp32"])
+    for batch in (1, 2, 7):
+        x = torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(batch))
+        with torch.no_grad():
+            expected = model(x)
+        got = runner.logits(x)
+        assert got.shape == (batch, 3)
+        assert max_diff(got, expected) <= TOLERANCE
+
+
+def test_fp32_matches_vitkit_on_image_files_through_the_metadata(exported):
+    model, images, paths = exported
+    runner = OnnxClassifier(paths["fp32"])
+    files = find_images([str(images)])
+    # vitkit's path: the model's own preprocessing; ONNX's: what the file's metadata says.
+    pixels = torch.stack([prepare_input(model, f) for f in files])
+    with torch.no_grad():
+        expected = model(model_inputs(model, pixels))
+    got = runner.logits(runner.inputs(torch.stack([runner.load(f) for f in files])))
+    assert max_diff(got, expected) <= TOLERANCE
+    assert expected.std() > 0.05  # the images really give different logits
+
+
+def test_metadata_round_trips(exported):
+    model, _, paths = exported
+    meta = read_metadata(paths["fp32"])
+    assert meta["class_names"] == CLASSES
+    assert meta["img_size"] == [32, 32] and meta["in_chans"] == 3
+    assert meta["preprocessing"] == model.meta.preprocessing.to_dict()
+    assert meta["num_parameters"] == sum(p.numel() for p in model.parameters())
+    assert meta["quantization"] == "none"
+    runner = OnnxClassifier(paths["static"])
+    assert runner.preprocessing == model.meta.preprocessing
+    assert runner.class_names == CLASSES and runner.metadata["quantization"] == "int8-static"
+
+
+def _op_types(path) -> set[str]:
+    import onnx
+
+    return {node.op_type for node in onnx.load(str(path)).graph.node}
+
+
+def test_int8_quantizes_matrix_products_and_keeps_norms_softmax_gelu_in_float(exported):
+    _, _, paths = exported
+    dynamic, static, fp32 = (_op_types(paths[k]) for k in ("dynamic", "static", "fp32"))
+    assert "MatMul" in fp32 and not ({"MatMulInteger", "DynamicQuantizeLinear"} & fp32)
+    assert {"MatMulInteger", "DynamicQuantizeLinear"} & dynamic
+    assert {"QLinearMatMul", "QuantizeLinear", "DequantizeLinear"} <= static
+    for ops in (dynamic, static):
+        assert "Softmax" in ops and "Erf" in ops  # softmax and GELU (erf) in float
+        assert "LayerNormalization" in ops
+    assert paths["dynamic"].stat().st_size < 0.5 * paths["fp32"].stat().st_size
+
+
+def test_int8_logits_stay_close_to_fp32(exported):
+    model, images, paths = exported
+    files = find_images([str(images)])
+    fp32 = OnnxClassifier(paths["fp32"])
+    inputs = fp32.inputs(torch.stack([fp32.load(f) for f in files]))
+    reference = fp32.logits(inputs)
+    for kind in ("dynamic", "static"):
+        got = OnnxClassifier(paths[kind]).logits(inputs)
+        assert torch.isfinite(got).all()
+        # int8 error well under the spread of the logits themselves
+        assert max_diff(got, reference) < 0.5 * (reference.max() - reference.min()), kind
+
+
+def test_static_needs_calibration_images(tmp_path):
+    with pytest.raises(ValueError, match="calibration"):
+        export_onnx(trained_like(), tmp_path / "s.onnx", int8="static")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no image files"):
+        export_onnx(trained_like(), tmp_path / "s.onnx", int8="static",
+                    calibration=[tmp_path / "empty"])
+    assert not (tmp_path / "s.onnx").exists()
+
+
+def test_cli_export_then_predict_with_onnx_backend(tmp_path, capsys):
+    model = trained_like()
+    vitkit.save_pretrained(model, tmp_path / "ckpt", class_names=CLASSES)
+    images = write_images(tmp_path / "images", count=4, seed=1)
+    (images / "broken.png").write_bytes(b"not an image")
+    out = tmp_path / "model.onnx"
+    assert main(["export", str(tmp_path / "ckpt"), str(out), "--format", "onnx"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert main(["predict", "--checkpoint", str(tmp_path / "ckpt"), str(images), "--format",
+                 "json", "--fp32", "--topk", "3"]) == 0
+    torch_rows = json.loads(capsys.readouterr().out)
+    assert main(["predict", "--checkpoint", str(out), "--backend", "onnx", str(images),
+                 "--format", "json", "--topk", "3"]) == 0
+    onnx_rows = json.loads(capsys.readouterr().out)
+    assert [r["source"] for r in onnx_rows] == [r["source"] for r in torch_rows]
+    for a, b in zip(onnx_rows, torch_rows, strict=True):
+        assert a["labels"] == b["labels"] and a["error"] == b["error"]
+        assert np.allclose(a["probs"], b["probs"], atol=1e-4)
+    assert sum(r["error"] is not None for r in onnx_rows) == 1
+
+
+def test_cli_export_errors_are_one_line(tmp_path, capsys):
+    vitkit.save_pretrained(trained_like(), tmp_path / "ckpt", class_names=CLASSES)
+    code = main(["export", str(tmp_path / "ckpt"), str(tmp_path / "m.txt")])
+    one_line_error(capsys, code, ".onnx")
+    code = main(["export", str(tmp_path / "ckpt"), str(tmp_path / "m.onnx"), "--int8", "static"])
+    one_line_error(capsys, code, "--calibration")
+    code = main(["export", str(tmp_path / "ckpt"), str(tmp_path / "m.onnx"), "--opset", "11"])
+    one_line_error(capsys, code, "opset")
+    images = write_images(tmp_path / "images", count=1)
+    code = main(["predict", "--checkpoint", str(tmp_path / "nothing.onnx"), str(images)])
+    one_line_error(capsys, code, "nothing.onnx")
+
+
+def test_missing_extra_is_one_line_naming_it(tmp_path, capsys, monkeypatch):
+    vitkit.save_pretrained(trained_like(), tmp_path / "ckpt", class_names=CLASSES)
+    monkeypatch.setitem(__import__("sys").modules, "onnx", None)  # as if not installed
+    code = main(["export", str(tmp_path / "ckpt"), str(tmp_path / "m.onnx")])
+    one_line_error(capsys, code, "pip install 'vitkit[serve]'")
