@@ -61,7 +61,7 @@ def images_per_second(model, augment, data, batch: int, device: torch.device,
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-        float(loss)  # wait for the device
+        loss.item()  # wait for the device
         if step:  # the first step warms up
             timings.append(time.perf_counter() - start)
     return batch / (sum(timings) / len(timings))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import tarfile
 from collections.abc import Iterator, Sequence
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from ..files import atomic_write, write_json
 from ..models import to_2tuple
@@ -155,7 +156,8 @@ class ShardedImages:
     `load_image` does."""
 
     def __init__(self, folder: str | os.PathLike, split: str, size: int | Sequence[int],
-                 mode: str = "RGB", workers: int | None = None) -> None:
+                 mode: str = "RGB", workers: int | None = None, crop_pct: float = 1.0,
+                 interpolation: str = "bicubic") -> None:
         self.folder = Path(folder)
         index = json.loads((self.folder / INDEX_NAME).read_text())
         if split not in index["splits"]:
@@ -168,6 +170,7 @@ class ShardedImages:
         self.targets = torch.from_numpy(self.members[:, 3].copy())
         self.size = to_2tuple(size)
         self.mode = mode
+        self.crop_pct, self.interpolation = crop_pct, interpolation
         self._fds: dict[int, int] = {}
         self.images = _LazyImages(self, workers or default_workers())
         self.encoded_bytes = int(self.members[:, 2].sum()) if len(self.members) else 0
@@ -196,13 +199,15 @@ class ShardedImages:
         return os.pread(self._fds[shard], size, offset)
 
     def decode(self, index: int) -> torch.Tensor:
-        """Sample `index` as uint8 (C, H, W) pixels at `size`."""
-        height, width = self.size
+        """Sample `index` as uint8 (C, H, W) pixels at `size`, prepared as `load_image`
+        prepares a file (shorter side to size / crop_pct, centre crop)."""
+        side = math.ceil(max(self.size) / self.crop_pct)
         with Image.open(io.BytesIO(self.read(index))) as image:
             if image.format == "JPEG":  # decode at a reduced DCT scale when that is enough
-                image.draft(image.mode, (max(height, width), max(height, width)))
-            pixels = to_tensor(to_mode(image, self.mode), self.mode)
-        return resize_crop(pixels, self.size)
+                image.draft(image.mode, (side, side))
+            upright = ImageOps.exif_transpose(image) or image  # copied photos keep their EXIF
+            pixels = to_tensor(to_mode(upright, self.mode), self.mode)
+        return resize_crop(pixels, self.size, self.crop_pct, self.interpolation)
 
 
 class _LazyImages:

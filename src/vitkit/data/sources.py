@@ -156,7 +156,9 @@ def _shard_source(path: Path, decoding: Decoding, wanted: set[str],
     budget (default: a quarter of the memory available), else read from disk per batch."""
     index = json.loads((path / INDEX_NAME).read_text())
     size = decoding.size or to_2tuple(index.get("max_side") or 224)
-    splits = {split: ShardedImages(path, split, size, decoding.mode)
+    splits = {split: ShardedImages(path, split, size, decoding.mode,
+                                   crop_pct=decoding.crop_pct,
+                                   interpolation=decoding.interpolation)
               for split in ("train", "val", "test")
               if split in index["splits"] and split in wanted}
     total = sum(d.decoded_bytes() for d in splits.values())

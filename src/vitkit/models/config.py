@@ -16,8 +16,31 @@ def to_2tuple(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
     return (int(height), int(width))
 
 
+class ConfigRecord:
+    """What every model config does with its fields: copy with changes, and to and from JSON."""
+
+    def replace(self, **changes: Any) -> Any:
+        """A copy with some fields changed, validated again."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of every field."""
+        data = dataclasses.asdict(self)
+        data["img_size"] = list(self.img_size)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Any:
+        """Rebuild from `to_dict`, rejecting unknown fields by name."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields: {', '.join(unknown)}")
+        return cls(**data)
+
+
 @dataclass
-class ViTConfig:
+class ViTConfig(ConfigRecord):
     """Every architectural knob of a Vision Transformer.
 
     The defaults are ViT-B/16 at 224x224 for ImageNet-1k, with timm's conventions so that
@@ -77,24 +100,6 @@ class ViTConfig:
         """Tokens before the patches: the [class] token, if any."""
         return 1 if self.class_token else 0
 
-    def replace(self, **changes: Any) -> ViTConfig:
-        """A copy with some fields changed, validated again."""
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict of every field."""
-        data = dataclasses.asdict(self)
-        data["img_size"] = list(self.img_size)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ViTConfig:
-        """Rebuild from `to_dict`, rejecting unknown fields by name."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown ViTConfig fields: {', '.join(unknown)}")
-        return cls(**data)
 
 
 @dataclass
@@ -138,7 +143,7 @@ class HybridConfig(ViTConfig):
 
 
 @dataclass
-class ResNetConfig:
+class ResNetConfig(ConfigRecord):
     """A torchvision ResNet as a baseline with a CNN's inductive biases (locality, translation
     equivariance): the fields the trainer, evaluation and predict read (img_size, in_chans,
     num_classes) and the choices of the network.
@@ -163,21 +168,6 @@ class ResNetConfig:
         if self.small_input is None:
             self.small_input = max(self.img_size) <= 64
 
-    def replace(self, **changes: Any) -> ResNetConfig:
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["img_size"] = list(self.img_size)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ResNetConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown ResNetConfig fields: {', '.join(unknown)}")
-        return cls(**data)
 
 
 RESNET_ARCHS = ("resnet18", "resnet34", "resnet50")

@@ -26,6 +26,18 @@ class DropPath(nn.Module):
         return f"drop_prob={self.drop_prob}"
 
 
+def zero_head(in_features: int, num_classes: int, device: torch.device | None = None,
+              dtype: torch.dtype | None = None) -> nn.Module:
+    """A zero-initialised linear classifier (paper Section 3.2: fine-tuning starts from a
+    zero head), or Identity for num_classes 0 (a headless feature extractor)."""
+    if not num_classes:
+        return nn.Identity()
+    head = nn.Linear(in_features, num_classes, device=device, dtype=dtype)
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+    return head
+
+
 def resample_pos_embed(
     pos_embed: torch.Tensor,
     new_grid: tuple[int, int],

@@ -16,6 +16,7 @@ from torch import nn
 
 from .config import BiTResNetConfig, ResNetConfig
 from .hybrid import BiTResNet
+from .layers import zero_head
 from .meta import ModelMeta, Preprocessing
 
 # ImageNet's channel statistics, torchvision's normalisation for its ResNets.
@@ -74,13 +75,7 @@ class ResNet(nn.Module):
         """A fresh zero-initialised classifier for num_classes (as the ViT's, for fine-tuning)."""
         width = self.layer4[-1].conv3.out_channels if hasattr(self.layer4[-1], "conv3") else (
             self.layer4[-1].conv2.out_channels)
-        device = self.conv1.weight.device
-        if num_classes:
-            self.fc = nn.Linear(width, num_classes, device=device)
-            nn.init.zeros_(self.fc.weight)
-            nn.init.zeros_(self.fc.bias)
-        else:
-            self.fc = nn.Identity()
+        self.fc = zero_head(width, num_classes, self.conv1.weight.device, self.conv1.weight.dtype)
         self.config = self.config.replace(num_classes=num_classes)
         self.meta.class_names = None
 

@@ -21,7 +21,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .config import ViTConfig, to_2tuple
 from .init import init_vit_weights
-from .layers import DropPath, resample_pos_embed
+from .layers import DropPath, resample_pos_embed, zero_head
 from .meta import ModelMeta, Preprocessing
 
 
@@ -265,13 +265,7 @@ class VisionTransformer(nn.Module):
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the head with a zero-initialised one for num_classes (paper, Section 3.2)."""
         head_in = self.config.representation_size or self.config.embed_dim
-        device, dtype = self.pos_embed.device, self.pos_embed.dtype
-        if num_classes:
-            self.head = nn.Linear(head_in, num_classes, device=device, dtype=dtype)
-            nn.init.zeros_(self.head.weight)
-            nn.init.zeros_(self.head.bias)
-        else:
-            self.head = nn.Identity()
+        self.head = zero_head(head_in, num_classes, self.pos_embed.device, self.pos_embed.dtype)
         self.config = self.config.replace(num_classes=num_classes)
         self.meta.class_names = None
 

@@ -74,6 +74,15 @@ def min_across(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return value
 
 
+def from_rank_zero(flag: bool, info: DistInfo, device: torch.device | str = "cpu") -> bool:
+    """Rank 0's value of `flag` on every rank (so that choices made by timing agree)."""
+    if not info.enabled:
+        return flag
+    tensor = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.broadcast(tensor, src=0)
+    return bool(tensor.item() > 0)
+
+
 def cleanup(info: DistInfo) -> None:
     """Leave the process group once every rank is here: after rank 0's last write, so no
     rank reads the run folder before it is complete."""

@@ -10,6 +10,7 @@ import torch
 
 from ..data import ImageTensorDataset
 from ..data.shards import ShardedImages
+from ..data.sources import free_host_memory
 
 
 def free_memory(device: torch.device) -> int:
@@ -17,14 +18,7 @@ def free_memory(device: torch.device) -> int:
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free)
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return free_host_memory()
 
 
 class Feed:

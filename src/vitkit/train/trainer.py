@@ -37,7 +37,7 @@ from ..models import Preprocessing, VisionTransformer
 from ..weights import save_pretrained
 from .augment import BatchAugment, channel_stats
 from .checkpoint import load_state, remove_stale_temporaries, rng_state, save_state, set_rng_state
-from .distributed import DistInfo, cleanup, init_from_env, mean_across, min_across, shard
+from .distributed import DistInfo, cleanup, from_rank_zero, init_from_env, shard
 from .ema import make_ema
 from .feed import Feed
 from .metrics import MetricsLog
@@ -45,6 +45,7 @@ from .objectives import Classification, MaskedPatch
 from .optim import build_optimizer, lr_at, set_lr
 from .precision import training_dtype
 from .recipes import Recipe
+from .watch import Clock, LossWatch
 
 log = logging.getLogger("vitkit")
 
@@ -123,41 +124,6 @@ class State:
     started: float = field(default_factory=time.perf_counter)
 
 
-class LossWatch:
-    """The training loss kept on the device: its sum and count since the last log, and the
-    first step whose loss was not finite (-1: none). Read only by `read`, the loop's one
-    synchronisation with the host."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.total = torch.zeros((), device=device)
-        self.count = 0
-        self.first_bad = torch.full((), -1, dtype=torch.int64, device=device)
-
-    def add(self, loss: torch.Tensor, step: int) -> None:
-        self.total += loss
-        self.count += 1
-        bad = ~torch.isfinite(loss) & (self.first_bad < 0)
-        self.first_bad = torch.where(bad, torch.full_like(self.first_bad, step), self.first_bad)
-
-    def read(self, dist: DistInfo) -> tuple[float, int]:
-        """(mean loss since the last read over all ranks, first non-finite step or -1), and
-        start a new window."""
-        mean = float(mean_across(self.total / max(self.count, 1), dist))
-        first = self.first_bad.clone()
-        first = torch.where(first < 0, torch.full_like(first, 2**62), first)
-        first = int(min_across(first, dist))
-        self.total.zero_()
-        self.count = 0
-        return mean, (-1 if first == 2**62 else first)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"total": self.total.detach().cpu(), "count": self.count}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.total.copy_(state["total"])
-        self.count = int(state["count"])
-
-
 @functools.lru_cache(maxsize=2)
 def epoch_order(size: int, seed: int, epoch: int) -> torch.Tensor:
     """The shuffled sample order of one epoch, a pure function of (seed, epoch) (kept for the
@@ -182,7 +148,7 @@ def train(run: TrainRun) -> TrainResult:
                          state.step if run.resume else None)
     bar = tqdm(total=plan.total_steps, initial=state.step, desc=f"train {run.recipe.name}",
                disable=not (run.progress and plan.dist.is_main), unit="step", dynamic_ncols=True)
-    clock = _Clock()
+    clock = Clock()
     last_val = None
     net.train()
     try:
@@ -240,9 +206,11 @@ def make_plan(run: TrainRun) -> Plan:
     feed = Feed(data, device, run.data_on_device)
     if dist.is_main:
         log.info("data: %s", feed.how)
+    # Timed on each process, but every rank must compute in the same dtype: rank 0's.
+    bf16 = training_dtype(model, run.precision, device, recipe.batch_size) == torch.bfloat16
+    dtype = torch.bfloat16 if from_rank_zero(bf16, dist, device) else torch.float32
     return Plan(
-        device=device, dtype=training_dtype(model, run.precision, device, recipe.batch_size),
-        dist=dist, feed=feed, objective=objective,
+        device=device, dtype=dtype, dist=dist, feed=feed, objective=objective,
         steps_per_epoch=steps_per_epoch, total_steps=total_steps,
         warmup_steps=min(round(recipe.warmup_epochs * steps_per_epoch), total_steps - 1),
         augment=BatchAugment(recipe, data.num_classes, model.meta.preprocessing,
@@ -367,7 +335,7 @@ def batch_indices(size: int, batch: int, seed: int, step: int, steps_per_epoch: 
 
 
 # -- logging, end of an epoch, saving --------------------------------------------------------
-def log_window(plan: Plan, state: State, metrics: MetricsLog, bar: tqdm, clock: _Clock,
+def log_window(plan: Plan, state: State, metrics: MetricsLog, bar: tqdm, clock: Clock,
                lr: float) -> None:
     """Read the loss from the device (the loop's sync point), stop on a non-finite one, and
     log the mean loss since the last log with the rate of the window."""
@@ -383,10 +351,8 @@ def log_window(plan: Plan, state: State, metrics: MetricsLog, bar: tqdm, clock: 
 
 def check_finite(plan: Plan, state: State) -> None:
     """Stop on a non-finite loss since the last check (before anything is saved)."""
-    first = state.watch.first_bad.clone()
-    first = int(min_across(torch.where(first < 0, torch.full_like(first, 2**62), first),
-                           plan.dist))
-    if first != 2**62:
+    first = state.watch.first_bad_step(plan.dist)
+    if first >= 0:
         raise TrainingError(_nonfinite_message(first, plan.state_dir))
 
 
@@ -397,8 +363,9 @@ def end_of_epoch(run: TrainRun, plan: Plan, state: State, metrics: MetricsLog, b
     candidates = {"val_top1": state.model}
     if state.ema is not None:
         candidates["val_top1_ema"] = state.ema.module
-    scores = {key: evaluate(model, run.val_set, dtype=plan.dtype, device=plan.device)["top1"]
-              for key, model in candidates.items()}
+    batch = 1024 if plan.device.type == "cuda" else 256  # large batches where they pay off
+    scores = {key: evaluate(model, run.val_set, batch_size=batch, dtype=plan.dtype,
+                            device=plan.device)["top1"] for key, model in candidates.items()}
     winner = max(scores, key=scores.get)
     metrics.write(state.step, {"epoch": plan.epoch(state.step), **scores,
                                "elapsed_s": round(elapsed, 1)})
@@ -446,7 +413,7 @@ def save_weights(weights: VisionTransformer, model: VisionTransformer, plan: Pla
         raise
 
 
-def finish(run: TrainRun, plan: Plan, state: State, clock: _Clock,
+def finish(run: TrainRun, plan: Plan, state: State, clock: Clock,
            last_val: float | None) -> TrainResult:
     """Save the final weights when there was no validation set to pick the best, leave the
     process group, and sum the run up."""
@@ -463,28 +430,6 @@ def finish(run: TrainRun, plan: Plan, state: State, clock: _Clock,
         finished=finished, checkpoint=plan.checkpoint_dir,
         total_seconds=state.seconds_before + seconds,
     )
-
-
-class _Clock:
-    """Wall time since the start, and images/s over the current logging window."""
-
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-        self.images = 0
-        self.window = (self.start, 0)
-
-    def tick(self, batch: int) -> None:
-        self.images += batch
-
-    def rate(self) -> float:
-        now = time.perf_counter()
-        return (self.images - self.window[1]) / max(now - self.window[0], 1e-9)
-
-    def new_window(self) -> None:
-        self.window = (time.perf_counter(), self.images)
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start
 
 
 def _nonfinite_message(step: int, state_dir: Path) -> str:

@@ -85,6 +85,21 @@ def save_pretrained(
     return directory
 
 
+def assemble(config: Any, state_dict: dict[str, torch.Tensor], where: str,
+             meta: ModelMeta) -> torch.nn.Module:
+    """The model of `config` holding exactly `state_dict`, with `meta`: built on the meta
+    device (no initialisation: every tensor comes from the checkpoint) and loaded strictly; a
+    mismatch is a CheckpointError that names `where`."""
+    with torch.device("meta"):
+        model = build_model(config)
+    try:
+        load_state_dict_checked(model, state_dict, assign=True)
+    except CheckpointError as error:
+        raise CheckpointError(f"{where}: {error}") from error
+    model.meta = meta
+    return model
+
+
 def load_state_dict_checked(
     model: torch.nn.Module, state_dict: dict[str, torch.Tensor], assign: bool = False
 ) -> None:
@@ -241,13 +256,7 @@ def load_pretrained(
         config = config_cls.from_dict(document["config"])
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{path} states an invalid configuration: {error}") from error
-    with torch.device("meta"):  # no initialisation: every tensor comes from the file
-        model = build_model(config)
-    try:
-        load_state_dict_checked(model, state_dict, assign=True)
-    except CheckpointError as error:
-        raise CheckpointError(f"{path}: {error}") from error
-    model.meta = ModelMeta(
+    model = assemble(config, state_dict, str(path), ModelMeta(
         name=document.get("model_name"), class_names=document.get("class_names"),
-        preprocessing=Preprocessing.from_dict(document.get("preprocessing"), config.in_chans))
+        preprocessing=Preprocessing.from_dict(document.get("preprocessing"), config.in_chans)))
     return model.to(map_location).eval()

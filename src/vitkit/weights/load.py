@@ -21,7 +21,6 @@ from ..models import (
     Preprocessing,
     VisionTransformer,
     ViTConfig,
-    build_model,
     config_class,
     get_config,
     model_title,
@@ -32,7 +31,7 @@ from ..models.config import RESNET_PRESETS
 from .formats import read_weights
 from .hf import class_names_from_hf, config_from_hf, preprocessing_from_hf
 from .hub import download, parse_hub_id
-from .io import CONFIG_NAME, load_state_dict_checked, read_document, run_checkpoint
+from .io import CONFIG_NAME, assemble, read_document, run_checkpoint
 from .timm import guess_num_heads, read_timm_config
 from .validate import validate
 
@@ -308,19 +307,13 @@ def create_pretrained(
         raise CheckpointError(f"{checkpoint.source}: {error}") from error
     if not owned:  # the model takes the tensors over: leave the caller's checkpoint alone
         state_dict = {key: value.clone() for key, value in state_dict.items()}
-    with torch.device("meta"):  # no initialisation: every tensor comes from the checkpoint
-        model = build_model(config)
-    try:
-        load_state_dict_checked(model, state_dict, assign=True)
-    except CheckpointError as error:
-        raise CheckpointError(f"{checkpoint.source}: {error}") from error
-    for note in checkpoint.notes + notes:
-        log.warning("%s: %s", checkpoint.source, note)
     same_head = config.num_classes == (checkpoint.config or {}).get("num_classes")
-    model.meta = ModelMeta(
+    model = assemble(config, state_dict, checkpoint.source, ModelMeta(
         name=model_title(name, config) if name else checkpoint.model_name,
         class_names=checkpoint.class_names if same_head else None,
-        preprocessing=Preprocessing.from_dict(checkpoint.preprocessing, config.in_chans))
+        preprocessing=Preprocessing.from_dict(checkpoint.preprocessing, config.in_chans)))
+    for note in checkpoint.notes + notes:
+        log.warning("%s: %s", checkpoint.source, note)
     return model.eval()
 
 
@@ -337,15 +330,9 @@ def _pretrained_resnet(checkpoint: Checkpoint, overrides: dict[str, Any], owned:
     state_dict = checkpoint.state_dict
     if not owned:
         state_dict = {key: value.clone() for key, value in state_dict.items()}
-    with torch.device("meta"):
-        model = build_model(config)
-    try:
-        load_state_dict_checked(model, state_dict, assign=True)
-    except CheckpointError as error:
-        raise CheckpointError(f"{checkpoint.source}: {error}") from error
-    model.meta = ModelMeta(
+    model = assemble(config, state_dict, checkpoint.source, ModelMeta(
         name=checkpoint.model_name, class_names=checkpoint.class_names,
-        preprocessing=Preprocessing.from_dict(checkpoint.preprocessing, config.in_chans))
+        preprocessing=Preprocessing.from_dict(checkpoint.preprocessing, config.in_chans)))
     if num_classes != config.num_classes:
         log.warning("%s: replaced the %d-class classifier with a zero-initialised %d-class one",
                     checkpoint.source, config.num_classes, num_classes)
