@@ -163,14 +163,18 @@ class ResNetConfig(ConfigRecord):
 
     def __post_init__(self) -> None:
         self.img_size = to_2tuple(self.img_size)
-        if self.arch not in RESNET_ARCHS:
-            raise ValueError(f"unknown ResNet {self.arch!r}; use one of {', '.join(RESNET_ARCHS)}")
+        if self.arch not in RESNET_ARCHS and self.arch not in CIFAR_RESNET_BLOCKS:
+            known = ", ".join([*RESNET_ARCHS, *CIFAR_RESNET_BLOCKS])
+            raise ValueError(f"unknown ResNet {self.arch!r}; use one of {known}")
         if self.small_input is None:
             self.small_input = max(self.img_size) <= 64
 
 
 
 RESNET_ARCHS = ("resnet18", "resnet34", "resnet50")
+# He et al. (2016) Section 4.2's ResNets for 32x32 images: three stages of n basic blocks with
+# 16, 32 and 64 channels (6n + 2 layers), small enough to train in CPU minutes.
+CIFAR_RESNET_BLOCKS: dict[str, int] = {"resnet20": 3, "resnet32": 5, "resnet56": 9}
 # BiT-style ResNets (Kolesnikov et al., 2020): the hybrid's GroupNorm + weight-standardised
 # bottlenecks (models/hybrid.py), all four stages, global average pooling and a linear head.
 BIT_LAYERS: dict[str, tuple[int, ...]] = {"bit_resnet26": (2, 2, 2, 2),
@@ -260,6 +264,10 @@ def _build_presets() -> dict[str, Preset]:
         64, 4, 4, 128, 2, 8, extra=dict(num_classes=10, in_chans=1, global_pool="avg")
     )
     presets["vit_cifar_patch4_32"] = Preset(192, 9, 3, 384, 4, 32, extra=dict(num_classes=10))
+    # A ViT for the data-scaling experiment against resnet20: as fast to train on a CPU
+    # (about 500 images/s each on 2 AMD EPYC cores) with 0.46M parameters to its 0.27M.
+    presets["vit_cifar_mini_patch4_32"] = Preset(96, 6, 3, 192, 4, 32,
+                                                 extra=dict(num_classes=10))
     # The hybrids of Section 3.1 (timm's names): R50 (stages of 3, 4, 9 blocks) + ViT-B, on
     # 1x1 patches of its stride-16 feature map.
     # As in timm, the 224 model is the headless ImageNet-21k feature extractor (num_classes 0)
@@ -277,7 +285,7 @@ def _build_presets() -> dict[str, Preset]:
 PRESETS: dict[str, Preset] = _build_presets()
 
 # The CNN baselines: torchvision's ResNets, named as torchvision does, and BiT-style ones.
-RESNET_PRESETS: tuple[str, ...] = (*RESNET_ARCHS, *BIT_LAYERS)
+RESNET_PRESETS: tuple[str, ...] = (*RESNET_ARCHS, *CIFAR_RESNET_BLOCKS, *BIT_LAYERS)
 
 
 def list_models() -> list[str]:
@@ -294,6 +302,8 @@ def get_config(name: str, **overrides: Any) -> ViTConfig | ResNetConfig:
         if unknown:
             raise ValueError(f"{name} (a CNN) has no setting {', '.join(unknown)}; it takes "
                              f"{', '.join(sorted(known))}")
+        if name in CIFAR_RESNET_BLOCKS:  # made for CIFAR: 32x32 images, 10 classes
+            overrides = {"img_size": 32, "num_classes": 10, **overrides}
         return config_cls(arch=name, **overrides)
     if name not in PRESETS:
         close = _near_misses(name)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import BiTResNetConfig, ResNetConfig
+from .config import CIFAR_RESNET_BLOCKS, BiTResNetConfig, ResNetConfig
 from .hybrid import BiTResNet
 from .layers import zero_head
 from .meta import ModelMeta, Preprocessing
@@ -42,14 +42,13 @@ class ResNet(nn.Module):
         import torchvision
 
         self.config = config
-        net = getattr(torchvision.models, config.arch)(weights=None, num_classes=config.num_classes)
-        if config.small_input:
-            net.conv1 = nn.Conv2d(config.in_chans, 64, kernel_size=3, stride=1, padding=1,
-                                  bias=False)
-            net.maxpool = nn.Identity()
-        elif config.in_chans != 3:
-            net.conv1 = nn.Conv2d(config.in_chans, 64, kernel_size=7, stride=2, padding=3,
-                                  bias=False)
+        if config.arch in CIFAR_RESNET_BLOCKS:  # built for 32x32 images: no stem to adapt
+            net = _cifar_resnet(CIFAR_RESNET_BLOCKS[config.arch], config.in_chans,
+                                config.num_classes)
+        else:
+            net = getattr(torchvision.models, config.arch)(weights=None,
+                                                           num_classes=config.num_classes)
+            _adapt_stem(net, config)
         if config.drop_rate:
             net.fc = nn.Sequential(nn.Dropout(config.drop_rate), net.fc)
         for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4",
@@ -73,8 +72,9 @@ class ResNet(nn.Module):
 
     def reset_classifier(self, num_classes: int) -> None:
         """A fresh zero-initialised classifier for num_classes (as the ViT's, for fine-tuning)."""
-        width = self.layer4[-1].conv3.out_channels if hasattr(self.layer4[-1], "conv3") else (
-            self.layer4[-1].conv2.out_channels)
+        last = self.layer4 if isinstance(self.layer4, nn.Sequential) else self.layer3
+        width = last[-1].conv3.out_channels if hasattr(last[-1], "conv3") else (
+            last[-1].conv2.out_channels)
         self.fc = zero_head(width, num_classes, self.conv1.weight.device, self.conv1.weight.dtype)
         self.config = self.config.replace(num_classes=num_classes)
         self.meta.class_names = None
@@ -82,6 +82,41 @@ class ResNet(nn.Module):
     def no_weight_decay(self) -> set[str]:
         """Nothing beyond biases and norms (which the optimizer's groups already skip)."""
         return set()
+
+
+def _adapt_stem(net: nn.Module, config: ResNetConfig) -> None:
+    """Small images get a 3x3/1 stem without max-pool; other channel counts a new 7x7/2 conv."""
+    if config.small_input:
+        net.conv1 = nn.Conv2d(config.in_chans, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+    elif config.in_chans != 3:
+        net.conv1 = nn.Conv2d(config.in_chans, 64, kernel_size=7, stride=2, padding=3, bias=False)
+
+
+def _cifar_resnet(blocks: int, in_chans: int, num_classes: int) -> nn.Module:
+    """He et al.'s CIFAR ResNet with torchvision's BasicBlock: a 3x3 conv to 16 channels, stages
+    of `blocks` blocks at 16, 32 and 64 channels (strides 1, 2, 2), no fourth stage (layer4 is
+    the identity). Shortcuts that change shape are 1x1 convolutions (option B)."""
+    from torchvision.models.resnet import BasicBlock
+
+    def stage(inplanes: int, planes: int, stride: int) -> nn.Sequential:
+        shortcut = None
+        if stride != 1 or inplanes != planes:
+            shortcut = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride, bias=False),
+                                     nn.BatchNorm2d(planes))
+        return nn.Sequential(BasicBlock(inplanes, planes, stride, shortcut),
+                             *(BasicBlock(planes, planes) for _ in range(blocks - 1)))
+
+    net = nn.Module()
+    net.conv1 = nn.Conv2d(in_chans, 16, kernel_size=3, stride=1, padding=1, bias=False)
+    net.bn1, net.relu, net.maxpool = nn.BatchNorm2d(16), nn.ReLU(inplace=True), nn.Identity()
+    net.layer1, net.layer2, net.layer3 = stage(16, 16, 1), stage(16, 32, 2), stage(32, 64, 2)
+    net.layer4, net.avgpool = nn.Identity(), nn.AdaptiveAvgPool2d(1)
+    net.fc = nn.Linear(64, num_classes or 1)
+    for module in net.modules():  # torchvision's initialisation
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+    return net
 
 
 class BiTResNetClassifier(nn.Module):
