@@ -145,6 +145,10 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grad-checkpointing", action="store_true",
                         help="recompute each block's activations in the backward pass: less "
                         "memory for big models (ViT-L/H), about a third more compute")
+    parser.add_argument("--fsdp", action="store_true",
+                        help="under torchrun: shard parameters, gradients and optimizer state "
+                        "across the processes (PyTorch FSDP2), each holding 1/N; checkpoints are "
+                        "saved whole. Needs --no-ema")
     parser.add_argument("--log-every", type=int, default=10,
                         help="read the loss from the device and log it every N steps (10)")
 

@@ -153,6 +153,7 @@ def run_training(model: VisionTransformer, splits: DataSplits, recipe: Recipe,
         stop_after=args.stop_after, progress=not args.no_progress, log_every=args.log_every,
         compile=_choice(args.compile), data_on_device=_choice(args.data_on_device),
         objective=objective, grad_checkpointing=args.grad_checkpointing,
+        fsdp=args.fsdp,
     )
     result = train(run)
     summary = {"steps": result.steps, "epochs": round(result.epochs, 3),

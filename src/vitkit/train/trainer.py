@@ -45,6 +45,7 @@ from .objectives import Classification, MaskedPatch
 from .optim import build_optimizer, lr_at, set_lr
 from .precision import training_dtype
 from .recipes import Recipe
+from .sharding import full_state, is_sharded, load_full_state, shard_model, submodule_weights
 from .watch import Clock, LossWatch
 
 log = logging.getLogger("vitkit")
@@ -73,6 +74,7 @@ class TrainRun:
     data_on_device: bool | None = None  # None: when it takes under half the free memory
     objective: Classification | MaskedPatch | None = None  # None: classification
     grad_checkpointing: bool = False  # recompute block activations in the backward pass
+    fsdp: bool = False  # shard parameters, gradients and optimizer state across ranks (FSDP2)
 
 
 @dataclass
@@ -190,6 +192,7 @@ def make_plan(run: TrainRun) -> Plan:
     dist = init_from_env(device)
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
+    _check_fsdp(run, dist)
     if run.mean is None or run.std is None:
         run.mean, run.std = channel_stats(data.images)
     model.to(device)
@@ -235,10 +238,25 @@ def _check_data(data: ImageTensorDataset, model: VisionTransformer, batch: int,
                          f"{model.config.num_classes}")
 
 
+def _check_fsdp(run: TrainRun, dist: DistInfo) -> None:
+    """--fsdp needs several ranks and no EMA (a second full model on every rank)."""
+    if not run.fsdp:
+        return
+    if not dist.enabled:
+        raise ValueError("--fsdp shards the model across processes: launch with torchrun "
+                         "--nproc-per-node N (N >= 2), or train without --fsdp")
+    if run.recipe.ema:
+        raise ValueError("--fsdp keeps no EMA of the weights (it would be a full copy on every "
+                         "rank); pass --no-ema")
+
+
 def start_or_resume(run: TrainRun, plan: Plan) -> State:
     """A fresh optimizer and EMA, or everything restored from OUT/state with --resume; a
-    run folder that already holds a run needs --resume."""
+    run folder that already holds a run needs --resume. With --fsdp the model is sharded
+    first, so that the optimizer holds only this rank's shards."""
     out, model = Path(run.out_dir), run.model
+    if run.fsdp:
+        shard_model(model, plan.dist, plan.device)
     optimizer = build_optimizer(model, run.recipe)
     ema = make_ema(model, run.recipe.ema_decay) if run.recipe.ema else None
     state = State(model, optimizer, ema, watch=LossWatch(plan.device))
@@ -246,8 +264,7 @@ def start_or_resume(run: TrainRun, plan: Plan) -> State:
         remove_stale_temporaries(plan.state_dir)
         remove_stale_temporaries(plan.checkpoint_dir)
         saved = load_state(plan.state_dir)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
+        _restore_weights(model, optimizer, saved, run.fsdp)
         if ema is not None and saved.get("ema") is not None:
             ema.load_state_dict(saved["ema"])
         set_rng_state(saved["rng"])
@@ -272,9 +289,24 @@ def start_or_resume(run: TrainRun, plan: Plan) -> State:
     return state
 
 
+def _restore_weights(model: nn.Module, optimizer: torch.optim.Optimizer,
+                     saved: dict[str, Any], fsdp: bool) -> None:
+    """The saved model and optimizer state, into a sharded or a plain model as it was saved
+    (any number of ranks: a sharded run's state is saved whole)."""
+    if bool(saved.get("fsdp")) != fsdp:
+        was = "with" if saved.get("fsdp") else "without"
+        raise ValueError(f"this run was trained {was} --fsdp; resume it {was} --fsdp")
+    if fsdp:
+        load_full_state(model, optimizer, saved["model"], saved["optimizer"])
+    else:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+
+
 def _data_parallel(model: VisionTransformer, plan: Plan) -> nn.Module:
-    """The model wrapped in DistributedDataParallel under torchrun, else the model itself."""
-    if not plan.dist.enabled:
+    """The model wrapped in DistributedDataParallel under torchrun (sharded models do their
+    own gradient reduction), else the model itself."""
+    if not plan.dist.enabled or is_sharded(model):
         return model
     from torch.nn.parallel import DistributedDataParallel
 
@@ -311,7 +343,8 @@ def train_step(run: TrainRun, plan: Plan, state: State, net: nn.Module) -> torch
     for i, (micro_images, micro_targets) in enumerate(micro_batches):
         inputs, labels = plan.augment(micro_images, micro_targets)
         last = i == len(micro_batches) - 1
-        sync = contextlib.nullcontext() if last or not plan.dist.enabled else net.no_sync()
+        sync = net.no_sync() if not last and hasattr(net, "no_sync") else (
+            contextlib.nullcontext())
         with sync:
             with torch.autocast(plan.device.type, torch.bfloat16,
                                 enabled=plan.dtype == torch.bfloat16):
@@ -380,13 +413,18 @@ def end_of_epoch(run: TrainRun, plan: Plan, state: State, metrics: MetricsLog, b
 
 
 def save_training_state(run: TrainRun, plan: Plan, state: State) -> None:
-    """Everything an exact resume needs, to OUT/state/last.pt (main process only)."""
+    """Everything an exact resume needs, to OUT/state/last.pt (main process only; a sharded
+    model is first gathered whole, which every rank takes part in)."""
+    sharded = is_sharded(state.model)
+    if sharded:
+        weights, moments = full_state(state.model, state.optimizer)
+    else:
+        weights, moments = state.model.state_dict(), state.optimizer.state_dict()
     if not plan.dist.is_main:
         return
     save_state({
         "step": state.step, "epoch": state.step / plan.steps_per_epoch,
-        "best_val_top1": state.best, "model": state.model.state_dict(),
-        "optimizer": state.optimizer.state_dict(),
+        "best_val_top1": state.best, "model": weights, "optimizer": moments, "fsdp": sharded,
         "ema": state.ema.state_dict() if state.ema is not None else None,
         "rng": rng_state(), "seed": run.seed, "recipe": run.recipe.to_dict(),
         "loss_window": state.watch.state_dict(),
@@ -397,13 +435,16 @@ def save_training_state(run: TrainRun, plan: Plan, state: State) -> None:
 
 def save_weights(weights: VisionTransformer, model: VisionTransformer, plan: Plan) -> None:
     """`weights` (the model or its EMA) with the model's name, classes and preprocessing, as
-    OUT/checkpoint (main process only); a full disk is reported plainly."""
+    OUT/checkpoint (main process only; a sharded model is gathered by every rank first); a
+    full disk is reported plainly."""
+    part = plan.objective.weights(weights)
+    tensors = submodule_weights(full_state(weights)[0], weights, part) if is_sharded(
+        weights) else None
     if not plan.dist.is_main:
         return
-    weights = plan.objective.weights(weights)
-    weights.meta = model.meta
+    part.meta = model.meta
     try:
-        save_pretrained(weights, plan.checkpoint_dir)
+        save_pretrained(part, plan.checkpoint_dir, tensors=tensors)
     except OSError as error:
         if error.errno == errno.ENOSPC:
             raise TrainingError(

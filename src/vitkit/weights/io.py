@@ -54,12 +54,14 @@ def save_pretrained(
     directory: str | os.PathLike,
     class_names: list[str] | None = None,
     preprocessing: Preprocessing | dict[str, Any] | None = None,
+    tensors: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Save `model` to `directory` as model.safetensors + config.json; returns the directory.
 
     class_names and preprocessing (fields to change), when given, are stored in `model.meta`
-    first. Each file is written atomically, so an interrupted save leaves the previous files
-    intact.
+    first. `tensors` replaces `model.state_dict()` (the full weights of a model sharded across
+    processes, gathered). Each file is written atomically, so an interrupted save leaves the
+    previous files intact.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -77,7 +79,8 @@ def save_pretrained(
             **{k: v for k, v in preprocessing.items() if k != "img_size"})
     document = checkpoint_document(model)
     tensors = {
-        name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()
+        name: tensor.detach().to("cpu").contiguous()
+        for name, tensor in (model.state_dict() if tensors is None else tensors).items()
     }
     metadata = {"format": "pt", METADATA_KEY: json.dumps(document)}
     atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata))
