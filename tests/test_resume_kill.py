@@ -1,6 +1,7 @@
 """Issue 6, long runs: `vitkit train` killed with SIGKILL at random moments (mid-epoch, often
 mid-checkpoint-write, since it checkpoints every step) and restarted with --resume ends with
-the same weights as a run that never stopped, and no checkpoint on disk is ever half-written."""
+the same weights as a run that never stopped, and no checkpoint on disk is ever half-written;
+the same for data streamed from shards by decoding worker processes (issue 13)."""
 
 from __future__ import annotations
 
@@ -11,33 +12,45 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
-ARGS = ["train", "--data", "digits", "--model", "vit_digits_patch2_8",
+ARGS = ["train", "--model", "vit_digits_patch2_8",
         "--model-arg", "embed_dim=32", "--model-arg", "depth=2", "--model-arg", "num_heads=2",
         "--model-arg", "mlp_dim=64", "--epochs", "4", "--batch-size", "64", "--no-progress",
         "--save-every", "1", "--seed", "5"]
 
 
-def _start(out, *extra) -> subprocess.Popen:
+@pytest.fixture(params=["memory", "streamed"])
+def data_args(request, tmp_path) -> list[str]:
+    """digits in memory, or as shards streamed (budget 0) and decoded by 2 worker processes."""
+    if request.param == "memory":
+        return ["--data", "digits"]
+    from vitkit.cli.main import main
+
+    assert main(["shards", "--data", "digits", "--out", str(tmp_path / "shards")]) == 0
+    return ["--data", str(tmp_path / "shards"), "--memory-budget", "0", "--workers", "2"]
+
+
+def _start(out, data_args, *extra) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same arithmetic in every process
     code = "import sys; from vitkit.cli.main import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.Popen([sys.executable, "-c", code, *ARGS, "--out", str(out), *extra],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen([sys.executable, "-c", code, *ARGS, *data_args, "--out", str(out),
+                             *extra], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def _state(out) -> dict:
     return torch.load(out / "state" / "last.pt", map_location="cpu", weights_only=True)
 
 
-def test_sigkill_at_random_moments_then_resume(tmp_path):
-    reference = _start(tmp_path / "ref")
+def test_sigkill_at_random_moments_then_resume(tmp_path, data_args):
+    reference = _start(tmp_path / "ref", data_args)
     rng = random.Random(1234)
     out, kills = tmp_path / "killed", []
     for _ in range(2):
         state_file = out / "state" / "last.pt"
         seen = _state(out)["step"] if state_file.exists() else -1
-        proc = _start(out, *(["--resume"] if state_file.exists() else []))
+        proc = _start(out, data_args, *(["--resume"] if state_file.exists() else []))
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:  # wait for a new step
             if state_file.exists() and _state_step_safe(out) > seen:
@@ -49,7 +62,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
         proc.wait()
         kills.append(_state(out)["step"])  # always a whole, loadable checkpoint
     print(f"killed at steps {kills}; resumed each time")
-    final = _start(out, "--resume")
+    final = _start(out, data_args, "--resume")
     assert final.wait(timeout=120) == 0, final.stderr.read().decode()
     assert reference.wait(timeout=120) == 0, reference.stderr.read().decode()
     a, b = _state(tmp_path / "ref"), _state(out)

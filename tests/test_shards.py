@@ -76,12 +76,14 @@ def _run(data, out, **kwargs) -> TrainRun:
                     progress=False, precision="fp32", **kwargs)
 
 
-def test_training_from_streamed_shards_resumes_bitwise_and_matches_memory(shards, tmp_path):
+@pytest.mark.parametrize("workers", [0, 2], ids=["threads", "processes"])
+def test_training_from_streamed_shards_resumes_bitwise_and_matches_memory(shards, tmp_path,
+                                                                          workers):
     streamed = load_splits(str(shards), img_size=8, memory_budget=0).train
     in_memory = load_splits(str(shards), img_size=8).train
-    train(_run(streamed, tmp_path / "whole"))
-    train(_run(streamed, tmp_path / "split", stop_after=4))  # mid-epoch (3 steps an epoch)
-    train(_run(streamed, tmp_path / "split", resume=True))
+    train(_run(streamed, tmp_path / "whole", workers=workers))
+    train(_run(streamed, tmp_path / "split", stop_after=4, workers=workers))  # mid-epoch
+    train(_run(streamed, tmp_path / "split", resume=True, workers=workers))
     train(_run(in_memory, tmp_path / "memory"))
     states = [torch.load(tmp_path / name / "state" / "last.pt", weights_only=True)
               for name in ("whole", "split", "memory")]

@@ -142,6 +142,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="a shard folder (vitkit shards) is decoded into memory when it "
                         "fits this many GiB, else read per batch (default: a quarter of the "
                         "available memory)")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="processes that decode streamed shards ahead of training (default: "
+                        "the cores, at most 8; 0: threads in the training process)")
     parser.add_argument("--grad-checkpointing", action="store_true",
                         help="recompute each block's activations in the backward pass: less "
                         "memory for big models (ViT-L/H), about a third more compute")

@@ -191,6 +191,22 @@ class ShardedImages:
         channels, height, width = self.image_shape
         return len(self) * channels * height * width
 
+    def __getstate__(self) -> dict:
+        """What a worker process needs (file descriptors and the thread pool are reopened)."""
+        state = dict(self.__dict__)
+        state["_fds"] = {}
+        del state["images"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.images = _LazyImages(self, 1)
+
+    def decode_many(self, indices: Sequence[int]) -> torch.Tensor:
+        """Samples `indices` as one uint8 (B, C, H, W) batch, decoded one after the other
+        (in a worker process, which is itself one of several decoding in parallel)."""
+        return torch.stack([self.decode(int(index)) for index in indices])
+
     def read(self, index: int) -> bytes:
         """The encoded bytes of sample `index` (one positioned read; threads may share it)."""
         shard, offset, size, _ = (int(v) for v in self.members[index])

@@ -1,14 +1,21 @@
 """Feeding the training device: the decoded uint8 dataset moved to the device once when it
 fits (batches are then indexed there), else each batch gathered from host memory in a
-background thread, pinned, and copied on a side CUDA stream while the current batch trains."""
+background thread, pinned, and copied on a side CUDA stream while the current batch trains.
+
+A dataset streamed from shards is decoded by worker processes (a `DataLoader` over the
+run's own batch order, so several batches are decoded ahead while the model trains and no
+GIL is shared), or by threads in this process with `workers=0`. Either way batch k holds the
+same images, so resuming is exact."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
 
 from ..data import ImageTensorDataset
+from ..data.decode import default_workers
 from ..data.shards import ShardedImages
 from ..data.sources import free_host_memory
 
@@ -29,15 +36,21 @@ class Feed:
     A sharded dataset (`ShardedImages`) is always streamed: each batch is read and decoded in
     the background while the previous one trains.
     `how` says which was chosen and why, for the run's log.
+    `workers` decoding processes for streamed shards (None: the cores, at most 8; 0: threads).
     """
 
     def __init__(self, data: ImageTensorDataset | ShardedImages, device: torch.device,
-                 on_device: bool | None = None, fraction: float = 0.5) -> None:
+                 on_device: bool | None = None, fraction: float = 0.5,
+                 workers: int | None = None) -> None:
         self.device = device
+        self._loader: Iterator | None = None
+        self.workers = 0
         if not isinstance(data.images, torch.Tensor):  # images decoded per batch from disk
+            self.workers = default_workers() if workers is None else workers
+            by = f"{self.workers} worker processes" if self.workers else "background threads"
             self.on_device, self.how = False, (
                 f"streamed from {len(getattr(data, 'files', []))} shard(s), decoded per batch "
-                "in background threads")
+                f"by {by}")
             self._stream_from(data)
             return
         size = data.images.numel() + data.targets.numel() * 8
@@ -62,16 +75,35 @@ class Feed:
             self._stream_from(data)
 
     def _stream_from(self, data) -> None:
+        self.data = data
         self.images, self.targets = data.images, data.targets
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vitkit-feed")
         self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         self._pending: tuple[torch.Tensor, Future] | None = None
+
+    def follow(self, order: Callable[[int], torch.Tensor], start: int, stop: int) -> None:
+        """Decode in worker processes the batches `order(step)` for steps start..stop-1, ahead
+        of `get` asking for them in that order (a no-op unless streaming with workers)."""
+        if not self.workers or start >= stop:
+            return
+        loader = torch.utils.data.DataLoader(
+            _DecodeBatches(self.data), batch_sampler=_Steps(order, start, stop),
+            num_workers=self.workers, collate_fn=_as_is, prefetch_factor=2,
+            pin_memory=self.device.type == "cuda")
+        self._loader = iter(loader)
 
     def get(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch at `indices` (a CPU tensor), on the device."""
         if self.on_device:
             index = indices.to(self.device, non_blocking=True)
             return self.images.index_select(0, index), self.targets.index_select(0, index)
+        if self._loader is not None:
+            decoded, images, targets = next(self._loader)
+            if not torch.equal(decoded, indices):
+                raise RuntimeError("the decoding workers are out of step with the training "
+                                   "loop (a bug in vitkit: please report it)")
+            return (images.to(self.device, non_blocking=True),
+                    targets.to(self.device, non_blocking=True))
         if self._pending is not None and torch.equal(self._pending[0], indices):
             images, targets, event = self._pending[1].result()
         else:
@@ -85,8 +117,8 @@ class Feed:
         return images, targets
 
     def prefetch(self, indices: torch.Tensor) -> None:
-        """Start copying the batch at `indices` in the background (streaming only)."""
-        if not self.on_device:
+        """Start copying the batch at `indices` in the background (streaming by threads)."""
+        if not self.on_device and self._loader is None:
             self._pending = (indices, self._pool.submit(self._copy, indices))
 
     def _copy(self, indices: torch.Tensor):
@@ -103,5 +135,39 @@ class Feed:
         return images, targets, event
 
     def close(self) -> None:
+        """Stop the background threads and the decoding processes."""
+        self._loader = None  # the DataLoader's iterator stops its workers when dropped
         if not self.on_device:
             self._pool.shutdown(wait=True)
+
+
+class _DecodeBatches(torch.utils.data.Dataset):
+    """For DataLoader workers: a list of sample indices -> (indices, uint8 images, targets)."""
+
+    def __init__(self, data: ShardedImages) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
+        index = torch.tensor(indices, dtype=torch.long)
+        return index, self.data.decode_many(indices), self.data.targets[index]
+
+
+class _Steps(torch.utils.data.Sampler):
+    """The sample indices of steps start..stop-1, each batch as the training loop takes it."""
+
+    def __init__(self, order: Callable[[int], torch.Tensor], start: int, stop: int) -> None:
+        self.order, self.start, self.stop = order, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return (self.order(step).tolist() for step in range(self.start, self.stop))
+
+
+def _as_is(batch):
+    """The worker's batch unchanged (it is already stacked)."""
+    return batch

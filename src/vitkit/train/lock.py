@@ -1,7 +1,8 @@
 """One run per run folder: an exclusive `fcntl.flock` on OUT/.vitkit.lock, held for the run's
 life. The OS drops it when the process ends, however it ends (so `--resume` after a crash or
 `kill -9` just works); a second run into the same folder is refused at once, with the PID
-of the run that holds it."""
+of the run that holds it. A forked child (a data-loading worker) drops its copy of the lock,
+so that workers outliving a killed run do not keep its folder locked."""
 
 from __future__ import annotations
 
@@ -11,6 +12,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 LOCK_NAME = ".vitkit.lock"
+_HELD: set[int] = set()  # descriptors of the locks this process holds
+
+
+def _drop_inherited_locks() -> None:
+    """In a forked child: point each inherited lock descriptor at /dev/null (the parent's
+    lock stays; the child no longer shares it)."""
+    for fd in _HELD:
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_inherited_locks)
 
 
 class RunFolderBusy(ValueError):
@@ -42,9 +58,11 @@ def run_folder_lock(out: str | os.PathLike) -> Iterator[Path]:
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
         handle.flush()
+        _HELD.add(handle.fileno())
         try:
             yield path
         finally:
+            _HELD.discard(handle.fileno())
             if created and [p.name for p in out.iterdir()] == [LOCK_NAME]:
                 path.unlink()  # nothing was written: leave no trace of the attempt
                 out.rmdir()

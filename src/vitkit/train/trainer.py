@@ -72,6 +72,7 @@ class TrainRun:
     log_every: int = 10
     compile: bool | None = None  # torch.compile the model (None: on for CUDA, off on the CPU)
     data_on_device: bool | None = None  # None: when it takes under half the free memory
+    workers: int | None = None  # processes decoding streamed shards (None: auto; 0: threads)
     objective: Classification | MaskedPatch | None = None  # None: classification
     grad_checkpointing: bool = False  # recompute block activations in the backward pass
     fsdp: bool = False  # shard parameters, gradients and optimizer state across ranks (FSDP2)
@@ -146,6 +147,7 @@ def train(run: TrainRun) -> TrainResult:
     plan = make_plan(run)
     state = start_or_resume(run, plan)
     net = _compiled(_data_parallel(state.model, plan), run, plan)
+    plan.feed.follow(functools.partial(step_indices, run, plan), state.step, plan.total_steps)
     metrics = MetricsLog(Path(run.out_dir), plan.dist.is_main,
                          state.step if run.resume else None)
     bar = tqdm(total=plan.total_steps, initial=state.step, desc=f"train {run.recipe.name}",
@@ -206,7 +208,7 @@ def make_plan(run: TrainRun) -> Plan:
     steps_per_epoch = len(data) // recipe.batch_size
     total_steps = max(1, math.ceil(recipe.epochs * steps_per_epoch))
     out = Path(run.out_dir)
-    feed = Feed(data, device, run.data_on_device)
+    feed = Feed(data, device, run.data_on_device, workers=run.workers)
     if dist.is_main:
         log.info("data: %s", feed.how)
     # Timed on each process, but every rank must compute in the same dtype: rank 0's.
@@ -330,11 +332,9 @@ def train_step(run: TrainRun, plan: Plan, state: State, net: nn.Module) -> torch
     """One optimizer step on this rank's share of the step's global batch, in `accum_steps`
     micro-batches; returns the mean loss, on the device (not read here: no host sync)."""
     recipe = run.recipe
-    indices = shard(batch_indices(len(run.train_set), recipe.batch_size, run.seed, state.step,
-                                  plan.steps_per_epoch), plan.dist)
+    indices = step_indices(run, plan, state.step)
     if state.step + 1 < plan.total_steps:
-        plan.feed.prefetch(shard(batch_indices(len(run.train_set), recipe.batch_size, run.seed,
-                                               state.step + 1, plan.steps_per_epoch), plan.dist))
+        plan.feed.prefetch(step_indices(run, plan, state.step + 1))
     torch.manual_seed(step_seed(run.seed, state.step, plan.dist.rank))
     images, targets = plan.feed.get(indices)
     micro_batches = list(zip(images.chunk(recipe.accum_steps), targets.chunk(recipe.accum_steps),
@@ -358,6 +358,12 @@ def train_step(run: TrainRun, plan: Plan, state: State, net: nn.Module) -> torch
     if state.ema is not None:
         state.ema.update_parameters(state.model)
     return loss_sum / len(micro_batches)
+
+
+def step_indices(run: TrainRun, plan: Plan, step: int) -> torch.Tensor:
+    """This rank's sample indices at `step`."""
+    return shard(batch_indices(len(run.train_set), run.recipe.batch_size, run.seed, step,
+                               plan.steps_per_epoch), plan.dist)
 
 
 def batch_indices(size: int, batch: int, seed: int, step: int, steps_per_epoch: int
