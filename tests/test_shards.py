@@ -93,6 +93,25 @@ def test_training_from_streamed_shards_resumes_bitwise_and_matches_memory(shards
         assert torch.equal(tensor, states[2]["model"][key]), key
 
 
+def test_decoding_on_the_device_gives_the_pixels_of_pillow(shards):
+    """The nvJPEG path (torchvision.io.decode_jpeg, here on the CPU) through Feed: PNGs
+    exactly as Pillow decodes them, the JPEG (no reduced-scale DCT) within a few levels."""
+    from vitkit.train.feed import Feed
+
+    streamed = load_splits(str(shards), img_size=8, memory_budget=0).train
+    jpeg = next(i for i in range(len(streamed)) if streamed.read(i)[:2] == b"\xff\xd8")
+    indices = torch.tensor([0, jpeg, 5, 20])
+    feed = Feed(streamed, torch.device("cpu"), decode_on_device=True)
+    assert feed.decode_on_device and "decode_jpeg" in feed.how
+    images, targets = feed.get(indices)
+    expected = streamed.images[indices]
+    assert images.shape == expected.shape and torch.equal(targets, streamed.targets[indices])
+    assert torch.equal(images[[0, 2, 3]], expected[[0, 2, 3]])
+    difference = (images[1].float() - expected[1].float()).abs().mean()
+    assert jpeg not in (0, 5, 20) and 0 < difference < 8  # Pillow's draft decode differs
+    feed.close()
+
+
 def test_eval_reads_shards(shards, tmp_path, capsys):
     model = create_model("vit_digits_patch2_8", in_chans=3, num_classes=2, img_size=8, **TINY)
     import vitkit

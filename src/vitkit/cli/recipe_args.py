@@ -138,6 +138,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-on-device", choices=("auto", "on", "off"), default="auto",
                         help="keep the decoded dataset on the training device (auto: when it "
                         "takes under half the free memory; off: stream batches from host memory)")
+    parser.add_argument("--decode-on-device", choices=("auto", "on", "off"), default="auto",
+                        help="decode streamed JPEG shards on the training device with nvJPEG "
+                        "(auto: on a GPU; off: in --workers processes)")
     parser.add_argument("--memory-budget", type=float, default=None, metavar="GIB",
                         help="a shard folder (vitkit shards) is decoded into memory when it "
                         "fits this many GiB, else read per batch (default: a quarter of the "

@@ -152,7 +152,7 @@ def run_training(model: VisionTransformer, splits: DataSplits, recipe: Recipe,
         mean=mean, std=std, save_every=args.save_every, resume=args.resume,
         stop_after=args.stop_after, progress=not args.no_progress, log_every=args.log_every,
         compile=_choice(args.compile), data_on_device=_choice(args.data_on_device),
-        workers=args.workers,
+        workers=args.workers, decode_on_device=_choice(args.decode_on_device),
         objective=objective, grad_checkpointing=args.grad_checkpointing,
         fsdp=args.fsdp,
     )

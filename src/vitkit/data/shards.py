@@ -1,8 +1,9 @@
 """Datasets larger than memory: images kept encoded in WebDataset-style `.tar` shards
 (`KEY.jpg`/`.png` + `KEY.cls`), with a table of every member's offset beside them, so any
-sample can be read by index without unpacking. Decoding happens per batch, in threads, as
-training asks for it; the batch order stays a pure function of (seed, step), so a resumed
-run reads exactly the batches an uninterrupted one would.
+sample can be read by index without unpacking. Decoding happens per batch, in worker processes
+or threads, or on the GPU (nvJPEG through torchvision), as training asks for it; the batch
+order stays a pure function of (seed, step), so a resumed run reads exactly the batches an
+uninterrupted one would.
 
     DIR/index.json              classes, image size bound, per split: count and shards
     DIR/{split}-000000.tar      the encoded images and their labels
@@ -206,6 +207,27 @@ class ShardedImages:
         """Samples `indices` as one uint8 (B, C, H, W) batch, decoded one after the other
         (in a worker process, which is itself one of several decoding in parallel)."""
         return torch.stack([self.decode(int(index)) for index in indices])
+
+    def decode_on(self, indices: Sequence[int], device: torch.device | str) -> torch.Tensor:
+        """Samples `indices` as one uint8 batch on `device`, the JPEGs decoded there together
+        by `torchvision.io.decode_jpeg` (nvJPEG on a GPU; EXIF orientation applied) and
+        resized there; other formats are decoded by Pillow. Pixels can differ from `decode`'s
+        by the decoders' rounding (and its reduced-scale DCT), not by geometry."""
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        encoded = [self.read(int(index)) for index in indices]
+        jpegs = [i for i, data in enumerate(encoded) if data[:2] == b"\xff\xd8"]
+        mode = ImageReadMode.GRAY if self.mode == "L" else ImageReadMode.RGB
+        try:
+            decoded = decode_jpeg([torch.frombuffer(bytearray(encoded[i]), dtype=torch.uint8)
+                                   for i in jpegs], mode=mode, device=device,
+                                  apply_exif_orientation=True) if jpegs else []
+        except RuntimeError:  # a JPEG this decoder can't read (CMYK, say): Pillow does them all
+            jpegs, decoded = [], []
+        pixels = dict(zip(jpegs, decoded, strict=True))
+        return torch.stack([
+            resize_crop(pixels[i], self.size, self.crop_pct, self.interpolation) if i in pixels
+            else self.decode(int(indices[i])).to(device) for i in range(len(encoded))])
 
     def read(self, index: int) -> bytes:
         """The encoded bytes of sample `index` (one positioned read; threads may share it)."""

@@ -36,18 +36,24 @@ class Feed:
     A sharded dataset (`ShardedImages`) is always streamed: each batch is read and decoded in
     the background while the previous one trains.
     `how` says which was chosen and why, for the run's log.
-    `workers` decoding processes for streamed shards (None: the cores, at most 8; 0: threads).
+    `workers` decoding processes for streamed shards (None: the cores, at most 8; 0: threads);
+    `decode_on_device` decodes streamed JPEGs on the device instead (None: on a GPU).
     """
 
     def __init__(self, data: ImageTensorDataset | ShardedImages, device: torch.device,
                  on_device: bool | None = None, fraction: float = 0.5,
-                 workers: int | None = None) -> None:
+                 workers: int | None = None, decode_on_device: bool | None = None) -> None:
         self.device = device
         self._loader: Iterator | None = None
-        self.workers = 0
+        self.workers, self.decode_on_device = 0, False
         if not isinstance(data.images, torch.Tensor):  # images decoded per batch from disk
-            self.workers = default_workers() if workers is None else workers
-            by = f"{self.workers} worker processes" if self.workers else "background threads"
+            self.decode_on_device = (device.type == "cuda" if decode_on_device is None
+                                     else decode_on_device)
+            self.workers = 0 if self.decode_on_device else (
+                default_workers() if workers is None else workers)
+            by = (f"{device} (JPEGs, torchvision.io.decode_jpeg)" if self.decode_on_device
+                  else f"{self.workers} worker processes" if self.workers
+                  else "background threads")
             self.on_device, self.how = False, (
                 f"streamed from {len(getattr(data, 'files', []))} shard(s), decoded per batch "
                 f"by {by}")
@@ -97,6 +103,9 @@ class Feed:
         if self.on_device:
             index = indices.to(self.device, non_blocking=True)
             return self.images.index_select(0, index), self.targets.index_select(0, index)
+        if self.decode_on_device:
+            return (self.data.decode_on(indices.tolist(), self.device),
+                    self.targets.index_select(0, indices).to(self.device, non_blocking=True))
         if self._loader is not None:
             decoded, images, targets = next(self._loader)
             if not torch.equal(decoded, indices):
@@ -118,7 +127,7 @@ class Feed:
 
     def prefetch(self, indices: torch.Tensor) -> None:
         """Start copying the batch at `indices` in the background (streaming by threads)."""
-        if not self.on_device and self._loader is None:
+        if not self.on_device and self._loader is None and not self.decode_on_device:
             self._pending = (indices, self._pool.submit(self._copy, indices))
 
     def _copy(self, indices: torch.Tensor):

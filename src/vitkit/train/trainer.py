@@ -73,6 +73,7 @@ class TrainRun:
     compile: bool | None = None  # torch.compile the model (None: on for CUDA, off on the CPU)
     data_on_device: bool | None = None  # None: when it takes under half the free memory
     workers: int | None = None  # processes decoding streamed shards (None: auto; 0: threads)
+    decode_on_device: bool | None = None  # streamed JPEGs decoded by nvJPEG (None: on CUDA)
     objective: Classification | MaskedPatch | None = None  # None: classification
     grad_checkpointing: bool = False  # recompute block activations in the backward pass
     fsdp: bool = False  # shard parameters, gradients and optimizer state across ranks (FSDP2)
@@ -208,7 +209,8 @@ def make_plan(run: TrainRun) -> Plan:
     steps_per_epoch = len(data) // recipe.batch_size
     total_steps = max(1, math.ceil(recipe.epochs * steps_per_epoch))
     out = Path(run.out_dir)
-    feed = Feed(data, device, run.data_on_device, workers=run.workers)
+    feed = Feed(data, device, run.data_on_device, workers=run.workers,
+                decode_on_device=run.decode_on_device)
     if dist.is_main:
         log.info("data: %s", feed.how)
     # Timed on each process, but every rank must compute in the same dtype: rank 0's.
