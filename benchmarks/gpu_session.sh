@@ -21,4 +21,5 @@ timeout 400 python benchmarks/cifar10_speedrun.py --device cuda --minutes 2 --da
     --out /tmp/speedrun --results "$results" || echo "speedrun stopped by its timeout"
 python -m vitkit bench --model vit_base_patch16_224 --batch-size 256 --mode inference train \
     --precision bf16 --peers timm --compile --results "$results" || true
+python benchmarks/loader_throughput.py --device cuda --count 1000 --results "$results" || true
 echo; echo "== results"; cat "$results"

@@ -4,6 +4,7 @@ crop) from shards that `vitkit shards --img-size 256` wrote of photo-sized JPEGs
 
     python benchmarks/loader_throughput.py                       # 2,000 generated 500x375 photos
     python benchmarks/loader_throughput.py --photos /path/to/jpegs --threads 1 2
+    python benchmarks/loader_throughput.py --device cuda         # batched nvJPEG (decode_on)
 
 Target (issue 13): >= 400 images/s per core. Appends to benchmarks/RESULTS.md.
 """
@@ -45,6 +46,8 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="cpu", help="cuda: decode on the GPU instead "
+                        "(torchvision.io.decode_jpeg, batched), reported as threads 0")
     parser.add_argument("--results", default=str(Path(__file__).with_name("RESULTS.md")))
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -54,16 +57,25 @@ def main() -> int:
                                                                           args.count)
         write_shards({"train": [(f, 0) for f in files]}, ["photo"], work / "shards", 256)
         lines = []
-        for threads in args.threads:
-            data = ShardedImages(work / "shards", "train", 224, workers=threads)
+        for threads in ([0] if args.device != "cpu" else args.threads):
+            data = ShardedImages(work / "shards", "train", 224, workers=max(threads, 1))
             order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
-            data.images[order[:args.batch_size]]  # warm-up (and the page cache)
+
+            def batch(indices: torch.Tensor, data=data) -> torch.Tensor:
+                if args.device == "cpu":
+                    return data.images[indices]
+                return data.decode_on(indices.tolist(), args.device)
+
+            batch(order[:args.batch_size])  # warm-up (and the page cache)
             start = time.perf_counter()
             for begin in range(0, len(data), args.batch_size):
-                data.images[order[begin:begin + args.batch_size]]
+                batch(order[begin:begin + args.batch_size])
+            if args.device != "cpu":
+                torch.cuda.synchronize()
             rate = len(data) / (time.perf_counter() - start)
             lines.append(f"| {datetime.date.today()} | {machine_description(torch.device('cpu'))}"
-                         f" | {len(data)} | {threads} | {rate:.0f} | {rate / threads:.0f} |")
+                         f" | {len(data)} | {threads or args.device} | {rate:.0f} | "
+                         f"{rate / max(threads, 1):.0f} |")
             print(lines[-1], flush=True)
     command = "python benchmarks/loader_throughput.py " + " ".join(sys.argv[1:])
     with open(args.results, "a") as handle:
