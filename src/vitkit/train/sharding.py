@@ -78,3 +78,29 @@ def submodule_weights(full: dict[str, torch.Tensor], model: nn.Module, part: nn.
         return full
     prefix = next(name for name, module in model.named_modules() if module is part) + "."
     return {key[len(prefix):]: value for key, value in full.items() if key.startswith(prefix)}
+
+
+def check_fsdp(fsdp: bool, ema: bool, dist: DistInfo) -> None:
+    """--fsdp needs several ranks and no EMA (a second full model on every rank)."""
+    if not fsdp:
+        return
+    if not dist.enabled:
+        raise ValueError("--fsdp shards the model across processes: launch with torchrun "
+                         "--nproc-per-node N (N >= 2), or train without --fsdp")
+    if ema:
+        raise ValueError("--fsdp keeps no EMA of the weights (it would be a full copy on every "
+                         "rank); pass --no-ema")
+
+
+def restore_weights(model: nn.Module, optimizer: torch.optim.Optimizer,
+                    saved: dict[str, Any], fsdp: bool) -> None:
+    """The saved model and optimizer state, into a sharded or a plain model as it was saved
+    (any number of ranks: a sharded run's state is saved whole)."""
+    if bool(saved.get("fsdp")) != fsdp:
+        was = "with" if saved.get("fsdp") else "without"
+        raise ValueError(f"this run was trained {was} --fsdp; resume it {was} --fsdp")
+    if fsdp:
+        load_full_state(model, optimizer, saved["model"], saved["optimizer"])
+    else:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])

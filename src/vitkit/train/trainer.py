@@ -45,7 +45,14 @@ from .objectives import Classification, MaskedPatch
 from .optim import build_optimizer, lr_at, set_lr
 from .precision import training_dtype
 from .recipes import Recipe
-from .sharding import full_state, is_sharded, load_full_state, shard_model, submodule_weights
+from .sharding import (
+    check_fsdp,
+    full_state,
+    is_sharded,
+    restore_weights,
+    shard_model,
+    submodule_weights,
+)
 from .watch import Clock, LossWatch
 
 log = logging.getLogger("vitkit")
@@ -195,7 +202,7 @@ def make_plan(run: TrainRun) -> Plan:
     dist = init_from_env(device)
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
-    _check_fsdp(run, dist)
+    check_fsdp(run.fsdp, run.recipe.ema, dist)
     if run.mean is None or run.std is None:
         run.mean, run.std = channel_stats(data.images)
     model.to(device)
@@ -242,18 +249,6 @@ def _check_data(data: ImageTensorDataset, model: VisionTransformer, batch: int,
                          f"{model.config.num_classes}")
 
 
-def _check_fsdp(run: TrainRun, dist: DistInfo) -> None:
-    """--fsdp needs several ranks and no EMA (a second full model on every rank)."""
-    if not run.fsdp:
-        return
-    if not dist.enabled:
-        raise ValueError("--fsdp shards the model across processes: launch with torchrun "
-                         "--nproc-per-node N (N >= 2), or train without --fsdp")
-    if run.recipe.ema:
-        raise ValueError("--fsdp keeps no EMA of the weights (it would be a full copy on every "
-                         "rank); pass --no-ema")
-
-
 def start_or_resume(run: TrainRun, plan: Plan) -> State:
     """A fresh optimizer and EMA, or everything restored from OUT/state with --resume; a
     run folder that already holds a run needs --resume. With --fsdp the model is sharded
@@ -268,7 +263,7 @@ def start_or_resume(run: TrainRun, plan: Plan) -> State:
         remove_stale_temporaries(plan.state_dir)
         remove_stale_temporaries(plan.checkpoint_dir)
         saved = load_state(plan.state_dir)
-        _restore_weights(model, optimizer, saved, run.fsdp)
+        restore_weights(model, optimizer, saved, run.fsdp)
         if ema is not None and saved.get("ema") is not None:
             ema.load_state_dict(saved["ema"])
         set_rng_state(saved["rng"])
@@ -291,20 +286,6 @@ def start_or_resume(run: TrainRun, plan: Plan) -> State:
         out.mkdir(parents=True, exist_ok=True)
         (out / "recipe.json").write_text(run.recipe.to_json())
     return state
-
-
-def _restore_weights(model: nn.Module, optimizer: torch.optim.Optimizer,
-                     saved: dict[str, Any], fsdp: bool) -> None:
-    """The saved model and optimizer state, into a sharded or a plain model as it was saved
-    (any number of ranks: a sharded run's state is saved whole)."""
-    if bool(saved.get("fsdp")) != fsdp:
-        was = "with" if saved.get("fsdp") else "without"
-        raise ValueError(f"this run was trained {was} --fsdp; resume it {was} --fsdp")
-    if fsdp:
-        load_full_state(model, optimizer, saved["model"], saved["optimizer"])
-    else:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
 
 
 def _data_parallel(model: VisionTransformer, plan: Plan) -> nn.Module:
