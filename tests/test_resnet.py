@@ -137,3 +137,27 @@ def test_bit_resnet_baseline_trains_saves_and_loads(tmp_path) -> None:
     assert new_head.config.num_classes == 5
     with pytest.raises(CheckpointError, match="holds a bit_resnet26, not a resnet18"):
         vitkit.create_model("resnet18", pretrained=tmp_path / "bit")
+
+
+@pytest.mark.parametrize("name, blocks", [("resnet20", 3), ("resnet56", 9)])
+def test_cifar_resnets_have_he_et_al_s_three_stages(name, blocks, tmp_path) -> None:
+    model = vitkit.create_model(name).eval()
+    assert model.config.img_size == (32, 32) and model.config.num_classes == 10
+    stages = [model.layer1, model.layer2, model.layer3]
+    assert [len(stage) for stage in stages] == [blocks] * 3
+    assert [stage[-1].conv2.out_channels for stage in stages] == [16, 32, 64]
+    assert isinstance(model.layer4, torch.nn.Identity)
+    convs = [m for m in model.modules()
+             if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+    assert len(convs) + 1 == 6 * blocks + 2  # 6n + 2 weighted layers (3x3 convs and the fc)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert model.forward_features(x).shape == (2, 64, 8, 8)
+    vitkit.save_pretrained(model, tmp_path / "ck")
+    again = vitkit.load_pretrained(tmp_path / "ck")
+    assert max_diff(logits(again, x), logits(model, x)) == 0
+    again.reset_classifier(3)
+    assert again.fc.weight.shape == (3, 64) and again.fc.weight.abs().sum() == 0
+    other = "resnet56" if name == "resnet20" else "resnet20"
+    with pytest.raises(CheckpointError, match=f"holds a {name}, not a {other}"):
+        vitkit.create_model(other, pretrained=tmp_path / "ck")
