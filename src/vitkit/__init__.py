@@ -6,9 +6,10 @@ line's `--version`, `--help` and `models` start without importing torch.
 
 from __future__ import annotations
 
-import importlib as _importlib
 import os as _os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .lazy import lazy_attributes
 
 # OpenMP threads that sleep instead of spinning while waiting: on a small shared CPU, spinning
 # threads make a busy machine up to 10x slower (measured: a digits ViT step 0.15 s -> 1.2 s at
@@ -46,10 +47,4 @@ __all__ = [
     "save_pretrained",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'vitkit' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY, globals())

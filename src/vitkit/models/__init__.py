@@ -3,9 +3,9 @@ their configuration presets."""
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ..lazy import lazy_attributes
 from .config import (
     PRESETS,
     BiTResNetConfig,
@@ -36,14 +36,7 @@ _LAZY = {"resample_pos_embed": "layers", "evaluating": "modes", "MLP": "vit",
          "MaskedPatchPrediction": "masked", "BiTResNetClassifier": "resnet", "ResNet": "resnet",
          "ARCHITECTURES": "build", "architecture_of": "build", "build_model": "build",
          "config_class": "build", "is_transformer": "build"}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY, globals())
 
 
 __all__ = [
