@@ -2,7 +2,8 @@
 50,000 training images without labels, fine-tune it on a class-balanced 10% of the labels,
 and compare with the same ViT trained from scratch on the same 10% with the same recipe and
 number of epochs. Both are tested on the 10,000 test images. Every step is a vitkit command,
-as a user would run it; the table is printed and appended to benchmarks/RESULTS.md.
+as a user would run it; the table is printed and appended to benchmarks/RESULTS.md with the
+date, the machine and the command.
 
     tar xzf ../shared/data/cifar10-png.tar.gz -C /tmp      # -> /tmp/cifar10/{train,test}
     python benchmarks/cifar10_masked_patch.py --cifar /tmp/cifar10 --work /tmp/vitkit-mpp \
@@ -12,14 +13,14 @@ as a user would run it; the table is printed and appended to benchmarks/RESULTS.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
 import random
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from vitkit.bench.throughput import append_results
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -83,21 +84,19 @@ def main() -> None:
     scratch, scratch_s = vitkit("train", "--model", args.model, "--out", str(work / "scratch"),
                                 *budget)
     gain = tuned["test_top1"] - scratch["test_top1"]
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                if line.startswith("model name")), "unknown CPU")
-    row = (f"| {datetime.date.today()} | {cpu}, {os.cpu_count()} cores | {args.model} | "
-           f"{args.pretrain_epochs:g} ({pre_s / 60:.1f} min) | {labelled:,} | "
+    row = (f"| {args.model} | {args.pretrain_epochs:g} ({pre_s / 60:.1f} min) | {labelled:,} | "
            f"{args.finetune_epochs:g} | {scratch['test_top1']:.4f} ({scratch_s / 60:.1f} min) | "
            f"{tuned['test_top1']:.4f} ({tuned_s / 60:.1f} min) | **{gain * 100:+.1f}** |")
-    header = ("| date | machine | model | MPP pre-training epochs on 50,000 unlabelled (time) | "
+    header = ("| model | MPP pre-training epochs on 50,000 unlabelled (time) | "
               "labelled images | fine-tuning epochs | from scratch, test top-1 (time) | "
               "MPP + fine-tuning, test top-1 (time) | gain, points |")
     print(header)
     print(row)
     print(f"pre-training: {json.dumps(pre)}")
     if not args.no_record:
-        with RESULTS.open("a") as handle:
-            handle.write(f"\n{row}\n")
+        append_results(RESULTS, "Masked patch prediction on CIFAR-10, 10% of the labels",
+                       "python benchmarks/cifar10_masked_patch.py " + " ".join(sys.argv[1:]),
+                       header, [row])
 
 
 if __name__ == "__main__":

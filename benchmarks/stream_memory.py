@@ -6,7 +6,7 @@ quality 90), writes it as shards with `vitkit shards`, then trains `vit_tiny_pat
 a quarter (or less) of the decoded size, so the data is streamed and decoded by worker
 processes. Reports the peak resident memory that `time -v` measures (the largest process) and
 the peak of the summed proportional set size (PSS) of the trainer and its workers, sampled from
-/proc, and appends both to benchmarks/RESULTS.md.
+/proc, and appends both to benchmarks/RESULTS.md with the date, the machine and the command.
 
     python benchmarks/stream_memory.py --cifar ../shared/data/cifar10-png.tar.gz \
         --work /tmp/vitkit-stream --count 50000 --steps 200 --budget 1.5
@@ -15,10 +15,8 @@ the peak of the summed proportional set size (PSS) of the trainer and its worker
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -29,6 +27,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from PIL import Image
+
+from vitkit.bench.throughput import append_results
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -144,20 +144,19 @@ def main() -> None:
     if args.prepare_only:
         return
     result = train(shards, args.work, args)
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                if line.startswith("model name")), platform.processor())
-    line = (f"| {datetime.date.today()} | {cpu}, {os.cpu_count()} cores | {result['images']:,} "
-            f"| {result['decoded_gib']:.2f} | {args.budget} | {result['steps']} | "
-            f"{result['wall_s'] / 60:.1f} | {result['images_per_s']:.1f} | "
+    line = (f"| {result['images']:,} | {result['decoded_gib']:.2f} | {args.budget} | "
+            f"{result['steps']} | {result['wall_s'] / 60:.1f} | {result['images_per_s']:.1f} | "
             f"**{result['max_rss_gib']:.2f}** | {result['peak_pss_gib']:.2f} |")
+    header = ("| JPEGs | decoded GiB | budget GiB | steps | minutes | img/s "
+              "| max RSS GiB (time -v) | peak PSS GiB (trainer + workers) |")
     print(result["how"])
-    print("| date | machine | JPEGs | decoded GiB | budget GiB | steps | minutes | img/s "
-          "| max RSS GiB (time -v) | peak PSS GiB (trainer + workers) |")
+    print(header)
     print(line)
     print(f"command: {result['command']}")
     if not args.no_record:
-        with RESULTS.open("a") as handle:
-            handle.write(f"\n{line}\n")
+        append_results(RESULTS, "Data larger than memory, streamed (benchmarks/stream_memory.py)",
+                       "python benchmarks/stream_memory.py " + " ".join(sys.argv[1:])
+                       + f"  # trains with: {result['command']}", header, [line])
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 import platform
 import statistics
 from dataclasses import dataclass
@@ -112,3 +113,15 @@ def results_header(command: str, device: torch.device, peaks: dict[str, float]) 
         f"- date: {today}\n- machine: {machine_description(device)}\n"
         f"- command: `{command}`\n- measured matmul peak (2048^2): {peak_text}\n"
     )
+
+
+def append_results(path: str | os.PathLike, title: str, command: str, header: str,
+                   rows: list[str]) -> None:
+    """Append a section to benchmarks/RESULTS.md: a title, the date, the CPU or GPU, the
+    command that gave the numbers, and a Markdown table (`header` names its columns)."""
+    today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    columns = header.count("|") - 1
+    with open(path, "a") as handle:
+        handle.write(f"\n## {title}\n\n{today}, {machine_description(torch.device('cpu'))}\n\n"
+                     f"    {command}\n\n{header}\n|{'---|' * columns}\n" + "\n".join(rows)
+                     + "\n")
