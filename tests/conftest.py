@@ -125,3 +125,28 @@ def private_cache(tmp_path, monkeypatch) -> Path:
     clear_memory_cache()
     yield tmp_path / "cache"
     clear_memory_cache()
+
+
+# The training flags of a quick CLI run: one epoch, no progress bar, no RandAugment, no warmup.
+FAST = ["--epochs", "1", "--no-progress", "--no-randaugment", "--warmup-epochs", "0"]
+
+
+def no_decoding(monkeypatch) -> None:
+    """Make any decoding of the data fail loudly: the checks must come first."""
+    import vitkit.data.sources as sources
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("data was decoded before the arguments were checked")
+
+    monkeypatch.setattr(sources, "decode_cached", refuse)
+    monkeypatch.setattr(sources, "_builtin", refuse)
+
+
+@pytest.fixture
+def run_folder(tmp_path):
+    """A folder laid out as `vitkit train --out` leaves it: checkpoint/ holds the model."""
+    model = vitkit.create_model("vit_digits_patch2_8", **{**TINY, "num_classes": 3, "in_chans": 3})
+    vitkit.save_pretrained(model, tmp_path / "run" / "checkpoint",
+                           class_names=["cat", "dog", "emu"])
+    (tmp_path / "run" / "state").mkdir()
+    return tmp_path / "run"

@@ -7,12 +7,11 @@ import pytest
 from PIL import Image
 
 import vitkit
-from tests.conftest import TINY, make_class_folder, one_line_error
+from tests.conftest import FAST, TINY, make_class_folder, one_line_error
 from vitkit.cli.main import main
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 
-FAST = ["--epochs", "1", "--no-progress", "--no-randaugment", "--warmup-epochs", "0"]
 
 
 def _undecodable_folder(root):

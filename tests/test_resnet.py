@@ -11,14 +11,13 @@ import torch
 import torchvision
 
 import vitkit
-from tests.conftest import logits, make_class_folder, max_diff, one_line_error
+from tests.conftest import FAST, logits, make_class_folder, max_diff, one_line_error
 from vitkit.cli.main import main
 from vitkit.errors import CheckpointError
 from vitkit.models import ResNet, get_config
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 
-FAST = ["--epochs", "1", "--no-progress", "--no-randaugment", "--warmup-epochs", "0"]
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet50"])

@@ -50,7 +50,7 @@ def test_resume_is_bitwise_identical(tmp_path):
 
 def test_starting_over_an_existing_run_needs_resume(tmp_path):
     train(_run(tmp_path, stop_after=1))
-    with pytest.raises(ValueError, match="--resume"):
+    with pytest.raises(ValueError, match="resume=True"):
         train(_run(tmp_path))
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         train(_run(tmp_path / "empty", resume=True))

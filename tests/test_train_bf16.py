@@ -55,11 +55,12 @@ def test_auto_precision_on_a_cpu_with_bf16_units_keeps_the_faster_and_caches_it(
         cache = tmp_path / f"{faster}.json"
         timed = []
 
-        def seconds(model, batch, dtype, faster=faster, timed=timed):
+        def seconds(model, count, device, dtype, objective, repeats, faster=faster,
+                    timed=timed):
             timed.append(dtype)
-            return 1.0 if (dtype == torch.bfloat16) == (faster == "bf16") else 2.0
+            return [1.0 if (dtype == torch.bfloat16) == (faster == "bf16") else 2.0] * repeats
 
-        monkeypatch.setattr(precision, "_step_seconds", seconds)
+        monkeypatch.setattr(precision, "pass_seconds", seconds)
         expected = torch.bfloat16 if faster == "bf16" else torch.float32
         device = torch.device("cpu")
         assert precision.training_dtype(model, "auto", device, 64, cache) == expected

@@ -10,13 +10,12 @@ import pytest
 from PIL import Image
 
 import vitkit
-from tests.conftest import TINY
+from tests.conftest import FAST, TINY
 from vitkit.cli.main import main
-from vitkit.cli.training import default_model
+from vitkit.train.defaults import default_model
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 
-FAST = ["--epochs", "1", "--no-progress", "--no-randaugment", "--warmup-epochs", "0"]
 
 
 def _image_folder(root, per_class=6, size=16):

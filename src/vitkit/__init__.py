@@ -23,12 +23,15 @@ if TYPE_CHECKING:
     from .infer.classifier import Classifier
     from .infer.optimize import optimize_for_inference
     from .models import VisionTransformer, ViTConfig, list_models
+    from .train.plan import PlannedRun, plan_training
     from .weights import load_pretrained, save_pretrained
 
 _LAZY = {
     "Classifier": "infer.classifier",
     "create_model": "factory",
     "optimize_for_inference": "infer.optimize",
+    "PlannedRun": "train.plan",
+    "plan_training": "train.plan",
     "VisionTransformer": "models",
     "ViTConfig": "models",
     "list_models": "models",
@@ -38,12 +41,14 @@ _LAZY = {
 
 __all__ = [
     "Classifier",
+    "PlannedRun",
     "ViTConfig",
     "VisionTransformer",
     "create_model",
     "list_models",
     "load_pretrained",
     "optimize_for_inference",
+    "plan_training",
     "save_pretrained",
 ]
 

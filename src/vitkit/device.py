@@ -51,6 +51,16 @@ def default_dtype(device: torch.device | str, fp32: bool = False) -> torch.dtype
     return torch.bfloat16 if has_fast_bf16(device) else torch.float32
 
 
+def evaluation_dtype(device: torch.device | str) -> torch.dtype:
+    """The dtype every reported accuracy is computed in (`vitkit eval`, a run's validation
+    and its final test): fp32 on the CPU, so the number is the same whichever CPU computes
+    it; bf16 on a GPU that is native at it."""
+    import torch
+
+    device = torch.device(device)
+    return default_dtype(device) if device.type == "cuda" else torch.float32
+
+
 PRECISIONS = ("auto", "fp32", "bf16")
 
 

@@ -26,8 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--data-dir", default=None, help="where torchvision data sets are")
     parser.add_argument("--cache-dir", default=None, help="decoded-image cache folder")
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--fp32", action="store_true",
-                        help="compute in fp32 even where bf16 is native")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="auto: fp32 on the CPU (the same number on every CPU, and the "
+                        "number a training run reports), bf16 on a GPU that is native at it")
+    parser.add_argument("--fp32", dest="precision", action="store_const", const="fp32",
+                        help="the same as --precision fp32")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: best)")
     parser.add_argument("--out", default=None, help="folder for metrics.json and the PNG")
     parser.add_argument("--no-progress", action="store_true",
@@ -91,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from vitkit.data import load_splits, source_classes
-    from vitkit.device import default_device, default_dtype
+    from vitkit.device import default_device, evaluation_dtype, resolve_dtype
     from vitkit.files import write_json
     from vitkit.infer import evaluate
     from vitkit.weights import load_pretrained, run_checkpoint
@@ -112,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
     if dataset.num_classes != model.config.num_classes:
         raise CommandError(f"the data has {dataset.num_classes} classes but the model predicts "
                            f"{model.config.num_classes}")
-    dtype = default_dtype(device, fp32=args.fp32)
+    dtype = (evaluation_dtype(device) if args.precision == "auto"
+             else resolve_dtype(device, args.precision))
     metrics = evaluate(model, dataset, batch_size=args.batch_size, dtype=dtype, device=device)
     checkpoint = run_checkpoint(args.checkpoint).resolve()
     out = Path(args.out) if args.out else (

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import sys
 
 from vitkit.errors import TrainingError
@@ -49,6 +50,59 @@ def one_line(error: BaseException) -> str:
     return message or type(error).__name__
 
 
+# A library argument in a message: `batch_size=12`, `precision='fp32'`, `resume=True`, `lr=`.
+_ARGUMENT = re.compile(r"\b([a-z][a-z0-9_]*)=('[^']*'|\"[^\"]*\"|[^\s,;:)'\"]*)")
+
+
+def as_flags(message: str, parser: argparse.ArgumentParser | None) -> str:
+    """`message` with the library's argument names written as this command's flags
+    (`batch_size=12` -> `--batch-size 12`, `resume=True` -> `--resume`, `ema=False` ->
+    `--no-ema`); names the command has no flag for are left as they are."""
+    if parser is None:
+        return message
+    options: dict[str, argparse.Action] = {}
+    for action in parser._actions:  # the first flag of a dest is its own (--precision, --fp32)
+        if action.option_strings:
+            options.setdefault(action.dest, action)
+
+    def flag(match: re.Match) -> str:
+        action = options.get(match[1])
+        if action is None:
+            return match[0]
+        value = match[2].strip("'\"")
+        long = [o for o in action.option_strings if o.startswith("--") and
+                not o.startswith("--no-")]
+        name = long[0] if long else action.option_strings[0]
+        if value in ("True", "False") and action.nargs == 0:
+            if value == "True":
+                return name
+            negated = [o for o in action.option_strings if o.startswith("--no-")]
+            return negated[0] if negated else f"no {name}"
+        return f"{name} {value}" if value else name
+
+    return _ARGUMENT.sub(flag, message)
+
+
+class _FlagsInLog(logging.Filter):
+    """vitkit's log lines with library argument names as the command's flags."""
+
+    def __init__(self, parser: argparse.ArgumentParser | None) -> None:
+        super().__init__()
+        self.parser = parser
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = as_flags(record.getMessage(), self.parser), None
+        return True
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str
+               ) -> argparse.ArgumentParser | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices.get(command)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     # vitkit's own notes at INFO; other libraries (httpx, huggingface_hub) at WARNING only.
@@ -59,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    command = _subparser(parser, args.command)
+    flags_in_log = _FlagsInLog(command)
+    logging.getLogger("vitkit").addFilter(flags_in_log)
     try:
         result = args.func(args)
     except KeyboardInterrupt:
@@ -68,8 +125,11 @@ def main(argv: list[str] | None = None) -> int:
             PermissionError) as e:
         if os.environ.get("VITKIT_DEBUG"):
             raise
-        print(f"vitkit {args.command}: error: {one_line(e)}", file=sys.stderr)
+        print(f"vitkit {args.command}: error: {as_flags(one_line(e), command)}",
+              file=sys.stderr)
         return 2
+    finally:
+        logging.getLogger("vitkit").removeFilter(flags_in_log)
     return int(result or 0)
 
 

@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
-import os
 import typing
-from pathlib import Path
 
 from vitkit.device import PRECISIONS
-from vitkit.train.recipes import Recipe, get_recipe, list_recipes
+from vitkit.train.recipes import Recipe, list_recipes
 
 HELP = {
     "epochs": "training epochs (fractions allowed)",
@@ -45,62 +42,10 @@ def add_recipe_options(parser: argparse.ArgumentParser, default_recipe: str) -> 
                                metavar=field.name.upper())
 
 
-def recipe_from_args(args: argparse.Namespace, **defaults: object) -> Recipe:
-    """The chosen recipe with command-line overrides; `defaults` apply unless given. A
-    recipe.json saved by a run is taken as it is (no defaults), so the run can be repeated."""
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Recipe)
-                 if f.name != "name" and getattr(args, f.name, None) is not None}
-    if is_recipe_file(args.recipe):
-        return read_recipe(args.recipe).replace(**overrides)
-    if args.recipe not in list_recipes():
-        raise ValueError(f"unknown recipe {args.recipe!r}: give one of "
-                         f"{', '.join(list_recipes())}, or a recipe.json file")
-    recipe = get_recipe(args.recipe, **{**defaults, **overrides})
-    return fit_warmup(recipe, given="warmup_epochs" in overrides)
-
-
-# The most of a run that warmup takes when --warmup-epochs is not given (the paper's
-# fine-tuning warms up for 1 of 10 epochs; DeiT for 5 of 300).
-WARMUP_SHARE = 0.1
-
-
-def fit_warmup(recipe: Recipe, given: bool) -> Recipe:
-    """The recipe's warmup capped to WARMUP_SHARE of a short run, unless the user chose it;
-    a warning when the user's own warmup takes more than half of the run (the learning rate
-    then barely decays, or never does)."""
-    if not given and recipe.warmup_epochs > WARMUP_SHARE * recipe.epochs:
-        return recipe.replace(warmup_epochs=round(WARMUP_SHARE * recipe.epochs, 4))
-    if given and recipe.warmup_epochs > 0.5 * recipe.epochs:
-        decay = max(recipe.epochs - recipe.warmup_epochs, 0)
-        logging.getLogger("vitkit").warning(
-            "--warmup-epochs %g is more than half of the %g epochs: the learning rate decays "
-            "over the last %g epochs only%s; use a shorter warmup or more --epochs",
-            recipe.warmup_epochs, recipe.epochs, decay,
-            " (not at all: the run ends at the peak)" if decay == 0 else "")
-    return recipe
-
-
-def is_recipe_file(recipe: str) -> bool:
-    """Whether --recipe names a file (a saved recipe.json) rather than a named recipe."""
-    return recipe.endswith(".json") or os.path.sep in recipe or os.path.isfile(recipe)
-
-
-def read_recipe(path: str) -> Recipe:
-    """A recipe.json written by an earlier run (`Recipe.to_json`), checked field by field."""
-    import json
-
-    try:
-        document = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"--recipe {path}: no such file") from None
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ValueError(f"--recipe {path} is not a JSON recipe ({error})") from error
-    if not isinstance(document, dict):
-        raise ValueError(f"--recipe {path} holds a JSON {type(document).__name__}, not a recipe")
-    try:
-        return Recipe.from_dict(document)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"--recipe {path}: {error}") from error
+def recipe_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The recipe fields given on the command line (the rest stay the recipe's)."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(Recipe)
+            if f.name != "name" and getattr(args, f.name, None) is not None}
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -155,6 +100,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="under torchrun: shard parameters, gradients and optimizer state "
                         "across the processes (PyTorch FSDP2), each holding 1/N; checkpoints are "
                         "saved whole. Needs --no-ema")
+    parser.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+                        help="fit the epochs (when --epochs is not given) to this many minutes "
+                        "(default: 30 on a CPU, 180 on a GPU)")
     parser.add_argument("--log-every", type=int, default=10,
                         help="read the loss from the device and log it every N steps (10)")
 

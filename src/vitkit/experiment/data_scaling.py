@@ -19,11 +19,9 @@ from typing import Any
 
 import torch
 
-from ..data import ImageTensorDataset
+from ..data import DataSplits, ImageTensorDataset
 from ..files import write_json
-from ..infer import evaluate
-from ..train import TrainRun, get_recipe, train
-from ..weights import load_pretrained
+from ..train import plan_training
 
 RESULTS_NAME = "results.json"
 PLOT_NAME = "data_scaling.png"
@@ -66,8 +64,6 @@ def balanced_subset(data: ImageTensorDataset, fraction: float, seed: int) -> Ima
 def run_experiment(experiment: Experiment) -> dict[str, Any]:
     """Train and test every (model, fraction, seed) not already in results.json; returns the
     results (also written to OUT/results.json) and draws OUT/data_scaling.png."""
-    from ..factory import create_model
-
     out = Path(experiment.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results = _read_results(out)
@@ -76,7 +72,7 @@ def run_experiment(experiment: Experiment) -> dict[str, Any]:
     if stored and any(stored.get(k) != setup[k] for k in ("images_seen", "recipe",
                                                           "recipe_overrides", "model_overrides")):
         raise ValueError(f"{out} holds an experiment with another budget or recipe; choose "
-                         "another --out, or repeat the same settings to continue it")
+                         "another out_dir=, or repeat the same settings to continue it")
     results["setup"] = setup
     for model_name in experiment.models:
         for fraction in experiment.fractions:
@@ -85,8 +81,7 @@ def run_experiment(experiment: Experiment) -> dict[str, Any]:
                 if key in results["runs"]:
                     continue
                 subset = balanced_subset(experiment.train_set, fraction, seed)
-                results["runs"][key] = _one_run(experiment, model_name, subset, fraction, seed,
-                                                create_model)
+                results["runs"][key] = _one_run(experiment, model_name, subset, fraction, seed)
                 write_json(out / RESULTS_NAME, results)
     results["summary"] = summarise(results["runs"])
     write_json(out / RESULTS_NAME, results)
@@ -95,29 +90,25 @@ def run_experiment(experiment: Experiment) -> dict[str, Any]:
 
 
 def _one_run(experiment: Experiment, model_name: str, subset: ImageTensorDataset,
-             fraction: float, seed: int, create_model) -> dict[str, Any]:
+             fraction: float, seed: int) -> dict[str, Any]:
     """One training run on `subset` (resumed if its folder holds an interrupted one), then
-    its test accuracy on the whole test set."""
+    its test accuracy on the whole test set: `plan_training` with the budget's epochs."""
     folder = Path(experiment.out_dir) / "runs" / f"{model_name}_f{fraction:g}_s{seed}"
-    batch = min(experiment.batch_size, len(subset))
     epochs = experiment.images_seen / len(subset)
-    recipe = get_recipe(experiment.recipe, **{**(experiment.recipe_overrides or {}),
-                                              "batch_size": batch, "epochs": epochs})
-    recipe = recipe.replace(warmup_epochs=min(recipe.warmup_epochs, epochs / 10))
-    torch.manual_seed(seed)
-    model = create_model(model_name, num_classes=subset.num_classes,
-                         in_chans=subset.images.shape[1], img_size=tuple(subset.images.shape[-2:]),
-                         **(experiment.model_overrides or {}))
+    overrides = {**(experiment.recipe_overrides or {}),
+                 "batch_size": min(experiment.batch_size, len(subset)), "epochs": epochs}
     started = time.perf_counter()
-    result = train(TrainRun(model=model, train_set=subset, recipe=recipe, out_dir=folder,
-                            seed=seed, precision=experiment.precision,
-                            resume=(folder / "state" / "last.pt").exists(),
-                            progress=experiment.progress))
-    top1 = evaluate(load_pretrained(folder / "checkpoint"), experiment.test_set)["top1"]
+    planned = plan_training(
+        DataSplits(train=subset, val=None, test=experiment.test_set, name="subset"), folder,
+        model=model_name, recipe=experiment.recipe, overrides=overrides,
+        model_args=experiment.model_overrides, img_size=max(subset.images.shape[-2:]),
+        seed=seed, precision=experiment.precision,
+        resume=(folder / "state" / "last.pt").exists(), progress=experiment.progress)
+    summary = planned.fit()
     return {"model": model_name, "fraction": fraction, "seed": seed,
-            "train_images": len(subset), "epochs": round(epochs, 3), "steps": result.steps,
-            "test_top1": top1, "seconds": round(time.perf_counter() - started, 1),
-            "parameters": sum(p.numel() for p in model.parameters())}
+            "train_images": len(subset), "epochs": round(epochs, 3), "steps": summary["steps"],
+            "test_top1": summary["test_top1"], "seconds": round(time.perf_counter() - started, 1),
+            "parameters": sum(p.numel() for p in planned.model.parameters())}
 
 
 def summarise(runs: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

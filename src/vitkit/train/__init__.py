@@ -8,6 +8,7 @@ from ..errors import TrainingError
 from .recipes import RECIPES, Recipe, get_recipe, list_recipes
 
 if TYPE_CHECKING:
+    from .plan import PlannedRun, plan_training
     from .trainer import TrainResult, TrainRun, train
 
 
@@ -17,16 +18,22 @@ def __getattr__(name: str) -> Any:
         from . import trainer
 
         return getattr(trainer, name)
+    if name in ("PlannedRun", "plan_training"):
+        from . import plan
+
+        return getattr(plan, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
     "RECIPES",
+    "PlannedRun",
     "Recipe",
     "TrainResult",
     "TrainRun",
     "TrainingError",
     "get_recipe",
     "list_recipes",
+    "plan_training",
     "train",
 ]

@@ -55,7 +55,7 @@ def save_state(state: dict[str, Any], directory: Path) -> Path:
                 "no earlier checkpoint existed")
             raise TrainingError(
                 f"disk full while saving the checkpoint at step {state.get('step')}; {kept}. "
-                "Free some space and rerun with --resume."
+                "Free some space and rerun with resume=True."
             ) from error
         raise
     return path
@@ -66,7 +66,7 @@ def load_state(directory: Path) -> dict[str, Any]:
     path = directory / STATE_NAME
     if not path.exists():
         raise FileNotFoundError(
-            f"nothing to resume: no training state at {path}; run without --resume to start"
+            f"nothing to resume: no training state at {path}; start without resume=True"
         )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 LOCK_NAME = ".vitkit.lock"
 _HELD: set[int] = set()  # descriptors of the locks this process holds
+_FOLDERS: set[Path] = set()  # the run folders whose lock this process holds
 
 
 def _drop_inherited_locks() -> None:
@@ -23,6 +24,7 @@ def _drop_inherited_locks() -> None:
         os.dup2(devnull, fd)
         os.close(devnull)
     _HELD.clear()
+    _FOLDERS.clear()
 
 
 if hasattr(os, "register_at_fork"):
@@ -37,10 +39,14 @@ class RunFolderBusy(ValueError):
 def run_folder_lock(out: str | os.PathLike) -> Iterator[Path]:
     """Hold OUT's lock for the duration of the block (creating OUT if needed); raise
     RunFolderBusy naming the folder and the holder's PID when another process holds it. A
-    folder this call created and that is still empty afterwards is removed again."""
+    folder this call created and that is still empty afterwards is removed again. Taken
+    again by the process that holds it (planning, then training), it is simply held on."""
     import fcntl
 
     out = Path(out)
+    if out.resolve() in _FOLDERS:
+        yield out / LOCK_NAME
+        return
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     path = out / LOCK_NAME
@@ -53,16 +59,18 @@ def run_folder_lock(out: str | os.PathLike) -> Iterator[Path]:
             holder = handle.read().strip() or "unknown"
             raise RunFolderBusy(
                 f"{out} is in use by another run (PID {holder}); wait for it to end, or choose "
-                "another --out") from None
+                "another out=") from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
         handle.flush()
         _HELD.add(handle.fileno())
+        _FOLDERS.add(out.resolve())
         try:
             yield path
         finally:
             _HELD.discard(handle.fileno())
+            _FOLDERS.discard(out.resolve())
             if created and [p.name for p in out.iterdir()] == [LOCK_NAME]:
                 path.unlink()  # nothing was written: leave no trace of the attempt
                 out.rmdir()

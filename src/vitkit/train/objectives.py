@@ -39,3 +39,8 @@ class MaskedPatch:
     def weights(self, model: nn.Module) -> VisionTransformer:
         """What the run saves: the ViT alone, for `vitkit finetune --pretrained`."""
         return model.vit
+
+
+Objective = Classification | MaskedPatch
+OBJECTIVES = ("classification", "masked-patch")
+

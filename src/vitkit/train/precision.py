@@ -12,36 +12,40 @@ import hashlib
 import json
 import logging
 import os
+import statistics
 import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..device import cpu_has_bf16_matrix_units, default_dtype, resolve_dtype
 from ..files import write_json
+from .objectives import Classification, Objective
 
 log = logging.getLogger("vitkit")
 
 
 def training_dtype(model: nn.Module, precision: str, device: torch.device, batch: int,
-                   cache: Path | None = None) -> torch.dtype:
+                   cache: Path | None = None, objective: Objective | None = None
+                   ) -> torch.dtype:
     """The autocast dtype to train `model` in: fp32 or bf16 when asked, else (precision
-    'auto') the device's rule, measured for this model on CPUs with bf16 units."""
+    'auto') the device's rule, measured for this model and `objective` (classification by
+    default) on CPUs with bf16 units."""
     if precision != "auto":
         return resolve_dtype(device, precision)
     if device.type != "cpu":
         return default_dtype(device)
     if not cpu_has_bf16_matrix_units():
         return torch.float32  # bf16 would be emulated
-    config = getattr(model, "config", None)
-    key = _key(repr(config), batch)
+    objective = objective or Classification()
+    key = _key(f"{getattr(model, 'config', None)!r}|{type(objective).__name__}", batch)
     path = cache or _cache_path()
     known = _read(path)
     if key in known:
         return torch.bfloat16 if known[key]["dtype"] == "bf16" else torch.float32
-    times = {name: _step_seconds(model, batch, dtype)
+    images = min(batch, 32)
+    times = {name: statistics.median(pass_seconds(model, images, device, dtype, objective, 3))
              for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
     choice = min(times, key=times.get)
     log.info("precision auto: %s (a training step of this model took %.3f s in fp32, %.3f s "
@@ -55,21 +59,38 @@ def training_dtype(model: nn.Module, precision: str, device: torch.device, batch
     return torch.bfloat16 if choice == "bf16" else torch.float32
 
 
-def _step_seconds(model: nn.Module, batch: int, dtype: torch.dtype, steps: int = 3) -> float:
-    """The median time of a forward and backward pass on a random batch (of at most 32
-    images), on a copy of the model so its weights and gradients are left alone."""
-    probe = copy.deepcopy(model).train()
+def step_seconds(model: nn.Module, batch: int, device: torch.device, dtype: torch.dtype,
+                 objective: Objective | None = None) -> float:
+    """Seconds of one optimizer step of `batch` images: the fastest of two timed forward and
+    backward passes of up to 8 random images, scaled to the batch (the plan's estimate)."""
+    micro = min(batch, 8)
+    seconds = pass_seconds(model, micro, device, dtype, objective or Classification(), 2)
+    return min(seconds) * batch / micro
+
+
+def pass_seconds(model: nn.Module, count: int, device: torch.device, dtype: torch.dtype,
+                 objective: Objective, repeats: int) -> list[float]:
+    """The times of `repeats` forward and backward passes (after one untimed) of `objective`
+    on `count` random images, on a copy of the model, so that its weights, gradients,
+    normalisation statistics and the global RNG are left as they were."""
+    probe = copy.deepcopy(model).to(device).train()
     config = model.config
-    images = torch.randn(min(batch, 32), config.in_chans, *config.img_size)
-    targets = torch.randint(0, max(config.num_classes, 1), (images.shape[0],))
+    images = torch.randn(count, config.in_chans, *config.img_size, device=device)
+    labels = torch.randint(0, max(config.num_classes, 1), (count,), device=device)
+    rng = torch.random.get_rng_state()
     times = []
-    for _ in range(steps + 1):  # the first is warm-up
-        start = time.perf_counter()
-        with torch.autocast("cpu", torch.bfloat16, enabled=dtype == torch.bfloat16):
-            logits = probe(images)
-        F.cross_entropy(logits.float(), targets).backward()
-        times.append(time.perf_counter() - start)
-    return sorted(times[1:])[len(times[1:]) // 2]
+    try:
+        for _ in range(repeats + 1):  # the first is warm-up
+            start = time.perf_counter()
+            with torch.autocast(device.type, torch.bfloat16, enabled=dtype == torch.bfloat16):
+                loss = objective.loss(probe, images, labels)
+            loss.backward()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - start)
+    finally:
+        torch.random.set_rng_state(rng)
+    return times[1:]
 
 
 def _key(config: str, batch: int) -> str:

@@ -59,7 +59,10 @@ class Recipe:
         unknown = sorted(set(changes) - known)
         if unknown:
             raise ValueError(f"unknown recipe fields: {', '.join(unknown)}")
-        recipe = dataclasses.replace(self, **changes)
+        floats = {f.name for f in dataclasses.fields(self) if f.type in ("float", float)}
+        changes = {key: float(value) if key in floats and isinstance(value, int)
+                   and not isinstance(value, bool) else value for key, value in changes.items()}
+        recipe = dataclasses.replace(self, **changes)  # epochs=1 is stored as 1.0, as the CLI's
         recipe.validate()
         return recipe
 

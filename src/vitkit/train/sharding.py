@@ -81,15 +81,15 @@ def submodule_weights(full: dict[str, torch.Tensor], model: nn.Module, part: nn.
 
 
 def check_fsdp(fsdp: bool, ema: bool, dist: DistInfo) -> None:
-    """--fsdp needs several ranks and no EMA (a second full model on every rank)."""
+    """fsdp=True needs several ranks and no EMA (a second full model on every rank)."""
     if not fsdp:
         return
     if not dist.enabled:
-        raise ValueError("--fsdp shards the model across processes: launch with torchrun "
-                         "--nproc-per-node N (N >= 2), or train without --fsdp")
+        raise ValueError("fsdp=True shards the model across processes: launch with torchrun "
+                         "--nproc-per-node N (N >= 2), or train with fsdp=False")
     if ema:
-        raise ValueError("--fsdp keeps no EMA of the weights (it would be a full copy on every "
-                         "rank); pass --no-ema")
+        raise ValueError("fsdp=True keeps no EMA of the weights (it would be a full copy on "
+                         "every rank); pass ema=False")
 
 
 def restore_weights(model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -98,7 +98,8 @@ def restore_weights(model: nn.Module, optimizer: torch.optim.Optimizer,
     (any number of ranks: a sharded run's state is saved whole)."""
     if bool(saved.get("fsdp")) != fsdp:
         was = "with" if saved.get("fsdp") else "without"
-        raise ValueError(f"this run was trained {was} --fsdp; resume it {was} --fsdp")
+        raise ValueError(f"this run was trained with fsdp={bool(saved.get('fsdp'))}; resume it "
+                         f"{was} sharding (fsdp={bool(saved.get('fsdp'))})")
     if fsdp:
         load_full_state(model, optimizer, saved["model"], saved["optimizer"])
     else:

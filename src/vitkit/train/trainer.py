@@ -30,7 +30,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data import ImageTensorDataset
-from ..device import default_device
+from ..device import default_device, evaluation_dtype
 from ..errors import TrainingError
 from ..infer import evaluate
 from ..models import Preprocessing, VisionTransformer
@@ -58,9 +58,10 @@ from .watch import Clock, LossWatch
 log = logging.getLogger("vitkit")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainRun:
-    """What to train, on what, how, and where to write it."""
+    """What to train, on what, how, and where to write it: the run's one configuration,
+    fixed for its whole life (`State` holds what changes)."""
 
     model: VisionTransformer
     train_set: ImageTensorDataset
@@ -100,10 +101,10 @@ class TrainResult:
     total_seconds: float | None = None  # with the sessions before a --resume
 
 
-@dataclass
+@dataclass(frozen=True)
 class Plan:
     """Everything fixed before the first step: where and in what the run computes, its
-    schedule in steps, and its augmentation."""
+    schedule in steps, and its augmentation (derived from the TrainRun, never changed)."""
 
     device: torch.device
     dtype: torch.dtype
@@ -152,8 +153,9 @@ def train(run: TrainRun) -> TrainResult:
     """Train `run.model` by `run.recipe`; writes OUT/checkpoint (save_pretrained), OUT/state,
     OUT/recipe.json, OUT/metrics.jsonl and OUT/tensorboard. Raises TrainingError on a
     non-finite loss or a full disk, keeping the last good checkpoint."""
-    plan = make_plan(run)
-    state = start_or_resume(run, plan)
+    saved = read_saved_state(run)
+    plan = make_plan(run, saved)
+    state = start_or_resume(run, plan, saved)
     net = _compiled(_data_parallel(state.model, plan), run, plan)
     plan.feed.follow(functools.partial(step_indices, run, plan), state.step, plan.total_steps)
     metrics = MetricsLog(Path(run.out_dir), plan.dist.is_main,
@@ -192,7 +194,7 @@ def train(run: TrainRun) -> TrainResult:
 
 
 # -- before the first step -------------------------------------------------------------------
-def make_plan(run: TrainRun) -> Plan:
+def make_plan(run: TrainRun, saved: dict[str, Any] | None = None) -> Plan:
     """Check the data against the model, fix the device, precision and schedule, record the
     preprocessing and class names on the model, and build the augmentation."""
     recipe, data, model = run.recipe, run.train_set, run.model
@@ -203,16 +205,17 @@ def make_plan(run: TrainRun) -> Plan:
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
     check_fsdp(run.fsdp, run.recipe.ema, dist)
-    if run.mean is None or run.std is None:
-        run.mean, run.std = channel_stats(data.images)
+    mean, std = (run.mean, run.std) if run.mean is not None and run.std is not None else (
+        channel_stats(data.images))
     model.to(device)
     if run.grad_checkpointing:
         if not hasattr(model, "set_grad_checkpointing"):
-            raise ValueError(f"{type(model).__name__} has no gradient checkpointing")
+            raise ValueError(f"{type(model).__name__} has no gradient checkpointing; train it "
+                             "with grad_checkpointing=False")
         model.set_grad_checkpointing(True)
     model.meta.class_names = list(data.classes) if objective.uses_labels else None
     # Training resizes (if at all) to the model's size without cropping: crop_pct 1.
-    model.meta.preprocessing = Preprocessing(mean=run.mean, std=run.std, crop_pct=1.0)
+    model.meta.preprocessing = Preprocessing(mean=mean, std=std, crop_pct=1.0)
     steps_per_epoch = len(data) // recipe.batch_size
     total_steps = max(1, math.ceil(recipe.epochs * steps_per_epoch))
     out = Path(run.out_dir)
@@ -220,8 +223,11 @@ def make_plan(run: TrainRun) -> Plan:
                 decode_on_device=run.decode_on_device)
     if dist.is_main:
         log.info("data: %s", feed.how)
-    # Timed on each process, but every rank must compute in the same dtype: rank 0's.
-    bf16 = training_dtype(model, run.precision, device, recipe.batch_size) == torch.bfloat16
+    # Timed on each process, but every rank must compute in the same dtype: rank 0's. A
+    # resumed run keeps the dtype it started in.
+    chosen = _saved_dtype(run, saved) or training_dtype(
+        model, run.precision, device, recipe.batch_size, objective=objective)
+    bf16 = chosen == torch.bfloat16
     dtype = torch.bfloat16 if from_rank_zero(bf16, dist, device) else torch.float32
     return Plan(
         device=device, dtype=dtype, dist=dist, feed=feed, objective=objective,
@@ -233,12 +239,19 @@ def make_plan(run: TrainRun) -> Plan:
     )
 
 
+def _saved_dtype(run: TrainRun, saved: dict[str, Any] | None) -> torch.dtype | None:
+    """On resume with precision 'auto', the dtype the run was started in (None otherwise)."""
+    if saved is None or run.precision != "auto":
+        return None
+    return {"bf16": torch.bfloat16, "fp32": torch.float32}.get(saved.get("dtype"))
+
+
 def _check_data(data: ImageTensorDataset, model: VisionTransformer, batch: int,
                 labelled: bool) -> None:
     if batch > len(data):
         raise ValueError(
             f"batch size {batch} is larger than the training set ({len(data)} images); "
-            f"use --batch-size {len(data)} or less"
+            f"use batch_size={len(data)} or less"
         )
     channels, in_chans = data.images.shape[1], model.config.in_chans
     if channels != in_chans:
@@ -249,7 +262,17 @@ def _check_data(data: ImageTensorDataset, model: VisionTransformer, batch: int,
                          f"{model.config.num_classes}")
 
 
-def start_or_resume(run: TrainRun, plan: Plan) -> State:
+def read_saved_state(run: TrainRun) -> dict[str, Any] | None:
+    """OUT/state/last.pt when resuming (temporaries of a killed save removed first)."""
+    if not run.resume:
+        return None
+    state_dir = Path(run.out_dir) / "state"
+    remove_stale_temporaries(state_dir)
+    remove_stale_temporaries(Path(run.out_dir) / "checkpoint")
+    return load_state(state_dir)
+
+
+def start_or_resume(run: TrainRun, plan: Plan, saved: dict[str, Any] | None) -> State:
     """A fresh optimizer and EMA, or everything restored from OUT/state with --resume; a
     run folder that already holds a run needs --resume. With --fsdp the model is sharded
     first, so that the optimizer holds only this rank's shards."""
@@ -259,10 +282,7 @@ def start_or_resume(run: TrainRun, plan: Plan) -> State:
     optimizer = build_optimizer(model, run.recipe)
     ema = make_ema(model, run.recipe.ema_decay) if run.recipe.ema else None
     state = State(model, optimizer, ema, watch=LossWatch(plan.device))
-    if run.resume:
-        remove_stale_temporaries(plan.state_dir)
-        remove_stale_temporaries(plan.checkpoint_dir)
-        saved = load_state(plan.state_dir)
+    if saved is not None:
         restore_weights(model, optimizer, saved, run.fsdp)
         if ema is not None and saved.get("ema") is not None:
             ema.load_state_dict(saved["ema"])
@@ -270,8 +290,6 @@ def start_or_resume(run: TrainRun, plan: Plan) -> State:
         state.step, state.best = int(saved["step"]), float(saved["best_val_top1"])
         if saved.get("loss_window") is not None:
             state.watch.load_state_dict(saved["loss_window"])
-        if run.precision == "auto" and saved.get("dtype") in ("fp32", "bf16"):
-            plan.dtype = torch.bfloat16 if saved["dtype"] == "bf16" else torch.float32
         state.seconds_before = float(saved.get("seconds", 0.0))
         _warn_recipe_changes(saved.get("recipe", {}), run.recipe)
         if plan.dist.is_main:
@@ -279,8 +297,8 @@ def start_or_resume(run: TrainRun, plan: Plan) -> State:
                      state.step / plan.steps_per_epoch)
     elif (plan.state_dir / "last.pt").exists():
         raise ValueError(
-            f"{out} already holds a run ({plan.state_dir / 'last.pt'}); pass --resume to "
-            "continue it, or choose another --out"
+            f"{out} already holds a run ({plan.state_dir / 'last.pt'}); pass resume=True to "
+            "continue it, or choose another out="
         )
     if plan.dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -386,7 +404,10 @@ def end_of_epoch(run: TrainRun, plan: Plan, state: State, metrics: MetricsLog, b
     if state.ema is not None:
         candidates["val_top1_ema"] = state.ema.module
     batch = 1024 if plan.device.type == "cuda" else 256  # large batches where they pay off
-    scores = {key: evaluate(model, run.val_set, batch_size=batch, dtype=plan.dtype,
+    # In the dtype of `vitkit eval`, not the training one: the best checkpoint is chosen by
+    # the number that evaluating it later reports.
+    dtype = evaluation_dtype(plan.device)
+    scores = {key: evaluate(model, run.val_set, batch_size=batch, dtype=dtype,
                             device=plan.device)["top1"] for key, model in candidates.items()}
     winner = max(scores, key=scores.get)
     metrics.write(state.step, {"epoch": plan.epoch(state.step), **scores,
@@ -438,7 +459,7 @@ def save_weights(weights: VisionTransformer, model: VisionTransformer, plan: Pla
         if error.errno == errno.ENOSPC:
             raise TrainingError(
                 f"disk full while saving the best model to {plan.checkpoint_dir}; the previous "
-                "files there are intact. Free some space and rerun with --resume."
+                "files there are intact. Free some space and rerun with resume=True."
             ) from error
         raise
 
@@ -470,7 +491,7 @@ def _nonfinite_message(step: int, state_dir: Path) -> str:
     else:
         where = "no checkpoint had been saved yet"
     return (f"non-finite loss at step {step}; training stopped and {where}. "
-            "Lower the learning rate (--lr), or train in fp32 (--fp32).")
+            "Lower the learning rate (lr=), or train in fp32 (precision='fp32').")
 
 
 def _warn_recipe_changes(saved: dict[str, Any], recipe: Recipe) -> None:
