@@ -2,7 +2,7 @@
 50,000 training images without labels, fine-tune it on a class-balanced 10% of the labels,
 and compare with the same ViT trained from scratch on the same 10% with the same recipe and
 number of epochs. Both are tested on the 10,000 test images. Every step is a vitkit command,
-as a user would run it; the table is printed and appended to benchmarks/RESULTS.md with the
+as a user would run it; the table is printed and recorded in benchmarks/RESULTS.md with the
 date, the machine and the command.
 
     mkdir -p data/cifar10 && tar xzf ../shared/data/cifar10-png.tar.gz -C data/cifar10

@@ -28,7 +28,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                         help="print the table only, write nothing")
 
 
-def command_line(argv: Sequence[str] | None = None) -> str:
+def command_line(argv: Sequence[str] | None = None, launcher: str = "python") -> str:
     """The command that ran this script, as typed from the repository root."""
     argv = list(sys.argv if argv is None else argv)
     script = Path(argv[0]).resolve()
@@ -36,7 +36,7 @@ def command_line(argv: Sequence[str] | None = None) -> str:
         argv[0] = str(script.relative_to(Path(__file__).resolve().parents[1]))
     except ValueError:
         pass
-    return "python " + shlex.join(argv)
+    return f"{launcher} {shlex.join(argv)}"
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[object]], align: str = "") -> str:

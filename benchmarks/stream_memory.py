@@ -6,7 +6,7 @@ quality 90), writes it as shards with `vitkit shards`, then trains `vit_tiny_pat
 a quarter (or less) of the decoded size, so the data is streamed and decoded by worker
 processes. Reports the peak resident memory that `time -v` measures (the largest process) and
 the peak of the summed proportional set size (PSS) of the trainer and its workers, sampled from
-/proc, and appends both to benchmarks/RESULTS.md with the date, the machine and the command.
+/proc, and records both in benchmarks/RESULTS.md with the date, the machine and the command.
 
     python benchmarks/stream_memory.py --cifar ../shared/data/cifar10-png.tar.gz \
         --work runs/stream --count 50000 --steps 200 --budget 1.5

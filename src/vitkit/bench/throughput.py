@@ -50,8 +50,9 @@ def machine_description(device: torch.device | str | None = None) -> str:
     units = [label for flag, label in CPU_FLAGS if flag in flags]
     if flags and "amx_bf16" not in flags:
         units.append("no AMX")
-    parts = [name, f"{os.cpu_count()} cores", *units, f"{torch.get_num_threads()} threads",
-             f"torch {torch.__version__}"]
+    threads = torch.get_num_threads()
+    parts = [name, f"{os.cpu_count()} cores", *units,
+             f"{threads} thread{'s' if threads > 1 else ''}", f"torch {torch.__version__}"]
     if device is not None and torch.device(device).type == "cuda":
         parts.append(torch.cuda.get_device_name(device))
     return ", ".join(parts)
