@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.results_writer import check, table, write_section
+from benchmarks.results_writer import RESULTS, check, table, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,6 +44,10 @@ def test_a_row_that_does_not_fit_its_header_is_refused(tmp_path) -> None:
         write_section("Bad", "| a | b |\n|---|---|\n| 1 | 2 | 3 |", command="c", machine="m",
                       path=tmp_path / "RESULTS.md")
     assert not (tmp_path / "RESULTS.md").exists()
+
+
+def test_results_md_has_unique_sections_and_rows_that_fit_their_tables() -> None:
+    assert check(RESULTS.read_text()) == []
 
 
 def test_check_finds_a_repeated_section_and_a_misplaced_row() -> None:
