@@ -51,7 +51,9 @@ def table(header: Sequence[str], rows: Iterable[Sequence[object]], align: str = 
 
 
 def _row(cells: Sequence[str]) -> str:
+    """One table line of `cells`."""
     return "| " + " | ".join(cells) + " |"
+
 
 def render(title: str, body: str, command: str, machine: str, facts: Sequence[str] = (),
            when: datetime.datetime | None = None) -> str:
