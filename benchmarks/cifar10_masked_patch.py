@@ -2,12 +2,12 @@
 50,000 training images without labels, fine-tune it on a class-balanced 10% of the labels,
 and compare with the same ViT trained from scratch on the same 10% with the same recipe and
 number of epochs. Both are tested on the 10,000 test images. Every step is a vitkit command,
-as a user would run it; the table is printed and appended to benchmarks/RESULTS.md with the
+as a user would run it; the table is printed and recorded in benchmarks/RESULTS.md with the
 date, the machine and the command.
 
-    tar xzf ../shared/data/cifar10-png.tar.gz -C /tmp      # -> /tmp/cifar10/{train,test}
-    python benchmarks/cifar10_masked_patch.py --cifar /tmp/cifar10 --work /tmp/vitkit-mpp \
-        --pretrain-epochs 6 --finetune-epochs 30
+    mkdir -p data/cifar10 && tar xzf ../shared/data/cifar10-png.tar.gz -C data/cifar10
+    python benchmarks/cifar10_masked_patch.py --cifar data/cifar10 --work runs/mpp \
+        --pretrain-epochs 10 --finetune-epochs 30
 """
 
 from __future__ import annotations
@@ -20,9 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from vitkit.bench.throughput import append_results
-
-RESULTS = Path(__file__).with_name("RESULTS.md")
+from results_writer import add_options, table, write_section
 
 
 def labelled_subset(cifar: Path, out: Path, fraction: float, seed: int) -> int:
@@ -60,14 +58,14 @@ def vitkit(*args: str) -> tuple[dict, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cifar", type=Path, default=Path("/tmp/cifar10"))
-    parser.add_argument("--work", type=Path, default=Path("/tmp/vitkit-mpp"))
+    parser.add_argument("--cifar", type=Path, default=Path("data/cifar10"))
+    parser.add_argument("--work", type=Path, default=Path("runs/mpp"))
     parser.add_argument("--model", default="vit_cifar_mini_patch4_32")
     parser.add_argument("--pretrain-epochs", type=float, default=6)
     parser.add_argument("--finetune-epochs", type=float, default=30)
     parser.add_argument("--fraction", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-record", action="store_true")
+    add_options(parser)
     args = parser.parse_args()
     work = args.work
     labelled = labelled_subset(args.cifar, work / "labelled", args.fraction, args.seed)
@@ -84,20 +82,18 @@ def main() -> None:
     scratch, scratch_s = vitkit("train", "--model", args.model, "--out", str(work / "scratch"),
                                 *budget)
     gain = tuned["test_top1"] - scratch["test_top1"]
-    row = (f"| {args.model} | {args.pretrain_epochs:g} ({pre_s / 60:.1f} min) | {labelled:,} | "
-           f"{args.finetune_epochs:g} | {scratch['test_top1']:.4f} ({scratch_s / 60:.1f} min) | "
-           f"{tuned['test_top1']:.4f} ({tuned_s / 60:.1f} min) | **{gain * 100:+.1f}** |")
-    header = ("| model | MPP pre-training epochs on 50,000 unlabelled (time) | "
-              "labelled images | fine-tuning epochs | from scratch, test top-1 (time) | "
-              "MPP + fine-tuning, test top-1 (time) | gain, points |")
-    print(header)
-    print(row)
+    body = table(
+        ["model", "MPP pre-training epochs on 50,000 unlabelled (time)", "labelled images",
+         "fine-tuning epochs", "from scratch, test top-1 (time)",
+         "MPP + fine-tuning, test top-1 (time)", "gain, points"],
+        [[args.model, f"{args.pretrain_epochs:g} ({pre_s / 60:.1f} min)", f"{labelled:,}",
+          f"{args.finetune_epochs:g}", f"{scratch['test_top1']:.4f} ({scratch_s / 60:.1f} min)",
+          f"{tuned['test_top1']:.4f} ({tuned_s / 60:.1f} min)", f"**{gain * 100:+.1f}**"]])
+    print(body)
     print(f"pre-training: {json.dumps(pre)}")
     if not args.no_record:
-        append_results(RESULTS, "Masked patch prediction on CIFAR-10, 10% of the labels",
-                       "python benchmarks/cifar10_masked_patch.py " + " ".join(sys.argv[1:]),
-                       header, [row])
-
+        write_section(f"Masked patch prediction on CIFAR-10, {args.fraction:.0%} of the labels "
+                      "(benchmarks/cifar10_masked_patch.py)", body, path=args.results)
 
 if __name__ == "__main__":
     main()

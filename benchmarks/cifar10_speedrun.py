@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import torch
+from results_writer import add_options, table, write_section
 
 import vitkit
 from vitkit.bench.throughput import machine_description
@@ -67,12 +68,22 @@ def images_per_second(model, augment, data, batch: int, device: torch.device,
     return batch / (sum(timings) / len(timings))
 
 
+def curve_cells(out: Path) -> list[str]:
+    """The final test top-1 and the last six (minutes:top-1) points of the run in `out`."""
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    curve = [(round(row["elapsed_s"] / 60, 1), max(row.get("val_top1", 0),
+              row.get("val_top1_ema", 0))) for row in rows if "val_top1" in row]
+    final = curve[-1][1] if curve else float("nan")
+    return [f"{final:.4f}", " ".join(f"{m}m:{t:.3f}" for m, t in curve[-6:])]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=60.0, help="wall-clock budget")
-    parser.add_argument("--data", default="/tmp/cifar10", help="extracted image-folder tree")
+    parser.add_argument("--data", default="data/cifar10",
+                        help="extracted image-folder tree (extracted from --tarball if absent)")
     parser.add_argument("--tarball", default=str(TARBALL))
-    parser.add_argument("--out", default="/tmp/vitkit-cifar10")
+    parser.add_argument("--out", default="runs/speedrun")
     parser.add_argument("--model", default="vit_cifar_patch4_32")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="128 on the CPU, 512 on a GPU")
@@ -85,7 +96,7 @@ def main() -> int:
                         help="model config override, e.g. depth=6 (repeatable)")
     parser.add_argument("--recipe-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="recipe override, e.g. randaugment=false (repeatable)")
-    parser.add_argument("--results", default=str(Path(__file__).with_name("RESULTS.md")))
+    add_options(parser)
     args = parser.parse_args()
     device = torch.device(args.device)
     args.batch_size = args.batch_size or (512 if device.type == "cuda" else 128)
@@ -127,28 +138,19 @@ def main() -> int:
                    precision="bf16" if dtype == torch.bfloat16 else "fp32", compile=compiled,
                    progress=False))
     minutes = (time.perf_counter() - started) / 60
-    curve = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    curve = [(round(row["elapsed_s"] / 60, 1), max(row.get("val_top1", 0),
-              row.get("val_top1_ema", 0))) for row in curve if "val_top1" in row]
-    final = curve[-1][1] if curve else float("nan")
-    params = sum(p.numel() for p in model.parameters())
-    changes = " ".join([*args.model_arg, *args.recipe_arg])
-    name = f"{args.model} {changes}".strip()
     precision = "bf16" if dtype == torch.bfloat16 else "fp32"
-    name = f"{name} on {machine_description(device)}, {precision}" + (
-        ", compiled" if compiled else "")
-    line = (f"| {datetime.date.today()} | {name} ({params / 1e6:.1f}M) | "
-            f"{args.batch_size} | {args.minutes:g} | {epochs} | {minutes:.1f} | {rate:.0f} | "
-            f"{final:.4f} | {' '.join(f'{m}m:{t:.3f}' for m, t in curve[-6:])} |")
-    results = Path(args.results)
-    if not results.exists():
-        results.write_text(
-            "# Benchmarks\n\n## CIFAR-10 speedrun (benchmarks/cifar10_speedrun.py)\n\n"
-            "| date | model | batch | budget min | epochs | wall min | train img/s | "
-            "test top-1 | curve (min:top-1) |\n|---|---|---|---|---|---|---|---|---|\n")
-    with open(results, "a") as handle:
-        handle.write(line + "\n")
-    print(line)
+    params = sum(p.numel() for p in model.parameters())
+    row = [f"{' '.join([args.model, *args.model_arg, *args.recipe_arg])} ({params / 1e6:.1f}M)",
+           precision + (", compiled" if compiled else ""), args.batch_size,
+           f"{args.minutes:g}", epochs, f"{minutes:.1f}", f"{rate:.0f}", *curve_cells(out)]
+    body = table(["model", "precision", "batch", "budget min", "epochs", "wall min",
+                  "train img/s", "test top-1", "curve (min:top-1)"], [row], "llrrrrrrl")
+    print(body)
+    if not args.no_record:
+        write_section(f"CIFAR-10 speedrun, {args.minutes:g}-minute budget on {device.type} "
+                      "(benchmarks/cifar10_speedrun.py)", body, path=args.results,
+                      machine=machine_description(device),
+                      facts=[f"test top-1 after every epoch: {out}/metrics.jsonl"])
     return 0
 
 

@@ -2,46 +2,34 @@
 eager (fp32), ONNX Runtime fp32, int8 dynamic and int8 static, beside timm fp32 eager of the
 same architecture (vitkit's weights), all in one process with the same threads.
 
-    python benchmarks/export_accuracy_speed.py --checkpoint RUN/checkpoint --data /tmp/cifar10 \
-        [--calibration /tmp/cifar10/train] [--calibration-images 512] [--threads 1] \
-        [--speed-model vit_small_patch16_224] [--write]
+    python benchmarks/export_accuracy_speed.py --checkpoint RUN/checkpoint --data data/cifar10 \
+        [--calibration data/cifar10/train] [--calibration-images 512] [--threads 1] \
+        [--speed-model vit_small_patch16_224] [--no-record]
 
 Static int8 is calibrated on --calibration images (default DATA/train), never the test set.
 Targets: int8 top-1 within 0.5 points of fp32; int8 ONNX Runtime >= 2x timm fp32 at batch 32.
---write appends the table to benchmarks/RESULTS.md.
+The tables are recorded in benchmarks/RESULTS.md (benchmarks/results_writer.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from results_writer import add_options, table, write_section
 
 import vitkit
 from vitkit.bench.workloads import peer_model
 from vitkit.data import load_splits, model_input
 from vitkit.export import OnnxClassifier, export_onnx
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+TITLE = "ONNX export: int8 accuracy and speed (benchmarks/export_accuracy_speed.py)"
 
 
 def top1(run: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
@@ -80,7 +68,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--speed-model", default=None,
                         help="also time this preset (random weights), e.g. vit_small_patch16_224")
-    parser.add_argument("--write", action="store_true", help="append to benchmarks/RESULTS.md")
+    add_options(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = vitkit.create_model(None, pretrained=args.checkpoint).float().eval()
@@ -101,9 +89,13 @@ def main() -> None:
     x32 = prepare(test.images[:32])
     speed1 = throughput(runners, x1, args.rounds)
     speed32 = throughput(runners, x32, args.rounds)
-    report(args, model, len(test), accuracy, speed1, speed32, paths, export_seconds)
+    facts, body = report(args, model, len(test), accuracy, speed1, speed32, paths,
+                         export_seconds)
     if args.speed_model:
-        speed_only(args, calibration)
+        body += "\n\n" + speed_only(args, calibration)
+    print(body)
+    if not args.no_record:
+        write_section(TITLE, body, facts=facts, path=args.results)
 
 
 def build_runners(model: vitkit.VisionTransformer, calibration: str, count: int, threads: int
@@ -133,7 +125,7 @@ def build_runners(model: vitkit.VisionTransformer, calibration: str, count: int,
     return runners, paths, export_seconds
 
 
-def speed_only(args: argparse.Namespace, calibration: str) -> None:
+def speed_only(args: argparse.Namespace, calibration: str) -> str:
     """images/s of a larger preset with random weights (speed does not depend on them)."""
     torch.manual_seed(0)
     model = vitkit.create_model(args.speed_model, num_classes=10).eval()
@@ -143,47 +135,32 @@ def speed_only(args: argparse.Namespace, calibration: str) -> None:
     speeds = {batch: throughput(runners, torch.randn(batch, 3, height, width), args.rounds)
               for batch in (1, 32)}
     timm1, timm32 = speeds[1]["timm eager fp32"], speeds[32]["timm eager fp32"]
-    lines = ["", f"Speed only, {args.speed_model} (random weights, {height}x{width}, static "
-             "int8 calibrated on 64 images), same threads:", "",
-             "| runtime | img/s batch 1 | vs timm | img/s batch 32 | vs timm |",
-             "|---|---:|---:|---:|---:|"]
-    for name in runners:
-        lines.append(f"| {name} | {speeds[1][name]:.1f} | {speeds[1][name] / timm1:.2f}x | "
-                     f"{speeds[32][name]:.1f} | {speeds[32][name] / timm32:.2f}x |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.write:
-        with open(RESULTS, "a") as out:
-            out.write(text)
+    rows = [[name, f"{speeds[1][name]:.1f}", f"{speeds[1][name] / timm1:.2f}x",
+             f"{speeds[32][name]:.1f}", f"{speeds[32][name] / timm32:.2f}x"] for name in runners]
+    return (f"Speed only, {args.speed_model} (random weights, {height}x{width}, static int8 "
+            "calibrated on 64 images), same threads:\n\n"
+            + table(["runtime", "img/s batch 1", "vs timm", "img/s batch 32", "vs timm"], rows,
+                    "lrrrr"))
 
 
 def report(args: argparse.Namespace, model: vitkit.VisionTransformer, count: int,
            accuracy: dict[str, float], speed1: dict[str, float], speed32: dict[str, float],
-           paths: dict[str, Path], export_seconds: float) -> None:
+           paths: dict[str, Path], export_seconds: float) -> tuple[list[str], str]:
+    """The section's facts, and its table of accuracy and speed with the verdicts below it."""
     timm1, timm32 = speed1["timm eager fp32"], speed32["timm eager fp32"]
     fp32 = accuracy["ONNX fp32"]
     params = sum(p.numel() for p in model.parameters())
-    lines = [
-        "## ONNX export: int8 accuracy and speed (benchmarks/export_accuracy_speed.py)",
-        "",
-        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: "
-        f"{cpu_name()}, {args.threads} threads (torch and ONNX Runtime alike)",
-        f"- command: `python benchmarks/export_accuracy_speed.py {' '.join(sys.argv[1:])}`",
-        f"- model: {model.meta.name} ({params / 1e6:.2f}M parameters, "
-        f"{model.config.img_size[0]}x{model.config.img_size[1]}), test images: {count}; "
-        f"static int8 calibrated on {args.calibration_images} training images; export and "
-        f"quantization took {export_seconds:.0f} s",
-        "",
-        "| runtime | top-1 | vs ONNX fp32 (points) | img/s batch 1 | vs timm | "
-        "img/s batch 32 | vs timm | file MB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+    facts = [f"threads: {args.threads} (torch and ONNX Runtime alike)",
+             f"model: {model.meta.name} ({params / 1e6:.2f}M parameters, "
+             f"{model.config.img_size[0]}x{model.config.img_size[1]}), test images: {count}; "
+             f"static int8 calibrated on {args.calibration_images} training images; export and "
+             f"quantization took {export_seconds:.0f} s"]
+    rows = []
     for name in accuracy:
         size = f"{paths[name].stat().st_size / 1e6:.2f}" if name in paths else ""
-        lines.append(
-            f"| {name} | {accuracy[name]:.4f} | {100 * (accuracy[name] - fp32):+.2f} | "
-            f"{speed1[name]:.0f} | {speed1[name] / timm1:.2f}x | {speed32[name]:.0f} | "
-            f"{speed32[name] / timm32:.2f}x | {size} |")
+        rows.append([name, f"{accuracy[name]:.4f}", f"{100 * (accuracy[name] - fp32):+.2f}",
+                     f"{speed1[name]:.0f}", f"{speed1[name] / timm1:.2f}x",
+                     f"{speed32[name]:.0f}", f"{speed32[name] / timm32:.2f}x", size])
     verdicts = []
     for name in ("ONNX int8 dynamic", "ONNX int8 static"):
         delta = 100 * abs(accuracy[name] - fp32)
@@ -191,13 +168,9 @@ def report(args: argparse.Namespace, model: vitkit.VisionTransformer, count: int
         verdicts.append(f"{name}: top-1 within 0.5 points of fp32: "
                         f"{'met' if delta <= 0.5 else 'NOT met'} ({delta:.2f}); >= 2x timm fp32 "
                         f"at batch 32: {'met' if ratio >= 2 else 'NOT met'} ({ratio:.2f}x).")
-    lines += ["", *verdicts, ""]
-    text = "\n".join(lines)
-    print(text)
-    if args.write:
-        with open(RESULTS, "a") as out:
-            out.write("\n" + text)
-
+    header = ["runtime", "top-1", "vs ONNX fp32 (points)", "img/s batch 1", "vs timm",
+              "img/s batch 32", "vs timm", "file MB"]
+    return facts, table(header, rows, "lrrrrrrr") + "\n\n" + "\n".join(verdicts)
 
 if __name__ == "__main__":
     main()

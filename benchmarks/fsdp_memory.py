@@ -18,6 +18,7 @@ import time
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from results_writer import add_options, command_line, table, write_section
 
 from vitkit import create_model
 from vitkit.train import get_recipe
@@ -41,6 +42,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4, help="global batch")
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--fsdp", action="store_true")
+    add_options(parser)
     args = parser.parse_args()
     info = init_from_env(torch.device("cpu"))
     torch.manual_seed(0)
@@ -70,14 +72,27 @@ def main() -> None:
     rows = [torch.zeros_like(held) for _ in range(info.world_size)]
     dist.all_gather(rows, held)
     if info.is_main:
-        how = "FSDP2" if args.fsdp else "DDP"
-        print(f"{args.model}, {how}, {info.world_size} processes x "
-              f"{os.environ.get('OMP_NUM_THREADS', '?')} threads, global batch {args.batch}, "
-              f"{seconds:.1f} s/step")
-        print("| rank | peak RSS GiB | parameters GiB | gradients GiB | AdamW moments GiB |")
-        for rank, row in enumerate(rows):
-            print(f"| {rank} | " + " | ".join(f"{v:.2f}" for v in row.tolist()) + " |")
+        record(args, info.world_size, seconds, [row.tolist() for row in rows])
     dist.destroy_process_group()
+
+
+def record(args: argparse.Namespace, world_size: int, seconds: float,
+           rows: list[list[float]]) -> None:
+    """Print each rank's memory and record the run as a RESULTS.md section."""
+    how = "FSDP2" if args.fsdp else "DDP"
+    body = table(["rank", "peak RSS GiB", "parameters GiB", "gradients GiB",
+                  "AdamW moments GiB"],
+                 [[rank, *(f"{v:.2f}" for v in row)] for rank, row in enumerate(rows)], "rrrrr")
+    threads = os.environ.get("OMP_NUM_THREADS", "?")
+    facts = [f"{world_size} processes (gloo) x {threads} threads, global batch {args.batch}, "
+             f"{seconds:.1f} s/step, random images, AdamW, gradients kept"]
+    print(facts[0])
+    print(body)
+    if not args.no_record:
+        launcher = f"torchrun --standalone --nproc-per-node {world_size}"
+        write_section(f"Fully sharded training, memory per process: {args.model}, {how} "
+                      "(benchmarks/fsdp_memory.py)", body, path=args.results, facts=facts,
+                      command=command_line(launcher=launcher))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ python benchmarks/trainer_efficiency.py --device cuda --compile on --steps 200 \
     --batch-size 512 --results "$results"
 timeout 400 python benchmarks/cifar10_speedrun.py --device cuda --minutes 2 --data /tmp/cifar10 \
     --out /tmp/speedrun --results "$results" || echo "speedrun stopped by its timeout"
-python -m vitkit bench --model vit_base_patch16_224 --batch-size 256 --mode inference train \
-    --precision bf16 --peers timm --compile --results "$results" || true
+python benchmarks/throughput.py --results "$results" --model vit_base_patch16_224 \
+    --batch-size 256 --mode inference train --precision bf16 --peers timm --compile || true
 python benchmarks/loader_throughput.py --device cuda --count 1000 --results "$results" || true
 echo; echo "== results"; cat "$results"

@@ -5,18 +5,17 @@ batch and weights, with the loss and gradients compared.
     python benchmarks/grad_checkpointing_memory.py                    # ViT-L/16, batch 8, CPU
     python benchmarks/grad_checkpointing_memory.py --model vit_huge_patch14_224 --batch-size 4
 
-Issue 13's target: at least 40% less peak memory with checkpointing. Appends to RESULTS.md.
+Issue 13's target: at least 40% less peak memory with checkpointing. Recorded in RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 import time
-from pathlib import Path
 
 import torch
+from results_writer import add_options, table, write_section
 
 import vitkit
 from vitkit.bench.throughput import machine_description
@@ -42,7 +41,7 @@ def main() -> int:
     parser.add_argument("--model", default="vit_large_patch16_224")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--results", default=str(Path(__file__).with_name("RESULTS.md")))
+    add_options(parser)
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -52,19 +51,19 @@ def main() -> int:
     saved = one_step(model, images, True, device)
     worst = max(float((saved[3][n] - g).abs().max()) for n, g in plain[3].items())
     scale = max(float(g.abs().max()) for g in plain[3].values())
-    line = (f"| {datetime.date.today()} | {machine_description(device)} | {args.model} | "
-            f"{args.batch_size} | {plain[0]:.0f} | {saved[0]:.0f} | "
-            f"{1 - saved[0] / plain[0]:.0%} | {plain[1]:.1f} | {saved[1]:.1f} | "
-            f"{abs(plain[2] - saved[2]):.1e} | {worst:.1e} (of {scale:.1e}) |")
-    print(line)
-    command = "python benchmarks/grad_checkpointing_memory.py " + " ".join(sys.argv[1:])
-    with open(args.results, "a") as handle:
-        handle.write("\n## Gradient checkpointing (benchmarks/grad_checkpointing_memory.py)\n\n"
-                     f"`{command}`; fp32, one forward + backward; peak memory allocated "
-                     "during the step, above what was allocated before it (the weights)\n\n"
-                     "| date | machine | model | batch | peak MiB | with checkpointing | saved "
-                     "| s | s with | loss diff | max grad diff |\n"
-                     f"|---|---|---|---|---|---|---|---|---|---|---|\n{line}\n")
+    body = table(
+        ["model", "batch", "peak MiB", "with checkpointing", "saved", "s", "s with",
+         "loss diff", "max grad diff"],
+        [[args.model, args.batch_size, f"{plain[0]:.0f}", f"{saved[0]:.0f}",
+          f"{1 - saved[0] / plain[0]:.0%}", f"{plain[1]:.1f}", f"{saved[1]:.1f}",
+          f"{abs(plain[2] - saved[2]):.1e}", f"{worst:.1e} (of {scale:.1e})"]], "llrrrrrrr")
+    print(body)
+    if not args.no_record:
+        write_section(f"Gradient checkpointing, {args.model} at batch {args.batch_size} on "
+                      f"{device.type} (benchmarks/grad_checkpointing_memory.py)", body,
+                      path=args.results, machine=machine_description(device),
+                      facts=["fp32, one forward + backward; peak memory allocated during the "
+                             "step, above what was allocated before it (the weights)"])
     return 0
 
 

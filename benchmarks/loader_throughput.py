@@ -6,13 +6,12 @@ crop) from shards that `vitkit shards --img-size 256` wrote of photo-sized JPEGs
     python benchmarks/loader_throughput.py --photos /path/to/jpegs --threads 1 2
     python benchmarks/loader_throughput.py --device cuda         # batched nvJPEG (decode_on)
 
-Target (issue 13): >= 400 images/s per core. Appends to benchmarks/RESULTS.md.
+Target (issue 13): >= 400 images/s per core. Recorded in benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 import tempfile
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageFilter
+from results_writer import add_options, table, write_section
 
 from vitkit.bench.throughput import machine_description
 from vitkit.data.folders import find_images
@@ -48,7 +48,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu", help="cuda: decode on the GPU instead "
                         "(torchvision.io.decode_jpeg, batched), reported as threads 0")
-    parser.add_argument("--results", default=str(Path(__file__).with_name("RESULTS.md")))
+    add_options(parser)
     args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as work:
@@ -56,7 +56,7 @@ def main() -> int:
         files = find_images([args.photos]) if args.photos else make_photos(work / "jpg",
                                                                           args.count)
         write_shards({"train": [(f, 0) for f in files]}, ["photo"], work / "shards", 256)
-        lines = []
+        rows = []
         for threads in ([0] if args.device != "cpu" else args.threads):
             data = ShardedImages(work / "shards", "train", 224, workers=max(threads, 1))
             order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
@@ -73,17 +73,17 @@ def main() -> int:
             if args.device != "cpu":
                 torch.cuda.synchronize()
             rate = len(data) / (time.perf_counter() - start)
-            lines.append(f"| {datetime.date.today()} | {machine_description(torch.device('cpu'))}"
-                         f" | {len(data)} | {threads or args.device} | {rate:.0f} | "
-                         f"{rate / max(threads, 1):.0f} |")
-            print(lines[-1], flush=True)
-    command = "python benchmarks/loader_throughput.py " + " ".join(sys.argv[1:])
-    with open(args.results, "a") as handle:
-        handle.write("\n## Decoding from JPEG shards (benchmarks/loader_throughput.py)\n\n"
-                     f"`{command}`; 224x224 crops of 500x375 JPEGs (q90) shrunk to a 256 px "
-                     "shorter side, random order\n\n| date | machine | images | threads | "
-                     "images/s | per thread |\n|---|---|---|---|---|---|\n" + "\n".join(lines)
-                     + "\n")
+            rows.append([len(data), threads or args.device, f"{rate:.0f}",
+                         f"{rate / max(threads, 1):.0f}"])
+            print(f"{threads or args.device} threads: {rate:.0f} images/s", flush=True)
+    body = table(["images", "threads", "images/s", "per thread"], rows, "rrrr")
+    print(body)
+    if not args.no_record:
+        where = "" if args.device == "cpu" else f", decoded on {args.device}"
+        write_section(f"Decoding from JPEG shards{where} (benchmarks/loader_throughput.py)",
+                      body, path=args.results, machine=machine_description(args.device),
+                      facts=[f"224x224 crops, random order, of {args.photos or 'generated 500x375'}"
+                             " JPEGs (q90) that `write_shards` shrank to a 256 px shorter side"])
     return 0
 
 

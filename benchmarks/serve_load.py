@@ -2,19 +2,18 @@
 POST /v1/predict requests of real image files; p50/p99 latency, requests/s, mean batch size
 (from the server's /metrics) and errors, with dynamic batching on and then off.
 
-    python benchmarks/serve_load.py --checkpoint RUN/checkpoint --images /tmp/cifar10/test \
-        [--requests 2000] [--clients 32] [--max-seconds 600] [--write]
+    python benchmarks/serve_load.py --checkpoint RUN/checkpoint --images data/cifar10/test \
+        [--requests 2000] [--clients 32] [--max-seconds 600] [--no-record]
 
 Bounded: each run stops after --requests requests or --max-seconds, whichever comes first,
 and the server is stopped after it. Only 127.0.0.1 is ever contacted.
---write appends the table to benchmarks/RESULTS.md.
+The table is recorded in benchmarks/RESULTS.md (benchmarks/results_writer.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import os
 import re
 import socket
@@ -25,10 +24,10 @@ import time
 from pathlib import Path
 
 import httpx
+from results_writer import add_options, table, write_section
 
 from vitkit.data import find_images
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 HOST = "127.0.0.1"
 
 
@@ -129,7 +128,7 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-delay-ms", type=float, default=5.0)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--write", action="store_true")
+    add_options(parser)
     args = parser.parse_args()
     files = find_images([args.images])[:500]
     images = [Path(f).read_bytes() for f in files]
@@ -140,28 +139,21 @@ def main() -> None:
 
 
 def report(args: argparse.Namespace, results: dict[str, dict[str, float]], count: int) -> None:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                if line.startswith("model name")), "unknown CPU")
-    lines = ["## Serving under load (benchmarks/serve_load.py)", "",
-             f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
-             f"machine: {cpu}, server with {args.threads} threads, client in the same machine",
-             f"- command: `python benchmarks/serve_load.py {' '.join(sys.argv[1:])}`",
-             f"- {args.clients} concurrent clients on 127.0.0.1, POST /v1/predict with a raw "
-             f"PNG body, {count} distinct images cycled", "",
-             "| batching | requests | errors | seconds | requests/s | p50 ms | p99 ms | "
-             "mean batch |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for name, r in results.items():
-        lines.append(f"| {name} | {r['requests']:.0f} | {r['errors']:.0f} | {r['seconds']:.1f} "
-                     f"| {r['rps']:.1f} | {r['p50']:.1f} | {r['p99']:.1f} | "
-                     f"{r['mean_batch']:.2f} |")
+    """Print the table of both runs and record it as a RESULTS.md section."""
+    rows = [[name, f"{r['requests']:.0f}", f"{r['errors']:.0f}", f"{r['seconds']:.1f}",
+             f"{r['rps']:.1f}", f"{r['p50']:.1f}", f"{r['p99']:.1f}", f"{r['mean_batch']:.2f}"]
+            for name, r in results.items()]
     on, off = list(results.values())
-    lines += ["", f"Batching on / off: {on['rps'] / off['rps']:.2f}x requests/s.", ""]
-    text = "\n".join(lines)
-    print(text)
-    if args.write:
-        with open(RESULTS, "a") as out:
-            out.write("\n" + text)
-
+    body = (table(["batching", "requests", "errors", "seconds", "requests/s", "p50 ms",
+                   "p99 ms", "mean batch"], rows, "lrrrrrrr")
+            + f"\n\nBatching on / off: {on['rps'] / off['rps']:.2f}x requests/s.")
+    print(body)
+    if not args.no_record:
+        write_section("Serving under load (benchmarks/serve_load.py)", body, path=args.results,
+                      facts=[f"server: `vitkit serve --fp32 --threads {args.threads}`; the "
+                             "clients run on the same machine",
+                             f"{args.clients} concurrent clients on 127.0.0.1, POST /v1/predict "
+                             f"with a raw PNG body, {count} distinct images cycled"])
 
 if __name__ == "__main__":
     main()

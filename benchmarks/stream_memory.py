@@ -6,10 +6,10 @@ quality 90), writes it as shards with `vitkit shards`, then trains `vit_tiny_pat
 a quarter (or less) of the decoded size, so the data is streamed and decoded by worker
 processes. Reports the peak resident memory that `time -v` measures (the largest process) and
 the peak of the summed proportional set size (PSS) of the trainer and its workers, sampled from
-/proc, and appends both to benchmarks/RESULTS.md with the date, the machine and the command.
+/proc, and records both in benchmarks/RESULTS.md with the date, the machine and the command.
 
     python benchmarks/stream_memory.py --cifar ../shared/data/cifar10-png.tar.gz \
-        --work /tmp/vitkit-stream --count 50000 --steps 200 --budget 1.5
+        --work runs/stream --count 50000 --steps 200 --budget 1.5
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from PIL import Image
+from results_writer import add_options, table, write_section
 
-from vitkit.bench.throughput import append_results
-
-RESULTS = Path(__file__).with_name("RESULTS.md")
+TITLE = ("Data larger than memory: streamed shards with bounded memory "
+         "(benchmarks/stream_memory.py)")
 
 
 def _to_photo(job: tuple[str, str]) -> None:
@@ -126,13 +126,13 @@ def train(shards: Path, work: Path, args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cifar", type=Path, default=Path("../shared/data/cifar10-png.tar.gz"))
-    parser.add_argument("--work", type=Path, default=Path("/tmp/vitkit-stream"))
+    parser.add_argument("--work", type=Path, default=Path("runs/stream"))
     parser.add_argument("--count", type=int, default=50000)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--budget", type=float, default=1.5, help="--memory-budget in GiB")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--no-record", action="store_true")
+    add_options(parser)
     parser.add_argument("--prepare-only", action="store_true",
                         help="make the photos and shards, do not train")
     args = parser.parse_args()
@@ -144,19 +144,18 @@ def main() -> None:
     if args.prepare_only:
         return
     result = train(shards, args.work, args)
-    line = (f"| {result['images']:,} | {result['decoded_gib']:.2f} | {args.budget} | "
-            f"{result['steps']} | {result['wall_s'] / 60:.1f} | {result['images_per_s']:.1f} | "
-            f"**{result['max_rss_gib']:.2f}** | {result['peak_pss_gib']:.2f} |")
-    header = ("| JPEGs | decoded GiB | budget GiB | steps | minutes | img/s "
-              "| max RSS GiB (time -v) | peak PSS GiB (trainer + workers) |")
+    body = table(
+        ["JPEGs", "decoded GiB", "budget GiB", "steps", "minutes", "images/s",
+         "max RSS GiB (`/usr/bin/time -v`, largest process)",
+         f"peak PSS GiB, trainer + {args.workers} workers summed"],
+        [[f"{result['images']:,}", f"{result['decoded_gib']:.2f}", args.budget,
+          result["steps"], f"{result['wall_s'] / 60:.1f}", f"{result['images_per_s']:.1f}",
+          f"**{result['max_rss_gib']:.2f}**", f"**{result['peak_pss_gib']:.2f}**"]])
     print(result["how"])
-    print(header)
-    print(line)
-    print(f"command: {result['command']}")
+    print(body)
     if not args.no_record:
-        append_results(RESULTS, "Data larger than memory, streamed (benchmarks/stream_memory.py)",
-                       "python benchmarks/stream_memory.py " + " ".join(sys.argv[1:])
-                       + f"  # trains with: {result['command']}", header, [line])
+        write_section(TITLE, body, path=args.results,
+                      facts=[f"trains with: `{result['command']}`", f"trainer: {result['how']}"])
 
 
 if __name__ == "__main__":

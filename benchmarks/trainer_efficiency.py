@@ -7,13 +7,12 @@ measured in the same process, interleaved.
     python benchmarks/trainer_efficiency.py --models tiny --steps 60 --device cuda --compile on
 
 Targets (issue 12): >= 0.85 for the tiny ViT and >= 0.95 for vit_cifar_patch4_32 on the CPU,
->= 0.90 on a GPU. Appends a table to benchmarks/RESULTS.md.
+>= 0.90 on a GPU. Recorded in benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import statistics
 import subprocess
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from results_writer import add_options, table, write_section
 
 import vitkit
 from vitkit.bench.throughput import machine_description
@@ -92,20 +92,21 @@ def _sync(device) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
-    parser.add_argument("--data", default="/tmp/cifar10")
+    parser.add_argument("--data", default="data/cifar10",
+                        help="CIFAR-10 image folders (extracted from ../shared/data if absent)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=60, help="trainer steps per measurement")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved repeats")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
     parser.add_argument("--compile", choices=("on", "off"), default="off")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--results", default=str(Path(__file__).with_name("RESULTS.md")))
+    add_options(parser)
     args = parser.parse_args()
 
     device = torch.device(args.device)
     compiled = args.compile == "on"
     data = load_splits(str(cifar10(Path(args.data))), progress=False).train
-    lines = []
+    rows = []
     for key in args.models:
         name, overrides = MODELS[key]
         torch.manual_seed(0)
@@ -121,19 +122,16 @@ def main() -> int:
                                             device, compiled, args.steps, Path(out)))
         ratio = statistics.median(trained) / statistics.median(bare)
         shown = f"{key} ({name} {json.dumps(overrides) if overrides else ''})".replace(" )", ")")
-        line = (f"| {datetime.date.today()} | {machine_description(device)} | {shown} | "
-                f"{args.batch_size} | {precision} | {args.compile} | "
-                f"{statistics.median(bare):.0f} | {statistics.median(trained):.0f} | "
-                f"**{ratio:.3f}** |")
-        print(line, flush=True)
-        lines.append(line)
-    command = "python benchmarks/trainer_efficiency.py " + " ".join(sys.argv[1:])
-    with open(args.results, "a") as handle:
-        handle.write(f"\n## Trainer efficiency (benchmarks/trainer_efficiency.py)\n\n"
-                     f"`{command}`\n\n| date | machine | model | batch | precision | compile "
-                     "| bare step img/s | trainer img/s | ratio |\n"
-                     "|---|---|---|---|---|---|---|---|---|\n")
-        handle.write("\n".join(lines) + "\n")
+        rows.append([shown, args.batch_size, precision, f"{statistics.median(bare):.0f}",
+                     f"{statistics.median(trained):.0f}", f"**{ratio:.3f}**"])
+        print(f"{shown}: trainer / bare step = {ratio:.3f}", flush=True)
+    body = table(["model", "batch", "precision", "bare step img/s", "trainer img/s", "ratio"],
+                 rows, "lrlrrr")
+    print(body)
+    if not args.no_record:
+        write_section(f"Trainer efficiency on {device.type}, compile {args.compile} "
+                      "(benchmarks/trainer_efficiency.py)", body, path=args.results,
+                      machine=machine_description(device))
     return 0
 
 

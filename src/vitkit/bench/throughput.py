@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import os
 import platform
 import statistics
@@ -30,20 +29,33 @@ class Row:
         return self.images_per_s / other.images_per_s
 
 
-def machine_description(device: torch.device) -> str:
-    """A one-line description of the processor the numbers were measured on."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    name = platform.processor() or platform.machine()
+# /proc/cpuinfo flags that decide whether bf16 is native, and how RESULTS.md names them
+CPU_FLAGS = (("avx2", "AVX2"), ("avx512_bf16", "AVX-512 BF16"), ("amx_bf16", "AMX"))
+
+
+def machine_description(device: torch.device | str | None = None) -> str:
+    """One line naming the CPU (model, cores, bf16 units), torch, and the GPU if `device` is one."""
+    name, flags = platform.processor() or platform.machine(), set()
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and not flags:
+                    name = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
                     break
     except OSError:
         pass
-    return f"{name}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    units = [label for flag, label in CPU_FLAGS if flag in flags]
+    if flags and "amx_bf16" not in flags:
+        units.append("no AMX")
+    threads = torch.get_num_threads()
+    parts = [name, f"{os.cpu_count()} cores", *units,
+             f"{threads} thread{'s' if threads > 1 else ''}", f"torch {torch.__version__}"]
+    if device is not None and torch.device(device).type == "cuda":
+        parts.append(torch.cuda.get_device_name(device))
+    return ", ".join(parts)
 
 
 def measure(workloads: list[Workload], device: torch.device, rounds: int,
@@ -105,23 +117,7 @@ def format_table(rows: list[Row], baseline: str = "timm") -> str:
     return "\n".join(lines)
 
 
-def results_header(command: str, device: torch.device, peaks: dict[str, float]) -> str:
-    """Date, machine, command and matmul peaks, for benchmarks/RESULTS.md."""
-    today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    peak_text = ", ".join(f"{k} {v / 1e12:.3f} TFLOP/s" for k, v in peaks.items())
-    return (
-        f"- date: {today}\n- machine: {machine_description(device)}\n"
-        f"- command: `{command}`\n- measured matmul peak (2048^2): {peak_text}\n"
-    )
-
-
-def append_results(path: str | os.PathLike, title: str, command: str, header: str,
-                   rows: list[str]) -> None:
-    """Append a section to benchmarks/RESULTS.md: a title, the date, the CPU or GPU, the
-    command that gave the numbers, and a Markdown table (`header` names its columns)."""
-    today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    columns = header.count("|") - 1
-    with open(path, "a") as handle:
-        handle.write(f"\n## {title}\n\n{today}, {machine_description(torch.device('cpu'))}\n\n"
-                     f"    {command}\n\n{header}\n|{'---|' * columns}\n" + "\n".join(rows)
-                     + "\n")
+def peaks_line(peaks: dict[str, float]) -> str:
+    """The measured matmul peak of each precision, as one line."""
+    text = ", ".join(f"{k} {v / 1e12:.3f} TFLOP/s" for k, v in peaks.items())
+    return f"measured matmul peak (2048^2): {text}"

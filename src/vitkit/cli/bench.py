@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import shlex
-import sys
-from pathlib import Path
+from dataclasses import dataclass
 
 from vitkit.models import ViTConfig, get_config
 
@@ -36,16 +34,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
     parser.add_argument("--min-time", type=float, default=2.0, help="seconds per timing")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads")
-    parser.add_argument("--results", type=Path, default=None,
-                        help="append the table to this Markdown file (e.g. benchmarks/RESULTS.md)")
-    parser.add_argument("--title", default=None, help="heading for the appended section")
     parser.set_defaults(func=run)
 
 
+@dataclass(frozen=True)
+class Measured:
+    """What one `vitkit bench` run measured: the machine, the matmul peaks and the table."""
+
+    machine: str
+    peaks: str  # the measured matmul peak of each precision, one line
+    table: str  # Markdown, one row per workload
+
+
 def run(args: argparse.Namespace) -> int:
+    """Time the workloads and print the table (benchmarks/throughput.py records it)."""
+    print(measure(args).table)
+    return 0
+
+
+def measure(args: argparse.Namespace) -> Measured:
+    """Time vitkit beside its peers as `args` asks, printing progress as it goes."""
     import torch
 
-    from vitkit.bench.throughput import format_table, results_header
+    from vitkit.bench.throughput import format_table, machine_description, peaks_line
     from vitkit.bench.throughput import run as run_bench
     from vitkit.bench.timing import matmul_peak_flops
     from vitkit.device import default_device, has_fast_bf16
@@ -77,12 +88,8 @@ def run(args: argparse.Namespace) -> int:
             precisions.append(choice)
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
     peaks = {p: matmul_peak_flops(dtypes[p], device) for p in precisions}
-    # the command line that ran this: `vitkit bench ...` or e.g. benchmarks/throughput.py
-    if Path(sys.argv[0]).name == "vitkit":
-        command = "vitkit " + shlex.join(sys.argv[1:])
-    else:
-        command = "python " + shlex.join(sys.argv)
-    print(results_header(command, device, peaks))
+    machine = machine_description(device)
+    print(f"{machine}\n{peaks_line(peaks)}", flush=True)
     batches = None
     if args.data and "train" in args.mode:
         from vitkit.bench.workloads import augmented_batches
@@ -102,12 +109,4 @@ def run(args: argparse.Namespace) -> int:
             rows += run_bench(config, mode, args.batch_size, dtypes[precision], device, peers,
                               args.compile, args.rounds, args.min_time, peaks[precision],
                               batches=batches if mode == "train" else None)
-    table = format_table(rows)
-    print(table)
-    if args.results:
-        title = args.title or f"{args.model}, batch {args.batch_size}"
-        section = f"\n## {title}\n\n{results_header(command, device, peaks)}\n{table}\n"
-        with open(args.results, "a") as handle:
-            handle.write(section)
-        print(f"appended to {args.results}")
-    return 0
+    return Measured(machine, peaks_line(peaks), format_table(rows))
