@@ -8,15 +8,15 @@ import torch
 from tests.conftest import digits_subset, tiny_model
 from vitkit.train import TrainRun, get_recipe, train
 from vitkit.train.ema import ModelEMA
-from vitkit.train.feed import Feed
+from vitkit.train.feed import make_feeder
 
 RECIPE = get_recipe("small-data", epochs=1, batch_size=16, warmup_epochs=0.25, ema_decay=0.9)
 
 
 def test_a_streamed_feed_gives_the_batches_of_the_in_place_one():
     data = digits_subset(64)
-    in_place = Feed(data, torch.device("cpu"))
-    streamed = Feed(data, torch.device("cpu"), on_device=False)
+    in_place = make_feeder(data, torch.device("cpu"))
+    streamed = make_feeder(data, torch.device("cpu"), on_device=False)
     assert in_place.on_device and not streamed.on_device and "forced" in streamed.how
     first, second = torch.randperm(64)[:16], torch.randperm(64)[:16]
     streamed.prefetch(first)

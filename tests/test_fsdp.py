@@ -86,4 +86,4 @@ def test_fsdp_misuse_is_one_clear_line(tmp_path):
     # A plain run's state does not resume as a sharded one (or the other way round).
     assert _single(tmp_path, "plain", "--stop-after", "3").returncode == 3
     crossed = _torchrun(tmp_path, "plain", "--resume")
-    assert crossed.returncode != 0 and "without --fsdp" in crossed.stderr
+    assert crossed.returncode != 0 and "without sharding (no --fsdp)" in crossed.stderr

@@ -96,13 +96,13 @@ def test_training_from_streamed_shards_resumes_bitwise_and_matches_memory(shards
 def test_decoding_on_the_device_gives_the_pixels_of_pillow(shards):
     """The nvJPEG path (torchvision.io.decode_jpeg, here on the CPU) through Feed: PNGs
     exactly as Pillow decodes them, the JPEG (no reduced-scale DCT) within a few levels."""
-    from vitkit.train.feed import Feed
+    from vitkit.train.feed import DeviceDecode, make_feeder
 
     streamed = load_splits(str(shards), img_size=8, memory_budget=0).train
     jpeg = next(i for i in range(len(streamed)) if streamed.read(i)[:2] == b"\xff\xd8")
     indices = torch.tensor([0, jpeg, 5, 20])
-    feed = Feed(streamed, torch.device("cpu"), decode_on_device=True)
-    assert feed.decode_on_device and "decode_jpeg" in feed.how
+    feed = make_feeder(streamed, torch.device("cpu"), decode_on_device=True)
+    assert isinstance(feed, DeviceDecode) and "decode_jpeg" in feed.how
     images, targets = feed.get(indices)
     expected = streamed.images[indices]
     assert images.shape == expected.shape and torch.equal(targets, streamed.targets[indices])

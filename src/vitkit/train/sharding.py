@@ -96,10 +96,10 @@ def restore_weights(model: nn.Module, optimizer: torch.optim.Optimizer,
                     saved: dict[str, Any], fsdp: bool) -> None:
     """The saved model and optimizer state, into a sharded or a plain model as it was saved
     (any number of ranks: a sharded run's state is saved whole)."""
-    if bool(saved.get("fsdp")) != fsdp:
-        was = "with" if saved.get("fsdp") else "without"
-        raise ValueError(f"this run was trained with fsdp={bool(saved.get('fsdp'))}; resume it "
-                         f"{was} sharding (fsdp={bool(saved.get('fsdp'))})")
+    was = bool(saved.get("fsdp"))
+    if was != fsdp:
+        raise ValueError(f"this run was trained {'with' if was else 'without'} sharding "
+                         f"(fsdp={was}); resume it with fsdp={was}")
     if fsdp:
         load_full_state(model, optimizer, saved["model"], saved["optimizer"])
     else:

@@ -1,16 +1,14 @@
-"""The training loop, top to bottom: take a batch (on the device), augment it (batched, on the
-device), forward/backward (with accumulation), clip, step, EMA, log, evaluate at epoch ends,
-checkpoint atomically.
+"""The training loop, top to bottom: the feeder hands each step its micro-batches on the
+device, augmented; forward/backward (with accumulation), clip, step, EMA, log, evaluate at
+epoch ends, checkpoint atomically.
 
 Nothing waits on the device inside the loop: the loss is summed on the device and read every
 `log_every` steps, at epoch ends and before every save. A non-finite loss is noted there (with
 its step) and stops the run; since a checkpoint is only written after that check, the last
-one on disk is always from before the first bad step (`--resume` continues from it).
+one on disk is always from before the first bad step (`resume=True` continues from it).
 
-Exact resume: the data order of epoch e is a permutation drawn from a torch.Generator seeded
-with (seed, e), and every step reseeds the global RNG from (seed, step, rank) before its
-augmentation and dropout, so a run resumed from the state after step k takes the same steps
-k+1.. as one that never stopped, and ends with bitwise-identical weights on CPU.
+Exact resume: see `feed.py` (the data order and the per-step reseed), so a run resumed from
+the state after step k ends with bitwise-identical weights on the CPU.
 """
 
 from __future__ import annotations
@@ -21,6 +19,7 @@ import functools
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from .augment import BatchAugment, channel_stats
 from .checkpoint import load_state, remove_stale_temporaries, rng_state, save_state, set_rng_state
 from .distributed import DistInfo, cleanup, from_rank_zero, init_from_env, shard
 from .ema import make_ema
-from .feed import Feed
+from .feed import Feeder, batch_indices, make_feeder, step_batches
 from .metrics import MetricsLog
 from .objectives import Classification, MaskedPatch
 from .optim import build_optimizer, lr_at, set_lr
@@ -98,7 +97,7 @@ class TrainResult:
     finished: bool
     checkpoint: Path
     metrics: dict[str, Any] = field(default_factory=dict)
-    total_seconds: float | None = None  # with the sessions before a --resume
+    total_seconds: float | None = None  # with the sessions before a resume
 
 
 @dataclass(frozen=True)
@@ -113,7 +112,7 @@ class Plan:
     total_steps: int
     warmup_steps: int
     augment: BatchAugment
-    feed: Feed
+    feeder: Feeder
     objective: Classification | MaskedPatch
     state_dir: Path
     checkpoint_dir: Path
@@ -132,21 +131,8 @@ class State:
     step: int = 0
     best: float = -1.0  # the best validation top-1 so far (-1: none yet)
     watch: LossWatch | None = None
-    seconds_before: float = 0.0  # training time of the sessions before a --resume
+    seconds_before: float = 0.0  # training time of the sessions before a resume
     started: float = field(default_factory=time.perf_counter)
-
-
-@functools.lru_cache(maxsize=2)
-def epoch_order(size: int, seed: int, epoch: int) -> torch.Tensor:
-    """The shuffled sample order of one epoch, a pure function of (seed, epoch) (kept for the
-    epoch's steps: do not modify it)."""
-    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    return torch.randperm(size, generator=generator)
-
-
-def step_seed(seed: int, step: int, rank: int) -> int:
-    """The global RNG seed of one optimizer step on one rank."""
-    return ((seed * 1_000_003 + step) * 257 + rank) % (2**63)
 
 
 def train(run: TrainRun) -> TrainResult:
@@ -157,7 +143,10 @@ def train(run: TrainRun) -> TrainResult:
     plan = make_plan(run, saved)
     state = start_or_resume(run, plan, saved)
     net = _compiled(_data_parallel(state.model, plan), run, plan)
-    plan.feed.follow(functools.partial(step_indices, run, plan), state.step, plan.total_steps)
+    order = functools.partial(step_indices, run, plan)
+    batches = step_batches(plan.feeder, order, state.step, plan.total_steps, seed=run.seed,
+                           rank=plan.dist.rank, augment=plan.augment,
+                           accum_steps=run.recipe.accum_steps)
     metrics = MetricsLog(Path(run.out_dir), plan.dist.is_main,
                          state.step if run.resume else None)
     bar = tqdm(total=plan.total_steps, initial=state.step, desc=f"train {run.recipe.name}",
@@ -166,20 +155,21 @@ def train(run: TrainRun) -> TrainResult:
     last_val = None
     net.train()
     try:
-        while state.step < plan.total_steps:
-            lr = lr_at(state.step, plan.total_steps, plan.warmup_steps, run.recipe)
+        for step, micro_batches in zip(range(state.step, plan.total_steps), batches,
+                                       strict=False):
+            lr = lr_at(step, plan.total_steps, plan.warmup_steps, run.recipe)
             set_lr(state.optimizer, lr)
-            state.watch.add(train_step(run, plan, state, net), state.step + 1)
-            state.step += 1
+            state.watch.add(train_step(run.recipe, plan, state, net, micro_batches), step + 1)
+            state.step = step + 1
             clock.tick(run.recipe.batch_size)
             bar.update(1)
             epoch_end = state.step % plan.steps_per_epoch == 0 or state.step == plan.total_steps
             stopping = run.stop_after is not None and state.step >= run.stop_after
             saving = epoch_end or stopping or (run.save_every and state.step % run.save_every == 0)
             if state.step % run.log_every == 0 or state.step == plan.total_steps:
-                log_window(plan, state, metrics, bar, clock, lr)
+                log_window(plan, state, metrics, bar, clock, lr)  # the loop's one host sync
             elif saving:
-                check_finite(plan, state)
+                check_finite(plan, state)  # never save weights after a non-finite loss
             if epoch_end and run.val_set is not None:
                 last_val = end_of_epoch(run, plan, state, metrics, bar, clock.elapsed())
             if saving:
@@ -189,7 +179,7 @@ def train(run: TrainRun) -> TrainResult:
     finally:
         bar.close()
         metrics.close()
-        plan.feed.close()
+        plan.feeder.close()
     return finish(run, plan, state, clock, last_val)
 
 
@@ -219,10 +209,10 @@ def make_plan(run: TrainRun, saved: dict[str, Any] | None = None) -> Plan:
     steps_per_epoch = len(data) // recipe.batch_size
     total_steps = max(1, math.ceil(recipe.epochs * steps_per_epoch))
     out = Path(run.out_dir)
-    feed = Feed(data, device, run.data_on_device, workers=run.workers,
-                decode_on_device=run.decode_on_device)
+    feeder = make_feeder(data, device, run.data_on_device, workers=run.workers,
+                         decode_on_device=run.decode_on_device)
     if dist.is_main:
-        log.info("data: %s", feed.how)
+        log.info("data: %s", feeder.how)
     # Timed on each process, but every rank must compute in the same dtype: rank 0's. A
     # resumed run keeps the dtype it started in.
     chosen = _saved_dtype(run, saved) or training_dtype(
@@ -230,7 +220,7 @@ def make_plan(run: TrainRun, saved: dict[str, Any] | None = None) -> Plan:
     bf16 = chosen == torch.bfloat16
     dtype = torch.bfloat16 if from_rank_zero(bf16, dist, device) else torch.float32
     return Plan(
-        device=device, dtype=dtype, dist=dist, feed=feed, objective=objective,
+        device=device, dtype=dtype, dist=dist, feeder=feeder, objective=objective,
         steps_per_epoch=steps_per_epoch, total_steps=total_steps,
         warmup_steps=min(round(recipe.warmup_epochs * steps_per_epoch), total_steps - 1),
         augment=BatchAugment(recipe, data.num_classes, model.meta.preprocessing,
@@ -329,49 +319,35 @@ def _compiled(net: nn.Module, run: TrainRun, plan: Plan) -> nn.Module:
 
 
 # -- one step --------------------------------------------------------------------------------
-def train_step(run: TrainRun, plan: Plan, state: State, net: nn.Module) -> torch.Tensor:
-    """One optimizer step on this rank's share of the step's global batch, in `accum_steps`
-    micro-batches; returns the mean loss, on the device (not read here: no host sync)."""
-    recipe = run.recipe
-    indices = step_indices(run, plan, state.step)
-    if state.step + 1 < plan.total_steps:
-        plan.feed.prefetch(step_indices(run, plan, state.step + 1))
-    torch.manual_seed(step_seed(run.seed, state.step, plan.dist.rank))
-    images, targets = plan.feed.get(indices)
-    micro_batches = list(zip(images.chunk(recipe.accum_steps), targets.chunk(recipe.accum_steps),
-                             strict=True))
+def train_step(recipe: Recipe, plan: Plan, state: State, net: nn.Module,
+               micro_batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """One optimizer step on this rank's share of the step's global batch, accumulated over
+    its micro-batches; returns the mean loss, on the device."""
+    accum_steps = recipe.accum_steps
     loss_sum = torch.zeros((), device=plan.device)
-    for i, (micro_images, micro_targets) in enumerate(micro_batches):
-        inputs, labels = plan.augment(micro_images, micro_targets)
-        last = i == len(micro_batches) - 1
-        sync = net.no_sync() if not last and hasattr(net, "no_sync") else (
-            contextlib.nullcontext())
+    bf16 = plan.dtype == torch.bfloat16
+    for i, (inputs, labels) in enumerate(micro_batches):
+        # DDP all-reduces gradients in every backward; only the last micro-batch needs to.
+        last = i == accum_steps - 1
+        sync = net.no_sync() if not last and hasattr(net, "no_sync") else contextlib.nullcontext()
         with sync:
-            with torch.autocast(plan.device.type, torch.bfloat16,
-                                enabled=plan.dtype == torch.bfloat16):
+            with torch.autocast(plan.device.type, torch.bfloat16, enabled=bf16):
                 loss = plan.objective.loss(net, inputs, labels)
-            (loss / len(micro_batches)).backward()
-        loss_sum += loss.detach()
+            (loss / accum_steps).backward()  # the mean over the step's micro-batches
+        loss_sum += loss.detach()  # summed on the device: reading it would wait for it
     if recipe.grad_clip > 0:
         nn.utils.clip_grad_norm_(state.model.parameters(), recipe.grad_clip)
     state.optimizer.step()
-    state.optimizer.zero_grad(set_to_none=True)
+    state.optimizer.zero_grad(set_to_none=True)  # frees the gradients' memory until next time
     if state.ema is not None:
         state.ema.update_parameters(state.model)
-    return loss_sum / len(micro_batches)
+    return loss_sum / accum_steps
 
 
 def step_indices(run: TrainRun, plan: Plan, step: int) -> torch.Tensor:
     """This rank's sample indices at `step`."""
     return shard(batch_indices(len(run.train_set), run.recipe.batch_size, run.seed, step,
                                plan.steps_per_epoch), plan.dist)
-
-
-def batch_indices(size: int, batch: int, seed: int, step: int, steps_per_epoch: int
-                  ) -> torch.Tensor:
-    """The sample indices of step `step`'s global batch: a slice of its epoch's order."""
-    epoch, position = divmod(step, steps_per_epoch)
-    return epoch_order(size, seed, epoch)[position * batch:(position + 1) * batch]
 
 
 # -- logging, end of an epoch, saving --------------------------------------------------------
