@@ -4,6 +4,7 @@ what was wrong and what to do; the command line prints it as one line and exits 
 from __future__ import annotations
 
 import os
+import warnings
 
 
 class CheckpointError(ValueError):
@@ -25,6 +26,16 @@ def not_enough_memory(path: str | os.PathLike, what: str = "tensors",
     """The message for a file whose reading ran out of memory: what it claims, and what to do."""
     return (f"not enough memory to read {path}: it claims {what} larger than this machine can "
             f"hold, so it is damaged or too big for this machine; {remedy}")
+
+
+def renamed_keyword(function: str, old: str, new: str, old_value: object, value: object
+                    ) -> object:
+    """`value`, or `old_value` with a DeprecationWarning when the caller used the old name."""
+    if old_value is None:
+        return value
+    warnings.warn(f"{function}({old}=...) is deprecated; use {new}=", DeprecationWarning,
+                  stacklevel=3)
+    return old_value
 
 
 class MissingExtra(ValueError):
