@@ -15,6 +15,7 @@ import vitkit
 from tests.conftest import TOLERANCE, max_diff, one_line_error, tiny_vit
 from vitkit.cli.main import main
 from vitkit.data import find_images
+from vitkit.errors import install_hint
 from vitkit.infer.batches import model_inputs
 from vitkit.infer.predict import prepare_input
 
@@ -190,4 +191,4 @@ def test_missing_extra_is_one_line_naming_it(tmp_path, capsys, monkeypatch):
     vitkit.save_pretrained(trained_like(), tmp_path / "ckpt", class_names=CLASSES)
     monkeypatch.setitem(__import__("sys").modules, "onnx", None)  # as if not installed
     code = main(["export", str(tmp_path / "ckpt"), str(tmp_path / "m.onnx")])
-    one_line_error(capsys, code, "pip install 'vitkit[serve]'")
+    one_line_error(capsys, code, install_hint("serve"))
