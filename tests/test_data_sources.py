@@ -122,6 +122,17 @@ def test_val_alone_matches_a_full_load_with_broken_files(tmp_path, monkeypatch):
     assert max(broken_in_val) > 0 and min(broken_in_val) < 3  # both parts had broken files
 
 
+def test_val_folder_alone_is_decoded_alone_at_the_size_of_train(tmp_path, monkeypatch):
+    make_class_folder(tmp_path / "d" / "train", {"cat": 3, "dog": 3})
+    make_class_folder(tmp_path / "d" / "val", {"cat": 2, "dog": 2}, size=(12, 16))
+    # val/ wins over val_split, so train/ need not be decoded even with one given
+    full, _, alone, alone_calls = _val_full_and_alone(tmp_path / "d", tmp_path, monkeypatch,
+                                                      val_split=0.5)
+    assert len(full.val) == 4 and full.val.image_shape == (3, 8, 8)
+    assert len(alone_calls) == 4 and all("/val/" in path for path in alone_calls)
+    assert torch.equal(alone.val.images, full.val.images)
+
+
 def test_train_val_test_layout(tmp_path, cache):
     make_class_folder(tmp_path / "d" / "train", {"cat": 4, "dog": 4})
     make_class_folder(tmp_path / "d" / "val", {"cat": 2, "dog": 1})

@@ -179,9 +179,13 @@ def _folder_root(root: Path, decoding: Decoding, wanted: set[str], val_split: fl
             check_same_classes(classes, split_classes, split)
     carve = None if "val" in found else val_split  # a val/ folder wins over val_split
     train, val = _carve(items, classes, decoding, wanted, f"{root.name}/train", carve, seed)
-    size = tuple(train.images.shape[-2:]) if train is not None and len(train) else None
+    wanted_found = {split: found[split] for split in found if split in wanted}
+    size = decoding.size  # else train's, also when train itself is not decoded
+    if size is None and wanted_found:
+        size = (tuple(train.images.shape[-2:]) if train is not None
+                else most_common_size([path for path, _ in items]))
     others = {split: decoding.files(split_items, classes, f"{root.name}/{split}", size)
-              for split, split_items in found.items() if split in wanted}
+              for split, split_items in wanted_found.items()}
     return train, val if val is not None else others.get("val"), others.get("test")
 
 
