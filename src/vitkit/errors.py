@@ -10,6 +10,9 @@ import re
 import shlex
 import warnings
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class CheckpointError(ValueError):
@@ -33,8 +36,7 @@ def not_enough_memory(path: str | os.PathLike, what: str = "tensors",
             f"hold, so it is damaged or too big for this machine; {remedy}")
 
 
-def renamed_keyword(function: str, old: str, new: str, old_value: object, value: object
-                    ) -> object:
+def renamed_keyword(function: str, old: str, new: str, old_value: T | None, value: T) -> T:
     """`value`, or `old_value` with a DeprecationWarning when the caller used the old name."""
     if old_value is None:
         return value
