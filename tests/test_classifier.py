@@ -22,7 +22,7 @@ def test_classifier_takes_paths_pil_images_and_tensors_as_predict_does(tmp_path)
     pixels = torch.randint(0, 256, (3, 10, 10), dtype=torch.uint8)
     classify = vitkit.Classifier(model, fp32=True)
     answers = classify([path, pil, pixels], top_k=2)
-    expected = predict(model, [path, pil, pixels], topk=2, fp32=True)
+    expected = predict(model, [path, pil, pixels], top_k=2, fp32=True)
     for answer, row in zip(answers, expected, strict=True):
         assert [a["label"] for a in answer] == row.labels
         assert [a["score"] for a in answer] == pytest.approx(row.probs)

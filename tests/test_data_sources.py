@@ -60,6 +60,79 @@ def test_val_split_is_deterministic_per_seed(tmp_path, cache):
     assert not torch.equal(val_images(1), val_images(2))
 
 
+def _spy_decoding(monkeypatch) -> list[str]:
+    """The files `decode_image` is asked for from now on (one entry per attempt)."""
+    calls: list[str] = []
+    real = decode_module.decode_image
+    monkeypatch.setattr(decode_module, "decode_image",
+                        lambda path, mode, **kw: calls.append(path) or real(path, mode, **kw))
+    return calls
+
+
+def _val_full_and_alone(root, tmp_path, monkeypatch, **options):
+    """The val of a full load and of a load of val alone (each from a cold cache), and the
+    files each decoded."""
+    calls = _spy_decoding(monkeypatch)
+    full = load_splits(str(root), cache_dir=str(tmp_path / "c1"), progress=False, **options)
+    full_calls = list(calls)
+    calls.clear()
+    clear_memory_cache()
+    alone = load_splits(str(root), cache_dir=str(tmp_path / "c2"), progress=False, only="val",
+                        **options)
+    return full, full_calls, alone, list(calls)
+
+
+def test_val_alone_decodes_only_the_val_files_and_matches_a_full_load(tmp_path, monkeypatch):
+    # 8 images at 8x8 and 7 at 12x16: the most common size of all is 8x8, but val alone
+    # (2 cats, 2 dogs, 4 emus) would tie and pick 12x16; val must keep train's size.
+    root = make_class_folder(tmp_path / "pets", {"cat": 4, "dog": 4})
+    make_class_folder(root, {"emu": 7}, size=(12, 16))
+    full, full_calls, alone, alone_calls = _val_full_and_alone(
+        root, tmp_path, monkeypatch, val_split=0.5, seed=7)
+    assert len(full_calls) == 15 and len(full.train) + len(full.val) == 15
+    assert alone.train is None and alone.test is None
+    assert len(alone_calls) == len(full.val) == 8  # only the val files were decoded
+    assert set(alone_calls) < set(full_calls)
+    assert alone.val.image_shape == full.val.image_shape == (3, 8, 8)
+    assert torch.equal(alone.val.images, full.val.images)
+    assert torch.equal(alone.val.targets, full.val.targets)
+    assert torch.bincount(alone.val.targets).tolist() == [2, 2, 4]
+    other_seed = load_splits(str(root), cache_dir=str(tmp_path / "c3"), progress=False,
+                             only="val", val_split=0.5, seed=8)
+    assert not torch.equal(other_seed.val.images, full.val.images)
+
+
+def test_val_alone_matches_a_full_load_with_broken_files(tmp_path, monkeypatch):
+    root = make_class_folder(tmp_path / "pets", {"cat": 6, "dog": 6})
+    for i in range(3):
+        (root / "cat" / f"{i}broken.png").write_bytes(b"not a png")
+    broken_in_val = []
+    for seed in range(4):
+        clear_memory_cache()
+        full, _, alone, alone_calls = _val_full_and_alone(
+            root, tmp_path / str(seed), monkeypatch, val_split=0.3, seed=seed)
+        assert torch.equal(alone.val.images, full.val.images)
+        assert torch.equal(alone.val.targets, full.val.targets)
+        assert alone.val.skipped == full.val.skipped
+        assert len(alone_calls) == len(full.val) + len(full.val.skipped)
+        skipped = [path for path, _ in full.train.skipped + full.val.skipped]
+        assert sorted(os.path.basename(path) for path in skipped) == [
+            "0broken.png", "1broken.png", "2broken.png"]  # each listed once
+        broken_in_val.append(len(full.val.skipped))
+    assert max(broken_in_val) > 0 and min(broken_in_val) < 3  # both parts had broken files
+
+
+def test_val_folder_alone_is_decoded_alone_at_the_size_of_train(tmp_path, monkeypatch):
+    make_class_folder(tmp_path / "d" / "train", {"cat": 3, "dog": 3})
+    make_class_folder(tmp_path / "d" / "val", {"cat": 2, "dog": 2}, size=(12, 16))
+    # val/ wins over val_split, so train/ need not be decoded even with one given
+    full, _, alone, alone_calls = _val_full_and_alone(tmp_path / "d", tmp_path, monkeypatch,
+                                                      val_split=0.5)
+    assert len(full.val) == 4 and full.val.image_shape == (3, 8, 8)
+    assert len(alone_calls) == 4 and all("/val/" in path for path in alone_calls)
+    assert torch.equal(alone.val.images, full.val.images)
+
+
 def test_train_val_test_layout(tmp_path, cache):
     make_class_folder(tmp_path / "d" / "train", {"cat": 4, "dog": 4})
     make_class_folder(tmp_path / "d" / "val", {"cat": 2, "dog": 1})
@@ -161,8 +234,11 @@ def test_missing_empty_and_single_class_errors(tmp_path, cache):
     (tmp_path / "hollow" / "dog").mkdir()
     with pytest.raises(ValueError, match=r"\['dog'\].*hold no image"):
         load_splits(str(tmp_path / "hollow"), cache_dir=cache)
-    with pytest.raises(ValueError, match="val-split"):
+    with pytest.raises(ValueError, match=r"val_split=1.5 must be a fraction"):
         load_splits("digits", val_split=1.5)
+    make_class_folder(tmp_path / "two", {"cat": 2, "dog": 2})
+    with pytest.raises(ValueError, match=r"val_split=1.0 must be a fraction"):
+        load_splits(str(tmp_path / "two"), val_split=1.0, only="val", cache_dir=cache)
 
 
 def test_disk_cache_is_reused_and_invalidated(tmp_path, cache, monkeypatch):

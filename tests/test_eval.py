@@ -114,6 +114,23 @@ def test_cli_eval_other_split_and_out(setup, tmp_path, capsys):
     assert "no val split" in capsys.readouterr().err
 
 
+def test_cli_eval_of_a_carved_val_decodes_only_its_files(setup, capsys, monkeypatch):
+    import vitkit.data.decode as decode_module
+
+    checkpoint, data = setup
+    calls = []
+    real = decode_module.decode_image
+    monkeypatch.setattr(decode_module, "decode_image",
+                        lambda path, mode, **kw: calls.append(path) or real(path, mode, **kw))
+    assert main(["eval", "--checkpoint", checkpoint, "--data", str(data), "--split", "val",
+                 "--val-split", "0.5", "--seed", "3", "--no-progress"]) == 0
+    assert "pets/val: 3 images" in capsys.readouterr().out
+    assert len(calls) == 3 and all("/train/" in path for path in calls)
+    assert main(["eval", "--checkpoint", checkpoint, "--data", str(data), "--split", "val",
+                 "--val-split", "1.5"]) == 2
+    assert "error: --val-split 1.5 must be a fraction" in capsys.readouterr().err
+
+
 def test_cli_eval_errors(setup, tmp_path, capsys):
     checkpoint, data = setup
     assert main(["eval", "--checkpoint", checkpoint, "--data", str(tmp_path / "none")]) == 2

@@ -15,6 +15,7 @@ import vitkit
 from tests.conftest import TOLERANCE, max_diff, one_line_error, tiny_vit
 from vitkit.cli.main import main
 from vitkit.data import find_images
+from vitkit.errors import install_hint
 from vitkit.infer.batches import model_inputs
 from vitkit.infer.predict import prepare_input
 
@@ -149,13 +150,28 @@ def test_cli_export_then_predict_with_onnx_backend(tmp_path, capsys):
                  "json", "--fp32", "--topk", "3"]) == 0
     torch_rows = json.loads(capsys.readouterr().out)
     assert main(["predict", "--checkpoint", str(out), "--backend", "onnx", str(images),
-                 "--format", "json", "--topk", "3"]) == 0
+                 "--format", "json", "--top-k", "3"]) == 0
     onnx_rows = json.loads(capsys.readouterr().out)
     assert [r["source"] for r in onnx_rows] == [r["source"] for r in torch_rows]
     for a, b in zip(onnx_rows, torch_rows, strict=True):
         assert a["labels"] == b["labels"] and a["error"] == b["error"]
         assert np.allclose(a["probs"], b["probs"], atol=1e-4)
     assert sum(r["error"] is not None for r in onnx_rows) == 1
+
+
+def test_predict_onnx_takes_top_k_and_the_old_topk_with_a_warning(tmp_path):
+    from vitkit.export import predict_onnx
+
+    export_onnx(trained_like(), tmp_path / "m.onnx")
+    classifier = OnnxClassifier(tmp_path / "m.onnx")
+    images = find_images([write_images(tmp_path / "images", count=2)])
+    rows = predict_onnx(classifier, images, top_k=2)
+    assert [len(row.labels) for row in rows] == [2, 2]
+    with pytest.warns(DeprecationWarning, match=r"predict_onnx\(topk=\.\.\.\) is deprecated"):
+        old = predict_onnx(classifier, images, topk=2)
+    assert [row.labels for row in old] == [row.labels for row in rows]
+    with pytest.raises(ValueError, match=r"^top_k=0 must be at least 1$"):
+        predict_onnx(classifier, images, top_k=0)
 
 
 def test_cli_export_errors_are_one_line(tmp_path, capsys):
@@ -175,4 +191,4 @@ def test_missing_extra_is_one_line_naming_it(tmp_path, capsys, monkeypatch):
     vitkit.save_pretrained(trained_like(), tmp_path / "ckpt", class_names=CLASSES)
     monkeypatch.setitem(__import__("sys").modules, "onnx", None)  # as if not installed
     code = main(["export", str(tmp_path / "ckpt"), str(tmp_path / "m.onnx")])
-    one_line_error(capsys, code, "pip install 'vitkit[serve]'")
+    one_line_error(capsys, code, install_hint("serve"))

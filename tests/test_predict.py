@@ -38,7 +38,7 @@ def files(tmp_path):
 def test_predict_mix_of_good_and_bad(files):
     good, bad = files
     inputs = [good[0], bad[0], good[1], bad[1], good[2], bad[2], good[3]]
-    rows = predict(constant_model(), inputs, topk=2, batch_size=3)
+    rows = predict(constant_model(), inputs, top_k=2, batch_size=3)
     assert [row.source for row in rows] == inputs
     assert [row.ok for row in rows] == [True, False, True, False, True, False, True]
     for row in rows:
@@ -54,10 +54,19 @@ def test_predict_images_and_tensors_and_grey_model():
     model = constant_model(in_chans=1)
     inputs = [Image.new("RGB", (20, 10)), torch.zeros(1, 8, 8, dtype=torch.uint8),
               torch.zeros(8, 8)]
-    rows = predict(model, inputs, topk=10)
-    assert rows[0].labels == ["dog", "emu", "cat"]  # topk capped at the class count
+    rows = predict(model, inputs, top_k=10)
+    assert rows[0].labels == ["dog", "emu", "cat"]  # top_k capped at the class count
     assert rows[1].ok and not rows[2].ok and "uint8" in rows[2].error
-    with pytest.raises(ValueError, match="topk"):
+    with pytest.raises(ValueError, match=r"^top_k=0 must be at least 1$"):
+        predict(model, inputs, top_k=0)
+
+
+def test_predict_still_takes_the_old_topk_keyword_with_a_warning():
+    model, inputs = constant_model(), [Image.new("RGB", (8, 8))]
+    with pytest.warns(DeprecationWarning, match=r"predict\(topk=\.\.\.\) is deprecated; use top_k"):
+        old = predict(model, inputs, topk=2)
+    assert old[0].labels == predict(model, inputs, top_k=2)[0].labels == ["dog", "emu"]
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="top_k=0"):
         predict(model, inputs, topk=0)
 
 
@@ -70,7 +79,7 @@ def test_predict_matches_manual_preprocessing(tmp_path):
     pixels = torch.randint(0, 256, (3, 8, 8), dtype=torch.uint8)
     path = tmp_path / "x.png"
     Image.fromarray(pixels.permute(1, 2, 0).numpy()).save(path)
-    row = predict(model, [str(path)], topk=4, fp32=True)[0]
+    row = predict(model, [str(path)], top_k=4, fp32=True)[0]
     x = (pixels.float() / 255 - torch.tensor([0.2, 0.3, 0.4])[:, None, None])
     x = x / torch.tensor([0.5, 0.6, 0.7])[:, None, None]
     with torch.no_grad():
@@ -94,7 +103,7 @@ def checkpoint(tmp_path):
 
 def test_cli_predict_table_json_csv(checkpoint, files, capsys):
     good, bad = files
-    assert main(["predict", "--checkpoint", checkpoint, good[0], bad[1], "--topk", "2"]) == 0
+    assert main(["predict", "--checkpoint", checkpoint, good[0], bad[1], "--top-k", "2"]) == 0
     out, err = capsys.readouterr()
     lines = out.strip().splitlines()
     assert lines[0].startswith("file") and len(lines) == 3
@@ -111,6 +120,20 @@ def test_cli_predict_table_json_csv(checkpoint, files, capsys):
     assert table[0] == ["file", "label1", "prob1", "label2", "prob2", "label3", "prob3", "error"]
     assert table[1][1] == "dog" and float(table[1][2]) == pytest.approx(PROBS[1].item(), 1e-5)
     assert table[2][-1] and table[2][1] == ""
+
+
+def test_cli_predict_spells_top_k_as_serve_does_and_keeps_topk_hidden(checkpoint, files,
+                                                                        capsys):
+    good, _ = files
+    assert main(["predict", "--checkpoint", checkpoint, good[0], "--format", "json",
+                 "--topk", "2"]) == 0  # the old spelling still works
+    assert json.loads(capsys.readouterr().out)[0]["labels"] == ["dog", "emu"]
+    assert main(["predict", "--checkpoint", checkpoint, good[0], "--top-k", "0"]) == 2
+    assert "error: --top-k must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    shown = capsys.readouterr().out
+    assert "--top-k" in shown and "--topk" not in shown
 
 
 def test_cli_predict_exit_codes(checkpoint, files, tmp_path, capsys):

@@ -48,7 +48,7 @@ def client(checkpoint):
 def expected_labels(checkpoint, tmp_path, data: bytes, k: int = 3):
     path = tmp_path / "image.png"
     path.write_bytes(data)
-    row = predict(vitkit.load_pretrained(checkpoint), [path], topk=k, fp32=True)[0]
+    row = predict(vitkit.load_pretrained(checkpoint), [path], top_k=k, fp32=True)[0]
     return row.labels, row.probs
 
 

@@ -3,7 +3,16 @@ what was wrong and what to do; the command line prints it as one line and exits 
 
 from __future__ import annotations
 
+import functools
+import json
 import os
+import re
+import shlex
+import warnings
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class CheckpointError(ValueError):
@@ -27,6 +36,61 @@ def not_enough_memory(path: str | os.PathLike, what: str = "tensors",
             f"hold, so it is damaged or too big for this machine; {remedy}")
 
 
+def renamed_keyword(function: str, old: str, new: str, old_value: T | None, value: T) -> T:
+    """`value`, or `old_value` with a DeprecationWarning when the caller used the old name."""
+    if old_value is None:
+        return value
+    warnings.warn(f"{function}({old}=...) is deprecated; use {new}=", DeprecationWarning,
+                  stacklevel=3)
+    return old_value
+
+
+@functools.cache
+def source_checkout() -> Path | None:
+    """The source checkout this vitkit runs from (its pyproject.toml beside the src/ folder
+    that holds the package, or an editable install's folder), or None for an installed one."""
+    package = Path(__file__).resolve().parent
+    if package.parent.name == "src" and _is_vitkit_project(package.parent.parent):
+        return package.parent.parent
+    folder = _editable_install_folder()
+    return folder if folder is not None and _is_vitkit_project(folder) else None
+
+
+def _editable_install_folder() -> Path | None:
+    """The folder of `pip install -e FOLDER` from the install's direct_url.json (PEP 610)."""
+    from importlib.metadata import PackageNotFoundError, distribution
+    from urllib.parse import unquote, urlparse
+
+    try:
+        record = json.loads(distribution("vitkit").read_text("direct_url.json") or "{}")
+    except (PackageNotFoundError, ValueError):
+        return None
+    if not isinstance(record, dict) or not (record.get("dir_info") or {}).get("editable"):
+        return None
+    url = str(record.get("url", ""))
+    if not url.startswith("file://"):
+        return None
+    return Path(unquote(urlparse(url).path))
+
+
+def _is_vitkit_project(root: Path) -> bool:
+    """Whether `root` holds the pyproject.toml of the project named vitkit."""
+    try:
+        text = (root / "pyproject.toml").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return re.search(r"""^name\s*=\s*["']vitkit["']""", text, re.MULTILINE) is not None
+
+
+def install_hint(extra: str) -> str:
+    """The pip command that installs vitkit's `extra`: from the source checkout vitkit runs
+    from (`pip install -e '<checkout>[extra]'`), else from the package index."""
+    checkout = source_checkout()
+    if checkout is not None:
+        return f"pip install -e {shlex.quote(f'{checkout}[{extra}]')}"
+    return f"pip install {shlex.quote(f'vitkit[{extra}]')}"
+
+
 class MissingExtra(ValueError):
     """An optional dependency that is not installed; the message names the extra to install
     (a ValueError, so the command line prints it as one line)."""
@@ -40,4 +104,4 @@ def require(module: str, extra: str, purpose: str):  # noqa: ANN201 - returns a 
         return importlib.import_module(module)
     except ImportError as error:
         raise MissingExtra(f"{purpose} needs {module.split('.')[0]}, which is not installed: "
-                           f"pip install 'vitkit[{extra}]'") from error
+                           f"{install_hint(extra)}") from error

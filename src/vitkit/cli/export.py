@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..errors import install_hint
 from .main import CommandError
 
 
@@ -17,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "reads) as an ONNX graph at the model's native image size with a dynamic batch "
         "dimension. --int8 dynamic quantizes the weights; --int8 static also the "
         "activations, calibrated on the images given with --calibration. Needs the `serve` "
-        "extra: pip install 'vitkit[serve]'.")
+        f"extra: {install_hint('serve')}.")
     parser.add_argument("checkpoint", help="checkpoint folder, file or hub id")
     parser.add_argument("out", help="the .onnx file to write")
     parser.add_argument("--format", choices=("onnx",), default="onnx", help="only onnx for now")

@@ -23,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="run with PyTorch or ONNX Runtime (default: onnx for an .onnx "
                         "file, torch otherwise)")
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
-    parser.add_argument("--topk", type=int, default=5, help="classes to show per image (5)")
+    parser.add_argument("--top-k", type=int, default=5, help="classes to show per image (5)")
+    parser.add_argument("--topk", dest="top_k", type=int, default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)  # the old spelling, still accepted
     parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--fp32", action="store_true",
@@ -66,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
     from vitkit.infer import predict
     from vitkit.weights import load_pretrained
 
-    if args.topk < 1:
-        raise CommandError(f"--topk must be at least 1, got {args.topk}")
+    if args.top_k < 1:
+        raise CommandError(f"--top-k must be at least 1, got {args.top_k}")
     if args.batch_size < 1:
         raise CommandError(f"--batch-size must be at least 1, got {args.batch_size}")
     files = find_images(args.inputs)
@@ -78,18 +80,18 @@ def run(args: argparse.Namespace) -> int:
         from vitkit.export import OnnxClassifier, predict_onnx
 
         model = OnnxClassifier(args.checkpoint)
-        rows = predict_onnx(model, files, topk=args.topk, batch_size=args.batch_size)
+        rows = predict_onnx(model, files, top_k=args.top_k, batch_size=args.batch_size)
         num_classes = model.num_classes
     else:
         device = args.device or default_device()
         model = load_pretrained(args.checkpoint, map_location=device)
-        rows = predict(model, files, topk=args.topk, batch_size=args.batch_size, device=device,
+        rows = predict(model, files, top_k=args.top_k, batch_size=args.batch_size, device=device,
                        fp32=args.fp32)
         num_classes = model.config.num_classes
     if args.format == "json":
         print(json.dumps([row.to_dict() for row in rows], indent=2))
     elif args.format == "csv":
-        _csv(rows, min(args.topk, num_classes))
+        _csv(rows, min(args.top_k, num_classes))
     else:
         print(_table(rows))
     failed = sum(not row.ok for row in rows)

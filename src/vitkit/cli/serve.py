@@ -7,6 +7,7 @@ import argparse
 import logging
 import sys
 
+from ..errors import install_hint
 from .main import CommandError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -18,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Serve CHECKPOINT (a vitkit checkpoint folder or an .onnx file from `vitkit "
         "export`): POST /v1/predict, POST /v1/explain, GET /v1/model, /healthz, /metrics, and a "
         "web page at /. Requests arriving within --max-delay-ms run as one batch. Needs the "
-        "`serve` extra: pip install 'vitkit[serve]'.")
+        f"`serve` extra: {install_hint('serve')}.")
     parser.add_argument("--checkpoint", required=True, help="checkpoint folder or .onnx file")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only)")

@@ -15,7 +15,7 @@ from ..models import to_2tuple
 from .builtin import load_digits
 from .cache import default_cache_dir
 from .dataset import ImageTensorDataset
-from .decode import decode_cached, report_skipped
+from .decode import decode_cached, most_common_size, report_skipped
 from .folders import class_folders, find_images, read_csv, scan_class_folders
 from .shards import INDEX_NAME, ShardedImages, is_shard_folder
 from .transforms import convert_channels, resize_crop
@@ -47,15 +47,16 @@ class DataSplits:
         return dataset
 
 
-def stratified_split(dataset: ImageTensorDataset, fraction: float, seed: int
-                     ) -> tuple[ImageTensorDataset, ImageTensorDataset]:
-    """Split off `fraction` of each class (at least one image of classes with 2+) as val."""
+def stratified_indices(targets: torch.Tensor, num_classes: int, fraction: float, seed: int
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ascending (train, val) indices that put `fraction` of each class (at least one item of
+    classes with 2+) in val, drawn with `seed`."""
     if not 0 < fraction < 1:
-        raise ValueError(f"--val-split must be a fraction between 0 and 1, got {fraction}")
+        raise ValueError(f"val_split={fraction} must be a fraction between 0 and 1")
     generator = torch.Generator().manual_seed(seed)
     val_parts, train_parts = [], []
-    for label in range(dataset.num_classes):
-        members = torch.nonzero(dataset.targets == label).flatten()
+    for label in range(num_classes):
+        members = torch.nonzero(targets == label).flatten()
         members = members[torch.randperm(len(members), generator=generator)]
         count = round(fraction * len(members))
         if len(members) >= 2:
@@ -64,7 +65,14 @@ def stratified_split(dataset: ImageTensorDataset, fraction: float, seed: int
         train_parts.append(members[count:])
     train_idx, val_idx = torch.cat(train_parts).sort().values, torch.cat(val_parts).sort().values
     if len(val_idx) == 0:
-        raise ValueError(f"--val-split {fraction} leaves no validation images; use a larger one")
+        raise ValueError(f"val_split={fraction} leaves no validation images; use a larger one")
+    return train_idx, val_idx
+
+
+def stratified_split(dataset: ImageTensorDataset, fraction: float, seed: int
+                     ) -> tuple[ImageTensorDataset, ImageTensorDataset]:
+    """Split off `fraction` of each class (at least one image of classes with 2+) as val."""
+    train_idx, val_idx = stratified_indices(dataset.targets, dataset.num_classes, fraction, seed)
     train, val = dataset.subset(train_idx), dataset.subset(val_idx)
     train.skipped, val.skipped = list(dataset.skipped), []  # the source's files: listed once
     return train, val
@@ -132,22 +140,53 @@ def _builtin(name: str, data_dir: str | None, cache: Path, wanted: set[str]
     return load("train"), load("test")
 
 
-def _folder_root(root: Path, decoding: Decoding, wanted: set[str]):
-    """train/ with val/ and/or test/ beside it, each `<class>/*`. Only the wanted splits are
-    decoded; the others' folders are still checked to hold the same classes."""
+def _carve(items: list[tuple[str, int]], classes: list[str], decoding: Decoding,
+           wanted: set[str], what: str, val_split: float | None, seed: int
+           ) -> tuple[ImageTensorDataset | None, ImageTensorDataset | None]:
+    """(train, val) of a source's train files, each decoded only if wanted. `val_split` carves
+    val out of the (path, label) items before anything is decoded, so a load of val alone
+    decodes only val's files and gets the very set a full load gets, broken files or not."""
+    if val_split is None:
+        return (decoding.files(items, classes, what) if "train" in wanted else None), None
+    labels = torch.tensor([label for _, label in items], dtype=torch.int64)
+    indices = stratified_indices(labels, len(classes), val_split, seed)
+    # The size of all the train files (not of one part), so both parts match a full load.
+    size = decoding.size or most_common_size([path for path, _ in items])
+    parts = []
+    for split, part in zip(("train", "val"), indices, strict=True):
+        if split not in wanted:
+            parts.append(None)
+        elif len(part) == 0:  # every class of a single image went to val
+            channels = 1 if decoding.mode == "L" else 3
+            parts.append(ImageTensorDataset(torch.empty((0, channels, *size), dtype=torch.uint8),
+                                            torch.empty(0, dtype=torch.int64), list(classes)))
+        else:
+            parts.append(decoding.files([items[i] for i in part.tolist()], classes,
+                                        f"{what} ({split})", size))
+    return parts[0], parts[1]
+
+
+def _folder_root(root: Path, decoding: Decoding, wanted: set[str], val_split: float | None,
+                 seed: int):
+    """train/ with val/ and/or test/ beside it, each `<class>/*` (val carved out of train/
+    when there is no val/). Only the wanted splits are decoded; the others' folders are
+    still checked to hold the same classes."""
     items, classes = scan_class_folders(root / "train")
-    train = size = None
-    if "train" in wanted:
-        train = decoding.files(items, classes, f"{root.name}/train")
-        size = tuple(train.images.shape[-2:])
-    others: dict[str, ImageTensorDataset | None] = {"val": None, "test": None}
-    for split in others:
+    found: dict[str, list[tuple[str, int]]] = {}
+    for split in ("val", "test"):
         if (root / split).is_dir():
-            items, split_classes = scan_class_folders(root / split)
+            found[split], split_classes = scan_class_folders(root / split)
             check_same_classes(classes, split_classes, split)
-            if split in wanted:
-                others[split] = decoding.files(items, classes, f"{root.name}/{split}", size)
-    return train, others["val"], others["test"]
+    carve = None if "val" in found else val_split  # a val/ folder wins over val_split
+    train, val = _carve(items, classes, decoding, wanted, f"{root.name}/train", carve, seed)
+    wanted_found = {split: found[split] for split in found if split in wanted}
+    size = decoding.size  # else train's, also when train itself is not decoded
+    if size is None and wanted_found:
+        size = (tuple(train.images.shape[-2:]) if train is not None
+                else most_common_size([path for path, _ in items]))
+    others = {split: decoding.files(split_items, classes, f"{root.name}/{split}", size)
+              for split, split_items in wanted_found.items()}
+    return train, val if val is not None else others.get("val"), others.get("test")
 
 
 def _shard_source(path: Path, decoding: Decoding, wanted: set[str],
@@ -185,13 +224,11 @@ def free_host_memory() -> int:
     return 8 * 2**30
 
 
-def _file_source(path: Path, decoding: Decoding, wanted: set[str],
-                 memory_budget: int | None = None):
-    """(train, val, test) of a folder, a shard folder or a CSV file."""
-    if is_shard_folder(path):
-        return _shard_source(path, decoding, wanted, memory_budget)
+def _file_source(path: Path, decoding: Decoding, wanted: set[str], val_split: float | None,
+                 seed: int):
+    """(train, val, test) of a folder or a CSV file, val carved out of train by `_carve`."""
     if path.is_dir() and (path / "train").is_dir():
-        return _folder_root(path, decoding, wanted)
+        return _folder_root(path, decoding, wanted, val_split, seed)
     if path.is_file() and path.suffix.lower() == ".csv":
         items, classes = read_csv(path)
     elif path.is_dir():
@@ -203,7 +240,16 @@ def _file_source(path: Path, decoding: Decoding, wanted: set[str],
             f"no data at {path}: give a folder, a .csv file, or one of "
             f"{', '.join(BUILTIN_SOURCES)}"
         )
-    return decoding.files(items, classes, path.name), None, None
+    return (*_carve(items, classes, decoding, wanted, path.name, val_split, seed), None)
+
+
+def _carve_in_memory(train: ImageTensorDataset | None, val: ImageTensorDataset | None,
+                     val_split: float | None, seed: int):
+    """(train, val) with val carved out of a train set already in memory (a built-in or a
+    shard folder) when the source has no val of its own."""
+    if val is None and val_split is not None and train is not None:
+        return stratified_split(train, val_split, seed)
+    return train, val
 
 
 def source_classes(source: str) -> list[str] | None:
@@ -244,11 +290,13 @@ def load_splits(
     centre-cropped to `img_size`, as `load_image` does, else kept at the most common size
     in train; `in_chans` 1 gives greyscale, 3 RGB (default: 3 for files, the data's own for
     built-ins). `val_split` carves a stratified, seeded validation set out of train when the
-    source has none. `only` ('train', 'val' or 'test') decodes just that split (and train
-    when val is carved out of it). Decoded files are cached in memory and in `cache_dir`
-    (default $VITKIT_CACHE/datasets or ~/.cache/vitkit/datasets). A folder written by
-    `vitkit shards` is decoded into memory when it fits `memory_budget` bytes (default: a
-    quarter of the available memory), else its splits are `ShardedImages` read per batch.
+    source has none: from a folder's or CSV's list of files before decoding (so `only="val"`
+    decodes just the files of the val that a full load gives), from a built-in's images in
+    memory. `only` ('train', 'val' or 'test') decodes just that split. Decoded files are
+    cached in memory and in `cache_dir` (default $VITKIT_CACHE/datasets or
+    ~/.cache/vitkit/datasets). A folder written by `vitkit shards` is decoded into memory
+    when it fits `memory_budget` bytes (default: a quarter of the available memory), else
+    its splits are `ShardedImages` read per batch.
     """
     if in_chans not in (None, 1, 3):
         raise ValueError(f"in_chans must be 1 or 3, got {in_chans}")
@@ -259,19 +307,20 @@ def load_splits(
         mode="L" if in_chans == 1 else "RGB", crop_pct=crop_pct, interpolation=interpolation,
         cache=Path(cache_dir) if cache_dir else default_cache_dir(), progress=progress)
     wanted = {"train", "val", "test"} if only is None else {only}
-    if only == "val" and val_split is not None:
-        wanted.add("train")  # val may be carved out of train
-    val = None
+    in_memory = wanted | {"train"} if only == "val" and val_split is not None else wanted
+    path = Path(os.path.expanduser(source))
     if source.lower() in BUILTIN_SOURCES:
-        name = source.lower()
+        name, val = source.lower(), None
         train, test = (decoding.adapt(d, in_chans)
-                       for d in _builtin(name, data_dir, decoding.cache, wanted))
-    else:
-        path = Path(os.path.expanduser(source))
+                       for d in _builtin(name, data_dir, decoding.cache, in_memory))
+        train, val = _carve_in_memory(train, val, val_split, seed)
+    elif is_shard_folder(path):
         name = path.name
-        train, val, test = _file_source(path, decoding, wanted, memory_budget)
-    if val is None and val_split is not None and train is not None:
-        train, val = stratified_split(train, val_split, seed)
+        train, val, test = _shard_source(path, decoding, in_memory, memory_budget)
+        train, val = _carve_in_memory(train, val, val_split, seed)
+    else:
+        name = path.name
+        train, val, test = _file_source(path, decoding, wanted, val_split, seed)
     splits = DataSplits(train=train, val=val, test=test, name=name)
     _report(splits)
     return splits

@@ -15,7 +15,7 @@ import torch
 from ..data import load_image, model_input
 from ..data.decode import default_workers
 from ..data.images import ImageDecodeError
-from ..errors import require
+from ..errors import renamed_keyword, require
 from ..infer import Prediction
 from ..models import Preprocessing
 from .metadata import read_metadata
@@ -69,16 +69,17 @@ class OnnxClassifier:
 
 
 def predict_onnx(
-    classifier: OnnxClassifier, paths: Sequence[str | os.PathLike], topk: int = 5,
-    batch_size: int = 64,
+    classifier: OnnxClassifier, paths: Sequence[str | os.PathLike], top_k: int = 5,
+    batch_size: int = 64, *, topk: int | None = None,
 ) -> list[Prediction]:
-    """Top-`topk` predictions for image files through ONNX Runtime, in input order;
-    an unreadable file becomes an error row (as `vitkit.infer.predict`)."""
-    if topk < 1:
-        raise ValueError(f"--topk must be at least 1, got {topk}")
+    """Top-`top_k` predictions for image files through ONNX Runtime, in input order; an
+    unreadable file becomes an error row (as `vitkit.infer.predict`; `topk=` is deprecated)."""
+    top_k = renamed_keyword("predict_onnx", "topk", "top_k", topk, top_k)
+    if top_k < 1:
+        raise ValueError(f"top_k={top_k} must be at least 1")
     if batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
-    k = min(topk, classifier.num_classes)
+        raise ValueError(f"batch_size={batch_size} must be at least 1")
+    k = min(top_k, classifier.num_classes)
 
     def prepare(path: str | os.PathLike) -> torch.Tensor | str:
         try:

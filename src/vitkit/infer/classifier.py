@@ -38,7 +38,7 @@ class Classifier:
             images = list(images.unbind(0))
         single = not isinstance(images, (list, tuple))
         items = [images] if single else list(images)
-        rows = predict(self.model, items, topk=top_k, batch_size=batch_size,
+        rows = predict(self.model, items, top_k=top_k, batch_size=batch_size,
                        device=self.device, fp32=self.fp32)
         for row in rows:
             if not row.ok:

@@ -16,6 +16,7 @@ from ..data.decode import default_workers, load_image
 from ..data.images import ImageDecodeError, to_tensor
 from ..data.transforms import resize_crop
 from ..device import default_dtype
+from ..errors import renamed_keyword
 from ..models import VisionTransformer, evaluating
 from .batches import inference_module, model_device, model_inputs
 
@@ -69,26 +70,30 @@ def _name(item: ImageInput, index: int) -> str:
 def predict(
     model: VisionTransformer,
     paths_or_images: Sequence[ImageInput],
-    topk: int = 5,
+    top_k: int = 5,
     batch_size: int = 64,
     device: torch.device | str | None = None,
     fp32: bool = False,
+    *,
+    topk: int | None = None,
 ) -> list[Prediction]:
-    """Top-`topk` predictions for each input, in input order.
+    """Top-`top_k` predictions for each input, in input order (`topk=` is the deprecated
+    spelling of `top_k=`).
 
     Each image is prepared as `vitkit eval` prepares its files (`prepare_input`: resized and
     centre-cropped by the model's img_size, crop_pct and interpolation), then normalised
     with its mean/std. Computes in bf16 only where the hardware is native at it
     (`vitkit.device.default_dtype`), fp32 when `fp32` is set.
     """
-    if topk < 1:
-        raise ValueError(f"--topk must be at least 1, got {topk}")
+    top_k = renamed_keyword("predict", "topk", "top_k", topk, top_k)
+    if top_k < 1:
+        raise ValueError(f"top_k={top_k} must be at least 1")
     if batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+        raise ValueError(f"batch_size={batch_size} must be at least 1")
     device = torch.device(device) if device is not None else model_device(model)
     model.to(device)
     names = model.meta.class_names or [str(i) for i in range(model.config.num_classes)]
-    k = min(topk, model.config.num_classes)
+    k = min(top_k, model.config.num_classes)
 
     def prepare(item: ImageInput) -> torch.Tensor | str:
         try:
