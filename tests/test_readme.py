@@ -81,3 +81,18 @@ def test_the_readme_python_one_liner(tmp_path, monkeypatch):
     assert set(one[0]) == {"label", "score"} and one[0]["label"] in model.meta.class_names
     assert sum(row["score"] for row in one) == pytest.approx(1.0, abs=1e-3)  # 3 of 3 classes
     assert len(several) == 2 and several[0][0]["label"] == one[0]["label"]
+
+
+def test_the_readme_trains_the_digits_model_from_python(tmp_path, monkeypatch, capsys,
+                                                        private_cache):
+    block = re.search(r"```python\n((?:(?!```).)*vitkit\.plan_training\((?:(?!```).)*)```",
+                      README, re.S)
+    assert block, "the README's Python training example"
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(block.group(1), "README.md", "exec"), namespace)  # as written
+    summary = namespace["summary"]
+    assert summary["finished"] and summary["test_top1"] > 0.5  # chance is 0.1
+    assert (tmp_path / "runs" / "digits" / "metrics.json").exists()
+    assert isinstance(namespace["model"], vitkit.VisionTransformer)
+    assert "plan: vit_digits_patch2_8 at 8 px, 15 epochs" in capsys.readouterr().out
