@@ -13,7 +13,7 @@ from vitkit.cli.main import main
 pytestmark = pytest.mark.usefixtures("private_cache")
 
 
-# -- item 3: --img-size is checked against --model, the model actually used ------------------
+# -- --img-size is checked against --model, the model actually used ------------------
 def test_img_size_is_checked_against_the_named_model(tmp_path, capsys, monkeypatch):
     data = make_class_folder(tmp_path / "data", {"cat": 4, "dog": 4})
     no_decoding(monkeypatch)
@@ -39,7 +39,7 @@ def test_img_size_is_checked_against_a_patch_size_override(tmp_path, capsys, mon
     one_line_error(capsys, code, "patch size 8 of vit_cifar_patch4_32")
 
 
-# -- item 4: --out naming a file --------------------------------------------------------------
+# -- --out naming a file --------------------------------------------------------------
 @pytest.mark.parametrize("command", ["train", "finetune"])
 def test_out_naming_a_file_is_one_line_before_any_work(tmp_path, capsys, monkeypatch,
                                                         command):
@@ -52,7 +52,7 @@ def test_out_naming_a_file_is_one_line_before_any_work(tmp_path, capsys, monkeyp
     assert out.read_text() == "mine"
 
 
-# -- item 13: a typo'd --model is reported before the data is decoded --------------------------
+# -- a typo'd --model is reported before the data is decoded --------------------------
 def test_unknown_model_is_reported_before_decoding(tmp_path, capsys, monkeypatch):
     no_decoding(monkeypatch)
     code = main(["train", "--data", "digits", "--out", str(tmp_path / "o"), "--model",
@@ -74,7 +74,7 @@ def test_eval_reports_a_class_mismatch_before_decoding(tmp_path, capsys, monkeyp
     one_line_error(capsys, code, "only in the model: ['emu']")
 
 
-# -- item 10: a hub id without network fails at once, in one clear line ----------------------
+# -- a hub id without network fails at once, in one clear line ----------------------
 def test_an_unreachable_hub_fails_quickly_in_one_line(tmp_path, capsys, monkeypatch):
     import socket
     import time

@@ -1,4 +1,4 @@
-"""Issue 6, command line: misuse of any subcommand (data that can't train a classifier, missing
+"""Command line: misuse of any subcommand (data that can't train a classifier, missing
 checkpoints, unknown names) ends with exit status 2 and one clear line on stderr, no traceback."""
 
 from __future__ import annotations

@@ -299,7 +299,7 @@ def test_mnist_from_data_dir(tmp_path):
 
 def test_torchvision_offline_and_absent_says_data_dir(tmp_path, monkeypatch):
     monkeypatch.setattr("vitkit.data.tvsets.is_online", lambda host, timeout=3.0: False)
-    with pytest.raises(FileNotFoundError, match="--data-dir"):
+    with pytest.raises(FileNotFoundError, match="data_dir="):
         load_splits("cifar10", cache_dir=str(tmp_path / "c"))
     with pytest.raises(FileNotFoundError, match="cifar-10-batches-py"):
         load_splits("cifar10", data_dir=str(tmp_path))

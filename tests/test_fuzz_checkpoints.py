@@ -1,4 +1,4 @@
-"""Issue 6, checkpoints: a damaged checkpoint of any format either loads into a working model or
+"""Checkpoints: a damaged checkpoint of any format either loads into a working model or
 raises CheckpointError naming the file; no other exception escapes, nothing allocates memory a
 header merely claims.
 

@@ -1,4 +1,4 @@
-"""Issue 6, images: every kind of awkward or broken file either decodes to a correct upright
+"""Images: every kind of awkward or broken file either decodes to a correct upright
 RGB/L image or raises ImageDecodeError with a reason; nothing else escapes, nothing hangs."""
 
 from __future__ import annotations

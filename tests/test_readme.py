@@ -1,5 +1,5 @@
 """The README's examples, run as written: the timm export line and the Python one-liner for
-prediction (issue 16, items 6 and 15)."""
+prediction."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""Issue 6, long runs: `vitkit train` killed with SIGKILL at random moments (mid-epoch, often
+"""Long runs: `vitkit train` killed with SIGKILL at random moments (mid-epoch, often
 mid-checkpoint-write, since it checkpoints every step) and restarted with --resume ends with
 the same weights as a run that never stopped, and no checkpoint on disk is ever half-written;
-the same for data streamed from shards by decoding worker processes (issue 13)."""
+the same for data streamed from shards by decoding worker processes."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from vitkit.cli.main import main
 pytestmark = pytest.mark.usefixtures("private_cache")
 
 
-# -- item 5: a run folder where a checkpoint is expected ---------------------------------------
+# -- a run folder where a checkpoint is expected ---------------------------------------
 @pytest.mark.parametrize("command", ["predict", "eval", "info", "analyze", "convert"])
 def test_a_run_folder_is_read_as_its_checkpoint(tmp_path, capsys, caplog, run_folder,
                                                 command):
@@ -39,7 +39,7 @@ def test_a_run_folder_is_read_as_its_checkpoint(tmp_path, capsys, caplog, run_fo
         assert (run_folder / "eval" / "metrics.json").exists()
 
 
-# -- item 11: written files follow the umask --------------------------------------------------
+# -- written files follow the umask --------------------------------------------------
 def test_every_file_a_run_writes_follows_the_umask(tmp_path, capsys):
     import os
     import stat
@@ -67,7 +67,7 @@ def test_every_file_a_run_writes_follows_the_umask(tmp_path, capsys):
     assert set(modes.values()) == {"0o644"}, modes
 
 
-# -- item 16: one run per run folder ----------------------------------------------------------
+# -- one run per run folder ----------------------------------------------------------
 HOLD = """
 import sys, time
 from vitkit.train.lock import run_folder_lock

@@ -48,7 +48,7 @@ def test_a_carved_out_val_split_lists_each_skipped_file_once(tmp_path, caplog):
     assert caplog.text.count("broken0.png") == 1
 
 
-# -- item 14: seconds after --resume, CSV line endings, near-miss model names ------------------
+# -- seconds after --resume, CSV line endings, near-miss model names ------------------
 def _summary(printed: str) -> dict:
     return json.loads(next(line for line in printed.splitlines() if line.startswith("{")))
 
@@ -77,7 +77,7 @@ def test_predict_csv_has_unix_line_endings(tmp_path, capsysbinary):
     assert b"\r\n" not in out and out.count(b"\n") == 3
 
 
-# -- item 7: outputs name what the model is, the preset plus what was changed ----------------
+# -- outputs name what the model is, the preset plus what was changed ----------------
 def test_model_name_says_the_overrides():
     assert vitkit.create_model("vit_cifar_patch4_32").meta.name == "vit_cifar_patch4_32"
     assert vitkit.create_model("vit_cifar_patch4_32", num_classes=3).meta.name == \

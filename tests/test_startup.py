@@ -1,4 +1,4 @@
-"""Issue 16 item 12: `vitkit --version`, `--help` and `models` start without importing torch
+"""`vitkit --version`, `--help` and `models` start without importing torch
 (it alone takes seconds on a busy CPU); the package's names load on first use."""
 
 from __future__ import annotations

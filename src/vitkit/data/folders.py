@@ -45,7 +45,7 @@ def scan_class_folders(root: str | os.PathLike) -> tuple[Items, list[str]]:
     """
     root = Path(root)
     if not root.exists():
-        raise FileNotFoundError(f"no data folder at {root}; check the --data path")
+        raise FileNotFoundError(f"no data folder at {root}; check the data= path")
     if not root.is_dir():
         raise NotADirectoryError(f"{root} is a file, not a folder of class sub-folders")
     classes = class_folders(root)

@@ -54,7 +54,7 @@ def load_torchvision(name: str, split: str, data_dir: str | os.PathLike | None,
     if data_dir is not None:
         root = Path(data_dir)
         if not root.is_dir():
-            raise FileNotFoundError(f"--data-dir {root} is not a folder")
+            raise FileNotFoundError(f"data_dir='{root}' is not a folder")
         try:
             return _to_dataset(cls(str(root), train=train, download=False))
         except RuntimeError as error:
@@ -70,12 +70,12 @@ def load_torchvision(name: str, split: str, data_dir: str | os.PathLike | None,
     if not is_online(host):
         raise FileNotFoundError(
             f"{name} is not in {root} and this machine can't reach {host} to download it; "
-            f"pass --data-dir FOLDER holding {expected}/ (as torchvision downloads it)"
+            f"pass data_dir='FOLDER' holding {expected}/ (as torchvision downloads it)"
         )
     try:
         return _to_dataset(cls(str(root), train=train, download=True))
     except (OSError, RuntimeError) as error:
         raise FileNotFoundError(
-            f"downloading {name} into {root} failed ({error}); pass --data-dir FOLDER holding "
+            f"downloading {name} into {root} failed ({error}); pass data_dir='FOLDER' holding "
             f"{expected}/"
         ) from error
