@@ -3,7 +3,9 @@ bf16 matrices natively (AMX on Intel CPUs, tensor cores on GPUs), fp32 everywher
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch is imported where it is used, so the CLI starts fast
@@ -75,3 +77,19 @@ def resolve_dtype(device: torch.device | str, precision: str = "auto") -> torch.
     if precision == "auto":
         return default_dtype(device)
     raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """torch's CPU threads set to `count` for the block, then restored (None: left alone)."""
+    import torch
+
+    if count is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

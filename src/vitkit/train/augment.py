@@ -14,27 +14,17 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
 
 import torch
 
 from ..data.transforms import resize_crop
+from ..device import torch_threads
 from ..models import Preprocessing
 from .geometry import resample, rrc_boxes, shift_boxes, whole_boxes
 from .randaugment import GEOMETRIC, OPS, apply_colour_ops, draw_ops, geometric_inverse
 from .recipes import Recipe
 
 SMALL_BATCH = 2**22  # uint8 values; CIFAR's 128 x 3 x 32 x 32 is 2**19
-
-
-@contextlib.contextmanager
-def _threads(count: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def channel_stats(images: torch.Tensor, max_images: int = 10000) -> tuple[list[float], list[float]]:
@@ -73,7 +63,7 @@ class BatchAugment:
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         # Small batches on the CPU: many short ops, each faster on one thread than split.
         small = images.device.type == "cpu" and images.numel() < SMALL_BATCH
-        with _threads(1) if small else contextlib.nullcontext():
+        with torch_threads(1) if small else contextlib.nullcontext():
             return self._augment(images, targets)
 
     def _augment(self, images: torch.Tensor, targets: torch.Tensor

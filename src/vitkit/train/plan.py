@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import torch
 from torch import nn
 
 from ..data import DataSplits, ImageTensorDataset, load_splits, load_unlabelled
-from ..device import default_device, evaluation_dtype
+from ..device import default_device, evaluation_dtype, torch_threads
 from ..files import write_json
 from ..infer import evaluate
 from ..models import MaskedPatchPrediction
@@ -68,7 +67,7 @@ class PlannedRun:
         """Train (holding the run folder's lock), then test the saved checkpoint on the test
         split; returns the summary, also written to OUT/metrics.json when the run finished."""
         out = Path(self.run.out_dir)
-        with _run_folder(out), _threads(self.threads):
+        with _run_folder(out), torch_threads(self.threads):
             result = train(self.run)
             summary = {"steps": result.steps, "epochs": round(result.epochs, 3),
                        "seconds": round(result.seconds, 1),  # this session's; with earlier:
@@ -134,7 +133,7 @@ def plan_training(
     if pretrained is None:
         defaults.check_model_choice(model, img_size, model_args)
     base = _base_recipe(recipe, pretrained, task)  # a bad recipe fails before any decoding
-    with _run_folder(out), _threads(threads):
+    with _run_folder(out), torch_threads(threads):
         if not resume and (out / "state" / "last.pt").exists():
             raise ValueError(f"{out} already holds a run ({out / 'state' / 'last.pt'}); pass "
                              "resume=True to continue it, or choose another out=")
@@ -349,20 +348,6 @@ def _run_folder(out: Path) -> contextlib.AbstractContextManager:
     """The run folder's lock (rank 0 alone under torchrun): a second run into `out` stops
     at once; re-entered by the same process, it is held already."""
     return run_folder_lock(out) if is_main_process() else contextlib.nullcontext()
-
-
-@contextlib.contextmanager
-def _threads(count: int | None) -> Iterator[None]:
-    """torch's CPU threads set to `count` for the block (None: left alone)."""
-    if count is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 __all__ = ["PlannedRun", "plan_line", "plan_training", "skipped_count"]
