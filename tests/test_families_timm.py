@@ -91,3 +91,48 @@ def test_a_checkpoint_of_another_family_is_refused_in_one_line(tmp_path) -> None
                             **SMALL, mlp_dim=256)
     assert "has a distillation token (DeiT), unlike the vit model" in str(caught.value)
     assert len(str(caught.value).splitlines()) == 1
+
+
+# (indices, return_prefix_tokens, norm, output_fmt, intermediates_only)
+INTERMEDIATE_ARGS = [
+    (None, False, False, "NCHW", False),
+    (1, True, True, "NLC", False),
+    ([0, -1], True, False, "NCHW", True),
+    ([1], False, True, "NLC", True),
+]
+
+
+@pytest.mark.parametrize("case", ["dinov2_reg4", "clip", "siglip_map", "deit_distilled"])
+def test_forward_intermediates_matches_timms(case, tmp_path) -> None:
+    name, size, kwargs = FAMILY_CASES[case]
+    source = small_timm(name, size, **kwargs)
+    save_file(source.state_dict(), tmp_path / "timm.safetensors")
+    model = vitkit.create_model(name, pretrained=tmp_path / "timm.safetensors", **SMALL,
+                                mlp_dim=256)
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(4))
+    for indices, prefix, norm, fmt, only in INTERMEDIATE_ARGS:
+        args = dict(indices=indices, return_prefix_tokens=prefix, norm=norm, output_fmt=fmt,
+                    intermediates_only=only)
+        with torch.no_grad():
+            mine, theirs = model.forward_intermediates(x, **args), \
+                source.forward_intermediates(x, **args)
+        if not only:
+            assert max_diff(mine[0], theirs[0]) <= TOLERANCE
+            mine, theirs = mine[1], theirs[1]
+        assert len(mine) == len(theirs) > 0
+        for a, b in zip(mine, theirs, strict=True):
+            pairs = zip(a, b, strict=True) if isinstance(b, tuple) else [(a, b)]
+            for left, right in pairs:
+                assert left.shape == right.shape
+                assert max_diff(left, right) <= TOLERANCE
+    grid = size // 14 if "dinov2" in name else size // 16
+    if model.config.class_token:  # DINOv2's API: the last n blocks, normed, [class] token
+        layers = model.get_intermediate_layers(x, n=2, reshape=True, return_class_token=True)
+        with torch.no_grad():
+            reference = source.forward_intermediates(x, indices=2, norm=True,
+                                                     return_prefix_tokens=True,
+                                                     intermediates_only=True)
+        assert len(layers) == 2 and layers[0][0].shape == (2, 64, grid, grid)
+        for (patches, cls), (ref_patches, ref_prefix) in zip(layers, reference, strict=True):
+            assert max_diff(patches, ref_patches) <= TOLERANCE
+            assert max_diff(cls, ref_prefix[:, 0]) <= TOLERANCE

@@ -12,13 +12,15 @@ field's checkpoints map onto this model one to one.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from . import intermediates
 from .config import ViTConfig, to_2tuple
 from .init import init_vit_weights
 from .layers import DropPath, resample_pos_embed, zero_head
@@ -287,6 +289,25 @@ class VisionTransformer(nn.Module):
             if attn is not None:
                 maps[index] = attn
         return self.norm(z), maps
+
+    # -- features for downstream use ---------------------------------------------------------
+    def forward_intermediates(
+        self, images: torch.Tensor, indices: int | Sequence[int] | None = None,
+        return_prefix_tokens: bool = False, norm: bool = False, stop_early: bool = False,
+        output_fmt: str = "NCHW", intermediates_only: bool = False,
+    ) -> Any:
+        """timm's forward_intermediates: the z_l of blocks `indices` (see models/intermediates)."""
+        return intermediates.forward_intermediates(
+            self, images, indices, return_prefix_tokens, norm, stop_early, output_fmt,
+            intermediates_only)
+
+    def get_intermediate_layers(
+        self, images: torch.Tensor, n: int | Sequence[int] = 1, reshape: bool = False,
+        return_class_token: bool = False, norm: bool = True,
+    ) -> tuple[Any, ...]:
+        """DINOv2's get_intermediate_layers: the last n blocks' patch tokens, final-normed."""
+        return intermediates.get_intermediate_layers(self, images, n, reshape,
+                                                     return_class_token, norm)
 
     # -- changing the model ------------------------------------------------------------------
     def set_image_size(self, img_size: int | tuple[int, int]) -> None:
