@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import save_file
 
 import vitkit
-from vitkit.errors import CheckpointError
 from tests.conftest import TOLERANCE, logits, max_diff, random_timm
+from vitkit.errors import CheckpointError
 from vitkit.models import PRESETS, build_model, get_config, parameter_count
 from vitkit.models.config import preset_family
 from vitkit.weights import export_timm

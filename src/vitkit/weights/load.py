@@ -30,12 +30,15 @@ from ..models.build import CNNS
 from ..models.config import RESNET_PRESETS
 from .formats import read_weights
 from .hf import class_names_from_hf, config_from_hf, preprocessing_from_hf
+from .hf_families import FAMILIES as HF_FAMILIES
+from .hf_families import family_config_from_hf
 from .hub import download, parse_hub_id
 from .io import CONFIG_NAME, assemble, read_document, run_checkpoint
 from .timm import guess_num_heads, infer_switches, is_timm, read_timm_config
 from .validate import validate
 
 log = logging.getLogger("vitkit")
+FAMILY_CONFIG_TYPES = {kind for family in HF_FAMILIES for kind in family.config_types}
 
 # Weight files looked for in a folder, in this order.
 FOLDER_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.pth", "model.pt", "model.npz")
@@ -156,6 +159,12 @@ def _read_folder_config(path: Path, document: dict[str, Any], checkpoint: Checkp
         checkpoint.model_name = arch if isinstance(arch, str) and arch in PRESETS else None
         checkpoint.class_names = stated["class_names"]
         checkpoint.preprocessing = stated["preprocessing"]
+    elif document.get("model_type") in FAMILY_CONFIG_TYPES:  # DeiT, DINOv2, CLIP, SigLIP
+        config.update(family_config_from_hf(document))
+        checkpoint.class_names = class_names_from_hf(document, config.get("num_classes", 0))
+        processor = _read_json(path / "preprocessor_config.json")
+        if processor:
+            checkpoint.preprocessing = preprocessing_from_hf(processor)
     elif document.get("model_type") == "vit" or "hidden_size" in document:
         config.update(config_from_hf(document))
         checkpoint.class_names = class_names_from_hf(document, config.get("num_classes", 0))

@@ -14,8 +14,8 @@ import torch
 
 from ..errors import CheckpointError
 from ..models import config_class, to_2tuple
-from ..models.config import ACTIVATIONS, GLOBAL_POOLS
 from ..models.build import CNNS
+from ..models.config import ACTIVATIONS, GLOBAL_POOLS
 from ..models.meta import INTERPOLATIONS
 from .timm import infer_config, is_timm
 
