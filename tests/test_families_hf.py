@@ -10,7 +10,7 @@ import torch
 
 import vitkit
 from tests.conftest import TOLERANCE, max_diff, randomise
-from vitkit.weights import export_hf
+from vitkit.cli.main import main
 
 transformers = pytest.importorskip("transformers")
 
@@ -64,7 +64,7 @@ def test_hf_folder_gives_transformers_outputs_and_converts_back(case, tmp_path) 
     with torch.no_grad():
         assert max_diff(model(x), expected) <= TOLERANCE
 
-    export_hf(model, tmp_path / "back")
+    assert main(["convert", str(tmp_path / "hf"), str(tmp_path / "back"), "--to", "hf"]) == 0
     back = type(source).from_pretrained(tmp_path / "back").eval()
     assert max_diff(reference(back, x), expected) <= TOLERANCE
 

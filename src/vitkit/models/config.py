@@ -258,6 +258,8 @@ class Preset:
     img_size: int
     extra: dict[str, Any] = field(default_factory=dict)
     family: str = "vit"  # the paper's ViT, or the descendant it belongs to (FAMILIES)
+    # mean/std/crop_pct of its pretrained weights (timm's pretrained_cfg); None: Google's
+    preprocessing: dict[str, Any] | None = None
 
     def config(self, **overrides: Any) -> ViTConfig:
         """The ViTConfig (HybridConfig when `extra` names ResNet layers) of this preset, with
@@ -344,29 +346,39 @@ FAMILIES: dict[str, str] = {
 }
 
 
+IMAGENET = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+OPENAI_CLIP = dict(mean=(0.48145466, 0.4578275, 0.40821073),
+                   std=(0.26862954, 0.26130258, 0.27577711))
+
+
 def _descendant_presets() -> dict[str, Preset]:
     """timm's presets of the descendants, with timm's names and parameter counts."""
     presets: dict[str, Preset] = {}
+    deit_prep = dict(IMAGENET, crop_pct=0.9)
     for size in ("tiny", "small", "base"):
-        presets[f"deit_{size}_patch16_224"] = Preset(*SIZES[size], 16, 224, family="deit")
+        presets[f"deit_{size}_patch16_224"] = Preset(*SIZES[size], 16, 224, family="deit",
+                                                     preprocessing=deit_prep)
         presets[f"deit_{size}_distilled_patch16_224"] = Preset(
-            *SIZES[size], 16, 224, extra=dict(distilled=True), family="deit-distilled")
+            *SIZES[size], 16, 224, extra=dict(distilled=True), family="deit-distilled",
+            preprocessing=deit_prep)
     for size in ("small", "base"):
         presets[f"deit3_{size}_patch16_224"] = Preset(
             *SIZES[size], 16, 224, extra=dict(init_values=1e-6, no_embed_class=True),
-            family="deit3")
+            family="deit3", preprocessing=deit_prep)
         dino = dict(init_values=1e-5, num_classes=0)
+        dino_prep = dict(IMAGENET, crop_pct=1.0)
         presets[f"vit_{size}_patch14_dinov2"] = Preset(
-            *SIZES[size], 14, 518, extra=dino, family="dinov2")
+            *SIZES[size], 14, 518, extra=dino, family="dinov2", preprocessing=dino_prep)
         presets[f"vit_{size}_patch14_reg4_dinov2"] = Preset(
             *SIZES[size], 14, 518, extra=dict(dino, reg_tokens=4, no_embed_class=True),
-            family="dinov2-reg")
+            family="dinov2-reg", preprocessing=dino_prep)
     clip = dict(pre_norm=True, layer_norm_eps=1e-5)
-    presets["vit_base_patch16_clip_224"] = Preset(*SIZES["base"], 16, 224, extra=clip,
-                                                  family="clip")
+    presets["vit_base_patch16_clip_224"] = Preset(
+        *SIZES["base"], 16, 224, extra=clip, family="clip",
+        preprocessing=dict(OPENAI_CLIP, crop_pct=0.95))
     presets["vit_base_patch16_clip_quickgelu_224"] = Preset(
         *SIZES["base"], 16, 224, extra=dict(clip, act_layer="quick_gelu", num_classes=512),
-        family="clip")
+        family="clip", preprocessing=dict(OPENAI_CLIP, crop_pct=1.0))
     siglip = dict(class_token=False, num_classes=0)
     presets["vit_base_patch16_siglip_224"] = Preset(
         *SIZES["base"], 16, 224, extra=dict(siglip, global_pool="map"), family="siglip")
@@ -377,6 +389,16 @@ def _descendant_presets() -> dict[str, Preset]:
 
 
 PRESETS: dict[str, Preset] = _build_presets()
+
+
+def preset_preprocessing(name: str | None) -> dict[str, Any] | None:
+    """The preprocessing of a preset's pretrained weights (mean, std, crop_pct), if not
+    Google's [-1, 1] default."""
+    preset = PRESETS.get(name) if name else None
+    if preset is None or preset.preprocessing is None:
+        return None
+    prep = dict(preset.preprocessing)
+    return {**prep, "mean": list(prep["mean"]), "std": list(prep["std"])}
 
 
 def preset_family(name: str) -> str:

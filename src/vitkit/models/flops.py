@@ -28,6 +28,8 @@ def forward_flops(config: ViTConfig, img_size: tuple[int, int] | None = None) ->
         + 2 * tokens * dim * mlp  # the two MLP layers
     )
     macs += config.depth * per_block
+    if config.global_pool == "map":  # SigLIP's pooling: one query over every token
+        macs += 2 * dim * dim + 2 * tokens * dim * dim + 2 * tokens * dim + 2 * dim * mlp
     head_in = dim
     if config.representation_size:
         macs += dim * config.representation_size

@@ -84,6 +84,9 @@ def export_hf(model: VisionTransformer, directory: str | os.PathLike) -> Path:
 
 def export_npz(model: VisionTransformer, path: str | os.PathLike, naming: str = "vit_jax") -> Path:
     """Write Google's Flax layout as an .npz ('vit_jax' names, or 'big_vision' with `params/`)."""
+    if model.config.family != "vit":
+        raise CheckpointError(f"Google's .npz layout holds the paper's ViT, not a "
+                              f"{model.config.family} model; export it with --to timm or --to hf")
     arrays = vitkit_to_flax(model.state_dict(), model.config.num_heads, naming)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

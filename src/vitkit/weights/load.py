@@ -27,7 +27,7 @@ from ..models import (
     resample_pos_embed,
 )
 from ..models.build import CNNS
-from ..models.config import RESNET_PRESETS
+from ..models.config import RESNET_PRESETS, preset_preprocessing
 from .formats import read_weights
 from .hf import class_names_from_hf, config_from_hf, preprocessing_from_hf
 from .hf_families import FAMILIES as HF_FAMILIES
@@ -358,7 +358,10 @@ def create_pretrained(
     model = assemble(config, state_dict, checkpoint.source, ModelMeta(
         name=model_title(name, config) if name else checkpoint.model_name,
         class_names=checkpoint.class_names if same_head else None,
-        preprocessing=Preprocessing.from_dict(checkpoint.preprocessing, config.in_chans)))
+        preprocessing=Preprocessing.from_dict(
+            checkpoint.preprocessing or (preset_preprocessing(name or checkpoint.model_name)
+                                         if config.in_chans == 3 else None),
+            config.in_chans)))
     for note in checkpoint.notes + notes:
         log.warning("%s: %s", checkpoint.source, note)
     return model.eval()
