@@ -45,6 +45,22 @@ class ViTConfig(ConfigRecord):
 
     The defaults are ViT-B/16 at 224x224 for ImageNet-1k, with timm's conventions so that
     checkpoints map one-to-one.
+
+    The descendants' switches, each off by default (the README's table says where each acts):
+    - distilled: DeiT (Touvron et al. 2021). Eq. (1) gains a distillation token after x_class;
+      Eq. (4) adds a head on it (head_dist), the two heads' logits averaged.
+    - init_values: layer scale, CaiT (Touvron et al. 2021), used by DeiT III and DINOv2.
+      Eqs. (2)-(3) scale each residual branch by a learned per-channel gamma.
+    - no_embed_class: DeiT III (Touvron et al. 2022), big_vision. Eq. (1) adds E_pos to the
+      patches only, then concatenates x_class (and any other prefix token).
+    - reg_tokens: "Vision Transformers Need Registers" (Darcet et al. 2024), DINOv2-reg.
+      Eq. (1) gains learned register tokens after x_class; no head reads them.
+    - pre_norm: CLIP (Radford et al. 2021). A LayerNorm on z_0 before Eq. (2) (norm_pre),
+      and no bias in the patch projection E.
+    - act_layer: 'quick_gelu' for OpenAI's CLIP, 'gelu_tanh' for SigLIP as transformers runs
+      it: the non-linearity of Eq. (3)'s MLP.
+    - global_pool='map' with class_token=False: SigLIP (Zhai et al. 2023). No x_class; Eq. (4)
+      pools LN(z_L) by a learned query's attention (multihead attention pooling).
     """
 
     img_size: tuple[int, int] = (224, 224)
