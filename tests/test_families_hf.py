@@ -88,3 +88,23 @@ def test_in_memory_names_of_transformers_5_read_without_config(tmp_path) -> None
     x = torch.randn(2, 3, 56, 56)
     with torch.no_grad():
         assert max_diff(model(x), reference(source, x)) <= TOLERANCE
+
+
+def test_damaged_or_other_family_checkpoints_are_one_line_errors(tmp_path) -> None:
+    from safetensors.torch import save_file
+
+    from vitkit.errors import CheckpointError
+
+    source = random_family("dinov2_registers")
+    state = {k: v.contiguous() for k, v in source.state_dict().items()}
+    state["embeddings.position_embeddings"] = torch.zeros(5)  # damaged: one dimension
+    save_file(state, tmp_path / "damaged.safetensors")
+    with pytest.raises(CheckpointError, match="do not fit together") as caught:
+        vitkit.create_model(None, pretrained=tmp_path / "damaged.safetensors", num_heads=2)
+    assert len(str(caught.value).splitlines()) == 1
+    clip = random_family("clip")
+    save_file({k: v.contiguous() for k, v in clip.state_dict().items()},
+              tmp_path / "clip.safetensors")
+    with pytest.raises(CheckpointError, match="LayerNorm before the blocks"):
+        vitkit.create_model("vit_base_patch16_siglip_224", pretrained=tmp_path / "clip.safetensors",
+                            embed_dim=64, depth=2, num_heads=2, mlp_dim=128, img_size=32)

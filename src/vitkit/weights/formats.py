@@ -82,7 +82,12 @@ def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], 
         return state_dict, infer_config(state_dict), "timm", notes
     family = hf_family(state_dict)
     if family is not None:  # DeiT, DINOv2, CLIP or SigLIP in Hugging Face's names
-        state_dict, notes = hf_family_to_vitkit(state_dict, family)
+        try:
+            state_dict, notes = hf_family_to_vitkit(state_dict, family)
+        except (RuntimeError, IndexError, ValueError) as error:  # shapes that do not fit
+            raise CheckpointError(f"{path}: a Hugging Face {family.name} checkpoint whose "
+                                  f"tensors do not fit together ({error}); the file is "
+                                  "damaged") from error
         return state_dict, {**infer_config(state_dict), **HF_DEFAULTS[family.name]}, "hf", notes
     if is_hf(state_dict):
         state_dict, notes = hf_to_vitkit(state_dict)

@@ -162,6 +162,12 @@ def hf_family_to_vitkit(state_dict: dict[str, torch.Tensor], family: HFFamily
             out[target] = value
         else:
             unknown.append(original)
+    if family is DEIT and any(k.endswith("classifier.weight") and "_" not in k
+                              for k in unknown):
+        raise CheckpointError(
+            "a Hugging Face DeiTForImageClassification classifies from the [class] token only, "
+            "which vitkit's distilled DeiT (two heads, averaged) does not; load the "
+            "DeiTForImageClassificationWithTeacher checkpoint instead")
     if unknown:
         raise CheckpointError(
             f"{len(unknown)} tensors of this Hugging Face {family.name} checkpoint are not "
