@@ -345,3 +345,27 @@ def family_hf_config(config: Any, family: HFFamily, class_names: list[str] | Non
         document.update(model_type="siglip_vision_model", architectures=["SiglipVisionModel"],
                         vision_use_head=config.global_pool == "map")
     return document
+
+
+def shown_family(state_dict: dict[str, torch.Tensor]) -> str:
+    """The HF family that tensors in vitkit names show: 'vit' when none of the switches is."""
+    if "dist_token" in state_dict:
+        return DEIT.name
+    if "blocks.0.ls1.gamma" in state_dict:
+        return DINOV2.name
+    if "norm_pre.weight" in state_dict:
+        return CLIP.name
+    if "cls_token" not in state_dict:
+        return SIGLIP.name
+    return "vit"
+
+
+def check_model_type(document: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> None:
+    """A config.json's model_type must be the family the tensors show."""
+    kind = document.get("model_type")
+    family = next(f for f in FAMILIES if kind in f.config_types)
+    shown = shown_family(state_dict)
+    if shown != family.name:
+        what = "a ViT" if shown == "vit" else f"the tensors of a {shown} model"
+        raise CheckpointError(f"config.json describes a {kind!r} model, not {what}; the "
+                              "config belongs to another checkpoint")

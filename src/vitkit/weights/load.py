@@ -31,7 +31,7 @@ from ..models.config import RESNET_PRESETS, preset_preprocessing
 from .formats import read_weights
 from .hf import class_names_from_hf, config_from_hf, preprocessing_from_hf
 from .hf_families import FAMILIES as HF_FAMILIES
-from .hf_families import family_config_from_hf
+from .hf_families import check_model_type, family_config_from_hf
 from .hub import download, parse_hub_id
 from .io import CONFIG_NAME, assemble, read_document, run_checkpoint
 from .timm import guess_num_heads, infer_switches, is_timm, read_timm_config
@@ -160,6 +160,7 @@ def _read_folder_config(path: Path, document: dict[str, Any], checkpoint: Checkp
         checkpoint.class_names = stated["class_names"]
         checkpoint.preprocessing = stated["preprocessing"]
     elif document.get("model_type") in FAMILY_CONFIG_TYPES:  # DeiT, DINOv2, CLIP, SigLIP
+        check_model_type(document, checkpoint.state_dict)
         config.update(family_config_from_hf(document))
         checkpoint.class_names = class_names_from_hf(document, config.get("num_classes", 0))
         processor = _read_json(path / "preprocessor_config.json")
