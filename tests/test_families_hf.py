@@ -108,3 +108,24 @@ def test_damaged_or_other_family_checkpoints_are_one_line_errors(tmp_path) -> No
     with pytest.raises(CheckpointError, match="LayerNorm before the blocks"):
         vitkit.create_model("vit_base_patch16_siglip_224", pretrained=tmp_path / "clip.safetensors",
                             embed_dim=64, depth=2, num_heads=2, mlp_dim=128, img_size=32)
+
+
+def test_clip_two_tower_folder_gives_the_image_embeddings(tmp_path) -> None:
+    """A whole CLIPModel (text and image towers, as openai/clip-vit-* on the hub): vitkit
+    takes the image tower, with visual_projection as a bias-free head, giving image_embeds."""
+    vision = dict(SMALL, intermediate_size=128, image_size=32, patch_size=16)
+    text = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    config = transformers.CLIPConfig(vision_config=vision, text_config=text, projection_dim=24)
+    with torch.device("meta"):
+        source = transformers.CLIPModel(config)
+    source = source.to_empty(device="cpu")
+    for name, buffer in source.named_buffers():
+        if name.endswith("position_ids"):
+            buffer.copy_(torch.arange(buffer.shape[-1]).expand_as(buffer))
+    randomise(source).eval().save_pretrained(tmp_path / "clip")
+    model = vitkit.create_model(None, pretrained=tmp_path / "clip")
+    assert model.config.family == "clip" and model.config.num_classes == 24
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = source.visual_projection(source.vision_model(pixel_values=x).pooler_output)
+        assert max_diff(model(x), expected) <= TOLERANCE
