@@ -56,7 +56,7 @@ def test_every_preset_gives_logits_and_tokens(name: str) -> None:
     with torch.no_grad():
         tokens = model.forward_features(x)
         logits = model.head(model.forward_head(tokens, pre_logits=True))
-    assert tokens.shape == (2, 1 + config.num_patches, config.embed_dim)
+    assert tokens.shape == (2, config.num_prefix_tokens + config.num_patches, config.embed_dim)
     assert logits.shape == (2, 7)
 
 

@@ -7,6 +7,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from .models import build_model, get_config, model_title
+from .models.config import preset_preprocessing
 from .weights import create_pretrained
 
 if TYPE_CHECKING:
@@ -28,4 +29,7 @@ def create_model(
         raise ValueError("create_model needs a model name when no pretrained weights are given")
     model = build_model(get_config(name, **overrides))
     model.meta.name = model_title(name, model.config)  # the preset plus what was changed
+    prep = preset_preprocessing(name)  # a descendant's mean/std (ImageNet's, OpenAI's)
+    if prep is not None and getattr(model.config, "in_chans", 0) == 3:
+        model.meta.preprocessing = model.meta.preprocessing.replace(**prep)
     return model

@@ -109,11 +109,40 @@ def _rollout_rows(
         attn = attn / attn.sum(dim=-1, keepdim=True)
         rollout = attn if rollout is None else attn @ rollout
     assert rollout is not None  # a ViT has at least one layer
-    if num_prefix and model.config.global_pool == "token":
+    if model.attn_pool is not None:  # SigLIP: the pooling query's attention, rolled out
+        weights = _pool_weights(model, images, head_fusion).to(rollout.device)
+        rows = (weights.unsqueeze(1) @ rollout)[:, 0]
+    elif model.config.distilled:  # DeiT: the two heads' tokens, averaged as the heads are
+        rows = (rollout[:, 0] + rollout[:, 1]) / 2
+    elif num_prefix and model.config.global_pool == "token":
         rows = rollout[:, 0]  # the [class] token's row
     else:
         rows = rollout[:, num_prefix:].mean(dim=1)  # the mean patch token's row
     return rows[:, num_prefix:].cpu()
+
+
+def _pool_weights(model: VisionTransformer, images: torch.Tensor, head_fusion: str
+                  ) -> torch.Tensor:
+    """The attention-pooling query's weights over the final tokens (B, T), heads fused."""
+    with evaluating(model), torch.no_grad():
+        tokens = model.forward_features(_on_model(model, images))
+        _, weights = model.attn_pool.attention(tokens, need_weights=True)
+    return _fuse_heads(weights.float(), head_fusion)[:, 0]
+
+
+def rolled_out(model: VisionTransformer) -> str:
+    """What the rollout follows, in words: the token (or pooling) that the head reads."""
+    config = model.config
+    registers = (f" ({config.reg_tokens} register tokens take part in the rollout, and are "
+                 "not shown)" if config.reg_tokens else "")
+    if model.attn_pool is not None:
+        return ("attention-pooling query (map): its attention over the final tokens, "
+                "through the rollout" + registers)
+    if config.distilled:
+        return "mean of the [class] and distillation tokens, as the two heads are averaged"
+    if config.class_token and config.global_pool == "token":
+        return "class" + registers
+    return "mean of patch tokens" + registers
 
 
 def patch_distances(grid: tuple[int, int], patch_size: int) -> torch.Tensor:

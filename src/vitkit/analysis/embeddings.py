@@ -13,11 +13,11 @@ def position_embedding_similarity(model: VisionTransformer) -> torch.Tensor:
     """Cosine similarity of each patch's position embedding with every other: (gh, gw, gh, gw).
 
     Entry [i, j, r, c] compares the embedding of patch (i, j) with that of patch (r, c); the
-    [class] token's embedding is left out (Figure 7, centre).
+    [class] token's embedding (and any other prefix token's) is left out (Figure 7, centre).
     """
     gh, gw = model.config.grid_size
     with torch.no_grad():
-        grid = model.pos_embed[0, model.config.num_prefix_tokens :].detach().float().cpu()
+        grid = model.pos_embed[0, model.config.num_pos_prefix_tokens :].detach().float().cpu()
         unit = F.normalize(grid, dim=-1)
         return (unit @ unit.T).reshape(gh, gw, gh, gw)
 

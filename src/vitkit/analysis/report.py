@@ -17,6 +17,7 @@ from .attention import (
     attention_rollout,
     mean_attention_distance,
     patch_distances,
+    rolled_out,
 )
 from .embeddings import embedding_filter_variance, embedding_filters, position_embedding_similarity
 
@@ -115,8 +116,7 @@ def write_report(
         "grid": list(model.check_input(images)),
         "images": entries,
         "rollout": {"head_fusion": head_fusion, "discard_ratio": discard_ratio,
-                    "pooled_token": "class" if model.config.global_pool == "token"
-                    else "mean of patch tokens"},
+                    "pooled_token": rolled_out(model)},
         **figure7,
         "figures": {"figure7": FIGURE7_NAME, **PANEL_NAMES},
         **(extra or {}),

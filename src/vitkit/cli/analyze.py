@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"analysed {len(names)} images with {report['model_name']}; wrote {out}/")
     print(f"  rollout overlays  {', '.join(e['rollout_png'] for e in report['images'][:3])}"
           + (" ..." if len(names) > 3 else ""))
+    print(f"  rollout follows   {report['rollout']['pooled_token']}")
     print("  figure 7          figure7.png (+ embedding_filters.png, position_similarity.png, "
           "attention_distance.png)")
     print("  mean attention distance per layer (px): "

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  parameters   {info['parameters']:,}")
     print(f"  GFLOPs       {info['gflops']:.2f} per image (forward)")
     if info["num_patches"] is not None:
-        print(f"  tokens       1 + {config.num_patches} patches "
+        print(f"  tokens       {config.num_prefix_tokens} + {config.num_patches} patches "
               f"({config.grid_size[0]}x{config.grid_size[1]} grid)")
     for key, value in config.to_dict().items():
         print(f"  {key:<20} {value}")

@@ -45,6 +45,22 @@ class ViTConfig(ConfigRecord):
 
     The defaults are ViT-B/16 at 224x224 for ImageNet-1k, with timm's conventions so that
     checkpoints map one-to-one.
+
+    The descendants' switches, each off by default (the README's table says where each acts):
+    - distilled: DeiT (Touvron et al. 2021). Eq. (1) gains a distillation token after x_class;
+      Eq. (4) adds a head on it (head_dist), the two heads' logits averaged.
+    - init_values: layer scale, CaiT (Touvron et al. 2021), used by DeiT III and DINOv2.
+      Eqs. (2)-(3) scale each residual branch by a learned per-channel gamma.
+    - no_embed_class: DeiT III (Touvron et al. 2022), big_vision. Eq. (1) adds E_pos to the
+      patches only, then concatenates x_class (and any other prefix token).
+    - reg_tokens: "Vision Transformers Need Registers" (Darcet et al. 2024), DINOv2-reg.
+      Eq. (1) gains learned register tokens after x_class; no head reads them.
+    - pre_norm: CLIP (Radford et al. 2021). A LayerNorm on z_0 before Eq. (2) (norm_pre),
+      and no bias in the patch projection E.
+    - act_layer: 'quick_gelu' for OpenAI's CLIP, 'gelu_tanh' for SigLIP as transformers runs
+      it: the non-linearity of Eq. (3)'s MLP.
+    - global_pool='map' with class_token=False: SigLIP (Zhai et al. 2023). No x_class; Eq. (4)
+      pools LN(z_L) by a learned query's attention (multihead attention pooling).
     """
 
     img_size: tuple[int, int] = (224, 224)
@@ -57,7 +73,8 @@ class ViTConfig(ConfigRecord):
     mlp_dim: int = 3072  # the hidden width of the MLP in Eq. (3)
     qkv_bias: bool = True
     class_token: bool = True
-    global_pool: str = "token"  # 'token': the [class] token (Eq. 4); 'avg': mean of patch tokens
+    # 'token': the [class] token (Eq. 4); 'avg': mean of patch tokens; 'map': attention pooling
+    global_pool: str = "token"
     # LayerNorm after pooling instead of on all tokens before it; None means timm's rule
     # (on for 'avg', off for 'token').
     fc_norm: bool | None = None
@@ -66,11 +83,27 @@ class ViTConfig(ConfigRecord):
     drop_rate: float = 0.0  # dropout after the embedding, in the MLP and before the head
     attn_drop_rate: float = 0.0
     drop_path_rate: float = 0.0  # stochastic depth, rising linearly to this over the blocks
+    # The descendants' switches (timm's names; see models/variants.py and the README's table).
+    distilled: bool = False  # DeiT: a distillation token with its own head, averaged
+    init_values: float | None = None  # DeiT III, DINOv2: layer scale on each residual branch
+    no_embed_class: bool = False  # DeiT III, DINOv2-reg: E_pos on the patches only
+    reg_tokens: int = 0  # DINOv2 with registers: extra learned tokens, discarded at the end
+    pre_norm: bool = False  # CLIP: LayerNorm on z_0 (norm_pre), no patch-embedding bias
+    act_layer: str = "gelu"  # the MLP's non-linearity: gelu, gelu_tanh or quick_gelu (CLIP)
 
     def __post_init__(self) -> None:
         self.img_size = to_2tuple(self.img_size)
-        if self.global_pool not in ("token", "avg"):
-            raise ValueError(f"global_pool must be 'token' or 'avg', got {self.global_pool!r}")
+        if self.global_pool not in GLOBAL_POOLS:
+            raise ValueError(f"global_pool must be one of {', '.join(GLOBAL_POOLS)}, got "
+                             f"{self.global_pool!r}")
+        if self.act_layer not in ACTIVATIONS:
+            raise ValueError(f"act_layer must be one of {', '.join(ACTIVATIONS)}, got "
+                             f"{self.act_layer!r}")
+        if self.distilled and (self.global_pool != "token" or self.representation_size):
+            raise ValueError("a distilled model (DeiT) classifies from its [class] and "
+                             "distillation tokens: global_pool='token', no representation_size")
+        if self.reg_tokens < 0:
+            raise ValueError(f"reg_tokens must be >= 0, got {self.reg_tokens}")
         if self.global_pool == "token" and not self.class_token:
             raise ValueError("global_pool='token' needs class_token=True")
         if self.fc_norm is None:
@@ -97,9 +130,38 @@ class ViTConfig(ConfigRecord):
 
     @property
     def num_prefix_tokens(self) -> int:
-        """Tokens before the patches: the [class] token, if any."""
-        return 1 if self.class_token else 0
+        """Tokens before the patches: [class], distillation and register tokens, in that order."""
+        return int(self.class_token) + int(self.distilled) + self.reg_tokens
 
+    @property
+    def num_pos_prefix_tokens(self) -> int:
+        """Prefix tokens that carry a position embedding (none with `no_embed_class`)."""
+        return 0 if self.no_embed_class else self.num_prefix_tokens
+
+    @property
+    def family(self) -> str:
+        """Which descendant of the paper's ViT these switches make (see FAMILIES)."""
+        return family_of(self)
+
+
+
+GLOBAL_POOLS = ("token", "avg", "map")
+ACTIVATIONS = ("gelu", "gelu_tanh", "quick_gelu")
+
+
+def family_of(config: ViTConfig) -> str:
+    """The family a configuration belongs to, by its switches."""
+    if config.distilled:
+        return "deit-distilled"
+    if config.reg_tokens:
+        return "dinov2-reg"
+    if config.pre_norm:
+        return "clip"
+    if not config.class_token and config.global_pool == "map":
+        return "siglip"
+    if config.init_values:
+        return "dinov2" if config.patch_size == 14 else "deit3"
+    return "vit"
 
 
 @dataclass
@@ -211,6 +273,9 @@ class Preset:
     patch_size: int
     img_size: int
     extra: dict[str, Any] = field(default_factory=dict)
+    family: str = "vit"  # the paper's ViT, or the descendant it belongs to (FAMILIES)
+    # mean/std/crop_pct of its pretrained weights (timm's pretrained_cfg); None: Google's
+    preprocessing: dict[str, Any] | None = None
 
     def config(self, **overrides: Any) -> ViTConfig:
         """The ViTConfig (HybridConfig when `extra` names ResNet layers) of this preset, with
@@ -279,10 +344,85 @@ def _build_presets() -> dict[str, Preset]:
     # A hybrid for 32x32 images on a CPU: two stages of 2 blocks (stride 8, a 4x4 grid).
     presets["vit_cifar_r14_s8_32"] = Preset(
         192, 6, 3, 384, 8, 32, extra=dict(resnet_layers=(2, 2), resnet_width=32, num_classes=10))
+    presets.update(_descendant_presets())
+    return presets
+
+
+# The descendants of the paper's ViT that people fine-tune, with what each changes.
+FAMILIES: dict[str, str] = {
+    "vit": "the paper's ViT (Eqs. 1-4)",
+    "hybrid": "ResNet feature map as patches (Section 3.1)",
+    "deit": "DeiT (Touvron et al. 2021): the paper's ViT trained on ImageNet-1k only",
+    "deit-distilled": "DeiT: a distillation token with its own head, the heads averaged",
+    "deit3": "DeiT III: layer scale, E_pos on the patches only",
+    "dinov2": "DINOv2: patch 14, layer scale, E_pos for 518x518 resampled",
+    "dinov2-reg": "DINOv2 with 4 register tokens (E_pos on the patches only)",
+    "clip": "CLIP image tower: LayerNorm on z_0, no patch bias, eps 1e-5",
+    "siglip": "SigLIP: no [class] token, attention-pooling head (map) or mean (gap)",
+}
+
+
+IMAGENET = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+OPENAI_CLIP = dict(mean=(0.48145466, 0.4578275, 0.40821073),
+                   std=(0.26862954, 0.26130258, 0.27577711))
+
+
+def _descendant_presets() -> dict[str, Preset]:
+    """timm's presets of the descendants, with timm's names and parameter counts."""
+    presets: dict[str, Preset] = {}
+    deit_prep = dict(IMAGENET, crop_pct=0.9)
+    for size in ("tiny", "small", "base"):
+        presets[f"deit_{size}_patch16_224"] = Preset(*SIZES[size], 16, 224, family="deit",
+                                                     preprocessing=deit_prep)
+        presets[f"deit_{size}_distilled_patch16_224"] = Preset(
+            *SIZES[size], 16, 224, extra=dict(distilled=True), family="deit-distilled",
+            preprocessing=deit_prep)
+    for size in ("small", "base"):
+        presets[f"deit3_{size}_patch16_224"] = Preset(
+            *SIZES[size], 16, 224, extra=dict(init_values=1e-6, no_embed_class=True),
+            family="deit3", preprocessing=deit_prep)
+        dino = dict(init_values=1e-5, num_classes=0)
+        dino_prep = dict(IMAGENET, crop_pct=1.0)
+        presets[f"vit_{size}_patch14_dinov2"] = Preset(
+            *SIZES[size], 14, 518, extra=dino, family="dinov2", preprocessing=dino_prep)
+        presets[f"vit_{size}_patch14_reg4_dinov2"] = Preset(
+            *SIZES[size], 14, 518, extra=dict(dino, reg_tokens=4, no_embed_class=True),
+            family="dinov2-reg", preprocessing=dino_prep)
+    clip = dict(pre_norm=True, layer_norm_eps=1e-5)
+    presets["vit_base_patch16_clip_224"] = Preset(
+        *SIZES["base"], 16, 224, extra=clip, family="clip",
+        preprocessing=dict(OPENAI_CLIP, crop_pct=0.95))
+    presets["vit_base_patch16_clip_quickgelu_224"] = Preset(
+        *SIZES["base"], 16, 224, extra=dict(clip, act_layer="quick_gelu", num_classes=512),
+        family="clip", preprocessing=dict(OPENAI_CLIP, crop_pct=1.0))
+    siglip = dict(class_token=False, num_classes=0)
+    presets["vit_base_patch16_siglip_224"] = Preset(
+        *SIZES["base"], 16, 224, extra=dict(siglip, global_pool="map"), family="siglip")
+    presets["vit_base_patch16_siglip_gap_224"] = Preset(
+        *SIZES["base"], 16, 224, extra=dict(siglip, global_pool="avg", fc_norm=False),
+        family="siglip")
     return presets
 
 
 PRESETS: dict[str, Preset] = _build_presets()
+
+
+def preset_preprocessing(name: str | None) -> dict[str, Any] | None:
+    """The preprocessing of a preset's pretrained weights (mean, std, crop_pct), if not
+    Google's [-1, 1] default."""
+    preset = PRESETS.get(name) if name else None
+    if preset is None or preset.preprocessing is None:
+        return None
+    prep = dict(preset.preprocessing)
+    return {**prep, "mean": list(prep["mean"]), "std": list(prep["std"])}
+
+
+def preset_family(name: str) -> str:
+    """The family of a named model: 'vit', 'hybrid', a descendant's, or 'cnn'."""
+    if name in PRESETS:
+        preset = PRESETS[name]
+        return "hybrid" if "resnet_layers" in preset.extra else preset.family
+    return "cnn"
 
 # The CNN baselines: torchvision's ResNets, named as torchvision does, and BiT-style ones.
 RESNET_PRESETS: tuple[str, ...] = (*RESNET_ARCHS, *CIFAR_RESNET_BLOCKS, *BIT_LAYERS)

@@ -28,6 +28,8 @@ def forward_flops(config: ViTConfig, img_size: tuple[int, int] | None = None) ->
         + 2 * tokens * dim * mlp  # the two MLP layers
     )
     macs += config.depth * per_block
+    if config.global_pool == "map":  # SigLIP's pooling: one query over every token
+        macs += 2 * dim * dim + 2 * tokens * dim * dim + 2 * tokens * dim + 2 * dim * mlp
     head_in = dim
     if config.representation_size:
         macs += dim * config.representation_size
@@ -57,19 +59,25 @@ def parameter_count(config: ViTConfig) -> int:
     """The number of parameters of `VisionTransformer(config)`, counted without building it
     (so `vitkit models` needs no torch)."""
     dim, mlp, patch = config.embed_dim, config.mlp_dim, config.patch_size
-    count = patch * patch * config.in_chans * dim + dim  # the patch projection E
-    count += dim * config.class_token  # x_class
-    count += (config.num_prefix_tokens + config.num_patches) * dim  # E_pos
+    count = patch * patch * config.in_chans * dim + dim * (not config.pre_norm)  # E
+    count += dim * config.num_prefix_tokens  # x_class, distillation and register tokens
+    count += (config.num_pos_prefix_tokens + config.num_patches) * dim  # E_pos
+    count += 2 * dim * config.pre_norm  # CLIP's norm_pre
+    mlp_params = dim * mlp + mlp + mlp * dim + dim
     block = (2 * dim  # norm1
              + dim * 3 * dim + 3 * dim * config.qkv_bias  # qkv
              + dim * dim + dim  # attention output projection
              + 2 * dim  # norm2
-             + dim * mlp + mlp + mlp * dim + dim)  # the MLP
+             + mlp_params  # the MLP
+             + (2 * dim if config.init_values else 0))  # layer scale
     count += config.depth * block + 2 * dim  # blocks, then norm or fc_norm
+    if config.global_pool == "map":  # latent query, q, kv, proj, norm and MLP
+        count += dim + 4 * dim * dim + 4 * dim + 2 * dim + mlp_params
     head_in = dim
     if config.representation_size:
         count += dim * config.representation_size + config.representation_size
         head_in = config.representation_size
     if config.num_classes:
-        count += head_in * config.num_classes + config.num_classes
+        heads = 2 if config.distilled else 1
+        count += heads * (head_in * config.num_classes + config.num_classes)
     return count

@@ -17,7 +17,7 @@ def init_vit_weights(model: nn.Module) -> None:
     """
     for name, module in model.named_modules():
         if isinstance(module, nn.Linear):
-            if name == "head":
+            if name in ("head", "head_dist"):
                 nn.init.zeros_(module.weight)
                 nn.init.zeros_(module.bias)
                 continue
@@ -39,3 +39,6 @@ def init_vit_weights(model: nn.Module) -> None:
         nn.init.trunc_normal_(model.pos_embed, std=0.02)
         if model.cls_token is not None:
             nn.init.zeros_(model.cls_token)
+        for token in (model.dist_token, model.reg_token):  # DeiT's and DINOv2's, as timm's
+            if token is not None:
+                nn.init.trunc_normal_(token, std=0.02)

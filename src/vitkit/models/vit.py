@@ -12,17 +12,20 @@ field's checkpoints map onto this model one to one.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from . import intermediates
 from .config import ViTConfig, to_2tuple
 from .init import init_vit_weights
 from .layers import DropPath, resample_pos_embed, zero_head
 from .meta import ModelMeta, Preprocessing
+from .variants import AttentionPoolHead, LayerScale, make_activation
 
 
 class PatchEmbedding(nn.Module):
@@ -32,9 +35,10 @@ class PatchEmbedding(nn.Module):
     patch (flattened in (C, P, P) order).
     """
 
-    def __init__(self, patch_size: int, in_chans: int, embed_dim: int) -> None:
+    def __init__(self, patch_size: int, in_chans: int, embed_dim: int, bias: bool = True) -> None:
         super().__init__()
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size,
+                              bias=bias)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.proj(images)  # (B, D, H/P, W/P)
@@ -81,12 +85,13 @@ class MultiHeadSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
-    """The MLP of Eq. (3): two layers with a GELU non-linearity between them."""
+    """The MLP of Eq. (3): two layers with a GELU non-linearity (or `act_layer`) between them."""
 
-    def __init__(self, dim: int, hidden_dim: int, drop: float = 0.0) -> None:
+    def __init__(self, dim: int, hidden_dim: int, drop: float = 0.0,
+                 act_layer: str = "gelu") -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden_dim)
-        self.act = nn.GELU()
+        self.act = make_activation(act_layer)
         self.drop1 = nn.Dropout(drop)
         self.fc2 = nn.Linear(hidden_dim, dim)
         self.drop2 = nn.Dropout(drop)
@@ -106,15 +111,18 @@ class EncoderBlock(nn.Module):
             dim, config.num_heads, config.qkv_bias, config.attn_drop_rate, config.drop_rate
         )
         self.norm2 = nn.LayerNorm(dim, eps=eps)
-        self.mlp = MLP(dim, config.mlp_dim, config.drop_rate)
+        self.mlp = MLP(dim, config.mlp_dim, config.drop_rate, config.act_layer)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        scale = config.init_values  # DeiT III / DINOv2's layer scale, else the paper's 1
+        self.ls1 = LayerScale(dim, scale) if scale else nn.Identity()
+        self.ls2 = LayerScale(dim, scale) if scale else nn.Identity()
 
     def forward(
         self, z: torch.Tensor, need_weights: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         attn_out, attn = self.attn(self.norm1(z), need_weights)
-        z = z + self.drop_path(attn_out)  # Eq. (2)
-        z = z + self.drop_path(self.mlp(self.norm2(z)))  # Eq. (3)
+        z = z + self.drop_path(self.ls1(attn_out))  # Eq. (2)
+        z = z + self.drop_path(self.ls2(self.mlp(self.norm2(z))))  # Eq. (3)
         return z, attn
 
 
@@ -127,16 +135,25 @@ class VisionTransformer(nn.Module):
         dim = config.embed_dim
         self.patch_embed = self.make_patch_embedding(config)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if config.class_token else None
-        num_tokens = config.num_prefix_tokens + config.num_patches
+        # DeiT's distillation token and DINOv2's registers: more learned prefix tokens.
+        self.dist_token = nn.Parameter(torch.zeros(1, 1, dim)) if config.distilled else None
+        self.reg_token = (nn.Parameter(torch.zeros(1, config.reg_tokens, dim))
+                          if config.reg_tokens else None)
+        num_tokens = config.num_pos_prefix_tokens + config.num_patches
         self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, dim))  # E_pos
         self.pos_drop = nn.Dropout(config.drop_rate)
+        # CLIP's LayerNorm on z_0 before the blocks.
+        eps = config.layer_norm_eps
+        self.norm_pre = nn.LayerNorm(dim, eps=eps) if config.pre_norm else nn.Identity()
 
         steps = max(config.depth - 1, 1)
         rates = [config.drop_path_rate * i / steps for i in range(config.depth)]
         self.blocks = nn.ModuleList(EncoderBlock(config, rate) for rate in rates)
 
-        eps = config.layer_norm_eps
         self.norm = nn.Identity() if config.fc_norm else nn.LayerNorm(dim, eps=eps)
+        self.attn_pool = (AttentionPoolHead(dim, config.num_heads, config.mlp_dim, eps,
+                                            config.act_layer)
+                          if config.global_pool == "map" else None)
         self.fc_norm = nn.LayerNorm(dim, eps=eps) if config.fc_norm else nn.Identity()
         self.pre_logits = nn.Identity()
         if config.representation_size:
@@ -146,6 +163,10 @@ class VisionTransformer(nn.Module):
         self.head_drop = nn.Dropout(config.drop_rate)
         head_in = config.representation_size or dim
         self.head = nn.Linear(head_in, config.num_classes) if config.num_classes else nn.Identity()
+        self.head_dist = None  # DeiT's distillation head, averaged with `head` (forward_head)
+        if config.distilled:
+            self.head_dist = nn.Linear(dim, config.num_classes) if config.num_classes \
+                else nn.Identity()
         # Name, class names and preprocessing: set by loaders and trainers, saved with the
         # weights by `save_pretrained`.
         self.meta = ModelMeta(preprocessing=Preprocessing.default(config.in_chans))
@@ -154,7 +175,8 @@ class VisionTransformer(nn.Module):
 
     def make_patch_embedding(self, config: ViTConfig) -> nn.Module:
         """x_p E of Eq. (1) on raw image patches (the hybrid of Section 3.1 overrides this)."""
-        return PatchEmbedding(config.patch_size, config.in_chans, config.embed_dim)
+        return PatchEmbedding(config.patch_size, config.in_chans, config.embed_dim,
+                              bias=not config.pre_norm)
 
     # -- Eq. (1) -----------------------------------------------------------------------------
     def check_input(self, images: torch.Tensor) -> tuple[int, int]:
@@ -181,7 +203,7 @@ class VisionTransformer(nn.Module):
     def position_embeddings(self, grid: tuple[int, int]) -> torch.Tensor:
         """E_pos for a patch grid, resampled bicubically when it differs from the native one."""
         return resample_pos_embed(
-            self.pos_embed, grid, self.config.grid_size, self.config.num_prefix_tokens
+            self.pos_embed, grid, self.config.grid_size, self.config.num_pos_prefix_tokens
         )
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
@@ -191,11 +213,18 @@ class VisionTransformer(nn.Module):
 
     def add_class_and_position(self, patches: torch.Tensor, grid: tuple[int, int]
                                ) -> torch.Tensor:
-        """The rest of Eq. (1) for patch embeddings (B, N, D): prepend x_class, add E_pos."""
-        if self.cls_token is not None:
-            cls = self.cls_token.expand(patches.shape[0], -1, -1)
-            patches = torch.cat([cls, patches], dim=1)
-        return self.pos_drop(patches + self.position_embeddings(grid))
+        """The rest of Eq. (1) for patch embeddings (B, N, D): prepend x_class (and the
+        distillation or register tokens), add E_pos (to the patches only with no_embed_class),
+        then CLIP's norm_pre."""
+        prefix = [token.expand(patches.shape[0], -1, -1)
+                  for token in (self.cls_token, self.dist_token, self.reg_token)
+                  if token is not None]
+        pos = self.position_embeddings(grid)
+        if self.config.no_embed_class:  # DeiT III, DINOv2-reg: E_pos on the patches, then concat
+            z = torch.cat([*prefix, patches + pos], dim=1)
+        else:
+            z = torch.cat([*prefix, patches], dim=1) + pos
+        return self.norm_pre(self.pos_drop(z))
 
     # -- Eqs. (2)-(3) ------------------------------------------------------------------------
     def encode(self, z: torch.Tensor) -> torch.Tensor:
@@ -218,13 +247,21 @@ class VisionTransformer(nn.Module):
         return self.norm(self.encode(self.embed(images)))
 
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:
-        """The image representation: z_L^0 (the [class] token) or the mean patch token."""
+        """The image representation: z_L^0 (the [class] token), the mean patch token, or
+        SigLIP's attention pooling over every token."""
+        if self.attn_pool is not None:
+            return self.attn_pool(tokens)
         if self.config.global_pool == "avg":
             return tokens[:, self.config.num_prefix_tokens :].mean(dim=1)
         return tokens[:, 0]
 
     def forward_head(self, tokens: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Eq. (4) and the classifier: pool, (fc_norm), representation layer, linear head."""
+        if self.head_dist is not None:  # DeiT: the two heads' average, in training too
+            cls, dist = self.head_drop(tokens[:, 0]), self.head_drop(tokens[:, 1])
+            if pre_logits:
+                return (cls + dist) / 2
+            return (self.head(cls) + self.head_dist(dist)) / 2
         y = self.fc_norm(self.pool(tokens))
         y = self.head_drop(self.pre_logits(y))
         return y if pre_logits else self.head(y)
@@ -253,6 +290,25 @@ class VisionTransformer(nn.Module):
                 maps[index] = attn
         return self.norm(z), maps
 
+    # -- features for downstream use ---------------------------------------------------------
+    def forward_intermediates(
+        self, images: torch.Tensor, indices: int | Sequence[int] | None = None,
+        return_prefix_tokens: bool = False, norm: bool = False, stop_early: bool = False,
+        output_fmt: str = "NCHW", intermediates_only: bool = False,
+    ) -> Any:
+        """timm's forward_intermediates: the z_l of blocks `indices` (see models/intermediates)."""
+        return intermediates.forward_intermediates(
+            self, images, indices, return_prefix_tokens, norm, stop_early, output_fmt,
+            intermediates_only)
+
+    def get_intermediate_layers(
+        self, images: torch.Tensor, n: int | Sequence[int] = 1, reshape: bool = False,
+        return_class_token: bool = False, norm: bool = True,
+    ) -> tuple[Any, ...]:
+        """DINOv2's get_intermediate_layers: the last n blocks' patch tokens, final-normed."""
+        return intermediates.get_intermediate_layers(self, images, n, reshape,
+                                                     return_class_token, norm)
+
     # -- changing the model ------------------------------------------------------------------
     def set_image_size(self, img_size: int | tuple[int, int]) -> None:
         """Resample E_pos to a new native resolution for good, e.g. to fine-tune at 384."""
@@ -266,6 +322,9 @@ class VisionTransformer(nn.Module):
         """Replace the head with a zero-initialised one for num_classes (paper, Section 3.2)."""
         head_in = self.config.representation_size or self.config.embed_dim
         self.head = zero_head(head_in, num_classes, self.pos_embed.device, self.pos_embed.dtype)
+        if self.head_dist is not None:  # DeiT keeps its distillation token and head
+            self.head_dist = zero_head(head_in, num_classes, self.pos_embed.device,
+                                       self.pos_embed.dtype)
         self.config = self.config.replace(num_classes=num_classes)
         self.meta.class_names = None
 
@@ -276,4 +335,4 @@ class VisionTransformer(nn.Module):
 
     def no_weight_decay(self) -> set[str]:
         """Parameters that weight decay should skip besides biases and norms."""
-        return {"pos_embed", "cls_token"}
+        return {"pos_embed", "cls_token", "dist_token", "reg_token"}

@@ -14,6 +14,7 @@ from ..errors import CheckpointError
 from ..files import atomic_write, write_json
 from ..models import VisionTransformer
 from .hf import hf_config_of, hf_preprocessor_of, vitkit_to_hf
+from .hf_families import export_family, family_hf_config, vitkit_to_hf_family
 from .io import preprocessing_document, save_pretrained
 from .npz import vitkit_to_flax
 from .timm import timm_config_of
@@ -54,8 +55,15 @@ def export_timm(model: VisionTransformer, path: str | os.PathLike) -> Path:
 
 def export_hf(model: VisionTransformer, directory: str | os.PathLike) -> Path:
     """Write a Hugging Face ViT folder: config.json, preprocessor_config.json and
-    model.safetensors, for `ViTForImageClassification.from_pretrained(directory)`."""
-    tensors = vitkit_to_hf(model.state_dict())
+    model.safetensors, for `ViTForImageClassification.from_pretrained(directory)`, or the
+    class of its family (DeiT with teacher, DINOv2, CLIP or SigLIP vision model)."""
+    family = export_family(model.config)
+    if family is not None:
+        tensors = vitkit_to_hf_family(model.state_dict(), model.config, family)
+        document = family_hf_config(model.config, family, model.meta.class_names)
+    else:
+        tensors = vitkit_to_hf(model.state_dict())
+        document = hf_config_of(model.config, model.meta.class_names)
     if model.config.representation_size:
         log.warning(
             "the representation layer is written as vit.pooler.dense: HF's ViTModel applies it "
@@ -68,7 +76,7 @@ def export_hf(model: VisionTransformer, directory: str | os.PathLike) -> Path:
     atomic_write(
         directory / "model.safetensors", lambda tmp: save_file(tensors, tmp, {"format": "pt"})
     )
-    write_json(directory / "config.json", hf_config_of(model.config, model.meta.class_names))
+    write_json(directory / "config.json", document)
     write_json(directory / "preprocessor_config.json",
                hf_preprocessor_of(preprocessing_document(model)))
     return directory
@@ -76,6 +84,9 @@ def export_hf(model: VisionTransformer, directory: str | os.PathLike) -> Path:
 
 def export_npz(model: VisionTransformer, path: str | os.PathLike, naming: str = "vit_jax") -> Path:
     """Write Google's Flax layout as an .npz ('vit_jax' names, or 'big_vision' with `params/`)."""
+    if model.config.family != "vit":
+        raise CheckpointError(f"Google's .npz layout holds the paper's ViT, not a "
+                              f"{model.config.family} model; export it with --to timm or --to hf")
     arrays = vitkit_to_flax(model.state_dict(), model.config.num_heads, naming)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ import torch
 
 from ..errors import CheckpointError
 from .hf import hf_to_vitkit, is_hf
+from .hf_families import HF_DEFAULTS, hf_family, hf_family_to_vitkit
 from .io import METADATA_KEY, read_safetensors
 from .npz import flax_to_vitkit, is_flax, read_npz
 from .timm import infer_config, is_timm
@@ -79,6 +80,15 @@ def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], 
         state_dict = read_torch_file(path)
     if is_timm(state_dict):
         return state_dict, infer_config(state_dict), "timm", notes
+    family = hf_family(state_dict)
+    if family is not None:  # DeiT, DINOv2, CLIP or SigLIP in Hugging Face's names
+        try:
+            state_dict, notes = hf_family_to_vitkit(state_dict, family)
+        except (RuntimeError, IndexError, ValueError) as error:  # shapes that do not fit
+            raise CheckpointError(f"{path}: a Hugging Face {family.name} checkpoint whose "
+                                  f"tensors do not fit together ({error}); the file is "
+                                  "damaged") from error
+        return state_dict, {**infer_config(state_dict), **HF_DEFAULTS[family.name]}, "hf", notes
     if is_hf(state_dict):
         state_dict, notes = hf_to_vitkit(state_dict)
         config = infer_config(state_dict)
@@ -92,5 +102,6 @@ def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], 
 def _unknown_layout(path: Path, keys: list[str]) -> str:
     return (
         f"{path} does not hold a Vision Transformer in a layout vitkit knows (timm, Hugging "
-        f"Face, Google Flax); its first tensors are: {', '.join(sorted(keys)[:6])}"
+        f"Face ViT/DeiT/DINOv2/CLIP/SigLIP, Google Flax); its first tensors are: "
+        f"{', '.join(sorted(keys)[:6])}"
     )

@@ -27,15 +27,18 @@ from ..models import (
     resample_pos_embed,
 )
 from ..models.build import CNNS
-from ..models.config import RESNET_PRESETS
+from ..models.config import RESNET_PRESETS, preset_preprocessing
 from .formats import read_weights
 from .hf import class_names_from_hf, config_from_hf, preprocessing_from_hf
+from .hf_families import FAMILIES as HF_FAMILIES
+from .hf_families import check_model_type, family_config_from_hf
 from .hub import download, parse_hub_id
 from .io import CONFIG_NAME, assemble, read_document, run_checkpoint
-from .timm import guess_num_heads, read_timm_config
+from .timm import guess_num_heads, infer_switches, is_timm, read_timm_config
 from .validate import validate
 
 log = logging.getLogger("vitkit")
+FAMILY_CONFIG_TYPES = {kind for family in HF_FAMILIES for kind in family.config_types}
 
 # Weight files looked for in a folder, in this order.
 FOLDER_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.pth", "model.pt", "model.npz")
@@ -156,6 +159,13 @@ def _read_folder_config(path: Path, document: dict[str, Any], checkpoint: Checkp
         checkpoint.model_name = arch if isinstance(arch, str) and arch in PRESETS else None
         checkpoint.class_names = stated["class_names"]
         checkpoint.preprocessing = stated["preprocessing"]
+    elif document.get("model_type") in FAMILY_CONFIG_TYPES:  # DeiT, DINOv2, CLIP, SigLIP
+        check_model_type(document, checkpoint.state_dict)
+        config.update(family_config_from_hf(document))
+        checkpoint.class_names = class_names_from_hf(document, config.get("num_classes", 0))
+        processor = _read_json(path / "preprocessor_config.json")
+        if processor:
+            checkpoint.preprocessing = preprocessing_from_hf(processor)
     elif document.get("model_type") == "vit" or "hidden_size" in document:
         config.update(config_from_hf(document))
         checkpoint.class_names = class_names_from_hf(document, config.get("num_classes", 0))
@@ -239,27 +249,16 @@ def adapt_state_dict(
         notes.append("dropped the checkpoint's representation layer (pre_logits), as the paper "
                      "does when fine-tuning; pass representation_size= to keep it")
     head_in = config.representation_size or config.embed_dim
-    head = state_dict.get("head.weight")
-    if head is not None and tuple(head.shape) != (config.num_classes, head_in):
-        notes.append(
-            f"replaced the {head.shape[0]}-class head with a zero-initialised "
-            f"{config.num_classes}-class head"
-        )
-        if config.num_classes:
-            state_dict["head.weight"] = torch.zeros(config.num_classes, head_in)
-            state_dict["head.bias"] = torch.zeros(config.num_classes)
-        else:
-            del state_dict["head.weight"], state_dict["head.bias"]
-    elif head is None and config.num_classes:
-        notes.append(f"added a zero-initialised {config.num_classes}-class head")
-        state_dict["head.weight"] = torch.zeros(config.num_classes, head_in)
-        state_dict["head.bias"] = torch.zeros(config.num_classes)
+    notes += _fit_head(state_dict, "head", config.num_classes, head_in)
+    if config.distilled:  # DeiT's distillation head follows the class head
+        _fit_head(state_dict, "head_dist", config.num_classes, head_in)
     pos = state_dict.get("pos_embed")
-    expected_tokens = config.num_prefix_tokens + config.num_patches
+    expected_tokens = config.num_pos_prefix_tokens + config.num_patches
     if pos is not None and pos.ndim == 3 and pos.shape[-1] == config.embed_dim:
         if source_grid is None and pos.shape[1] == expected_tokens:
             source_grid = config.grid_size  # same token count: taken as the same grid
-        resampled = resample_pos_embed(pos, config.grid_size, source_grid, config.num_prefix_tokens)
+        resampled = resample_pos_embed(pos, config.grid_size, source_grid,
+                                       config.num_pos_prefix_tokens)
         if resampled is not pos:
             state_dict["pos_embed"] = resampled
             notes.append(
@@ -267,6 +266,54 @@ def adapt_state_dict(
                 f"for {config.img_size[0]}x{config.img_size[1]} images"
             )
     return state_dict, notes
+
+
+# What a descendant's switch adds to the tensors, in words, for the error of a wrong model.
+_SWITCH_WORDS = {"distilled": "a distillation token (DeiT)", "reg_tokens": "register tokens "
+                 "(DINOv2-reg)", "pre_norm": "a LayerNorm before the blocks (CLIP)",
+                 "init_values": "layer scale (DeiT III, DINOv2)",
+                 "map": "an attention-pooling head (SigLIP)"}
+
+
+def check_family(checkpoint: Checkpoint, config: ViTConfig) -> None:
+    """The model to build must have the checkpoint's family: the same prefix tokens, layer
+    scale, pre-norm and pooling head, or a one-line error names what differs."""
+    if not is_timm(checkpoint.state_dict):
+        return
+    shown = infer_switches(checkpoint.state_dict)
+    shown["map"] = "attn_pool.latent" in checkpoint.state_dict
+    wanted = {key: getattr(config, key) for key in ("distilled", "reg_tokens", "pre_norm",
+                                                     "init_values")}
+    wanted["map"] = config.global_pool == "map"
+    for key, words in _SWITCH_WORDS.items():
+        has, needs = bool(shown.get(key)), bool(wanted[key])
+        if has != needs or (key == "reg_tokens" and shown.get(key, 0) != wanted[key]):
+            what = "has" if has else "lacks"
+            raise CheckpointError(
+                f"{checkpoint.source} {what} {words}, unlike the {config.family} model asked "
+                "for; pass its own model name, or none")
+
+
+def _fit_head(state_dict: dict[str, torch.Tensor], name: str, num_classes: int,
+              head_in: int) -> list[str]:
+    """A zero-initialised `name` head (Linear) for num_classes, unless the checkpoint's fits;
+    none for num_classes 0. Changes state_dict in place; returns what it did, in words."""
+    head = state_dict.get(f"{name}.weight")
+    if head is not None and tuple(head.shape) == (num_classes, head_in):
+        return []
+    if head is not None:
+        note = (f"replaced the {head.shape[0]}-class {name} with a zero-initialised "
+                f"{num_classes}-class {name}")
+        del state_dict[f"{name}.weight"]
+        state_dict.pop(f"{name}.bias", None)
+    elif num_classes:
+        note = f"added a zero-initialised {num_classes}-class {name}"
+    else:
+        return []
+    if num_classes:
+        state_dict[f"{name}.weight"] = torch.zeros(num_classes, head_in)
+        state_dict[f"{name}.bias"] = torch.zeros(num_classes)
+    return [note]
 
 
 def _source_grid(checkpoint: Checkpoint, config: ViTConfig) -> tuple[int, int] | None:
@@ -299,6 +346,7 @@ def create_pretrained(
     if is_cnn:
         return _pretrained_resnet(checkpoint, overrides, owned)
     config = target_config(name, checkpoint, overrides)
+    check_family(checkpoint, config)
     try:
         state_dict, notes = adapt_state_dict(
             checkpoint.state_dict, config, _source_grid(checkpoint, config)
@@ -311,7 +359,10 @@ def create_pretrained(
     model = assemble(config, state_dict, checkpoint.source, ModelMeta(
         name=model_title(name, config) if name else checkpoint.model_name,
         class_names=checkpoint.class_names if same_head else None,
-        preprocessing=Preprocessing.from_dict(checkpoint.preprocessing, config.in_chans)))
+        preprocessing=Preprocessing.from_dict(
+            checkpoint.preprocessing or (preset_preprocessing(name or checkpoint.model_name)
+                                         if config.in_chans == 3 else None),
+            config.in_chans)))
     for note in checkpoint.notes + notes:
         log.warning("%s: %s", checkpoint.source, note)
     return model.eval()

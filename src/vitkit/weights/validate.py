@@ -15,15 +15,17 @@ import torch
 from ..errors import CheckpointError
 from ..models import config_class, to_2tuple
 from ..models.build import CNNS
+from ..models.config import ACTIVATIONS, GLOBAL_POOLS
 from ..models.meta import INTERPOLATIONS
 from .timm import infer_config, is_timm
 
 POSITIVE_INTS = ("patch_size", "in_chans", "embed_dim", "depth", "num_heads", "mlp_dim")
-BOOLS = ("qkv_bias", "class_token")
+BOOLS = ("qkv_bias", "class_token", "distilled", "no_embed_class", "pre_norm")
 RATES = ("drop_rate", "attn_drop_rate", "drop_path_rate")
 # Fields the tensors determine, compared with what the checkpoint states.
 SHOWN = ("patch_size", "in_chans", "embed_dim", "depth", "mlp_dim", "num_classes",
-         "representation_size", "class_token", "qkv_bias", "resnet_layers", "resnet_width")
+         "representation_size", "class_token", "qkv_bias", "resnet_layers", "resnet_width",
+         "distilled", "reg_tokens", "pre_norm")
 DOCUMENT_FIELDS = {"config": dict, "model_name": str, "class_names": list, "preprocessing": dict}
 
 
@@ -79,7 +81,13 @@ def check_config_fields(config: dict[str, Any], where: str) -> None:
         elif key == "fc_norm":
             ok = value is None or isinstance(value, bool)
         elif key == "global_pool":
-            ok = value in ("token", "avg")
+            ok = value in GLOBAL_POOLS
+        elif key == "act_layer":
+            ok = value in ACTIVATIONS
+        elif key == "reg_tokens":
+            ok = _int(value) and 0 <= value <= 64
+        elif key == "init_values":
+            ok = value is None or (_number(value) and value > 0)
         elif key == "layer_norm_eps":
             ok = _number(value) and value > 0
         elif key in RATES:
@@ -120,7 +128,10 @@ def check_against_tensors(config: dict[str, Any], state_dict: dict[str, torch.Te
     if "img_size" in config:
         height, width = to_2tuple(config["img_size"])
         patch = shown["patch_size"]
-        tokens = state_dict["pos_embed"].shape[1] - int(shown["class_token"])
+        tokens = state_dict["pos_embed"].shape[1]
+        if not config.get("no_embed_class", shown.get("no_embed_class", False)):
+            tokens -= (int(shown["class_token"]) + int(shown.get("distilled", False))
+                       + shown.get("reg_tokens", 0))
         if (height // patch) * (width // patch) != tokens:
             differ.append(f"img_size {height}x{width} (a {height // patch}x{width // patch} grid) "
                           f"but its tensors hold {tokens} position embeddings")
