@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+import vitkit
 from tests.conftest import digits_subset
 from vitkit.cli.main import main
 from vitkit.data import load_digits
@@ -15,12 +16,12 @@ from vitkit.experiment import balanced_subset, crossings
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 
+GENTLE = ["--batch-size", "32", "--precision", "fp32", "--recipe-arg", "crop=pad",
+          "--recipe-arg", "pad=1", "--recipe-arg", "randaugment=false", "--recipe-arg", "mixup=0",
+          "--recipe-arg", "cutmix=0", "--recipe-arg", "random_erasing=0"]
 ARGS = ["--models", "vit_digits_patch2_8", "--fractions", "0.3", "0.1", "--seeds", "0", "1",
-        "--epochs-at-full", "0.5", "--batch-size", "32", "--precision", "fp32",
-        "--model-arg", "depth=1", "--model-arg", "embed_dim=16", "--model-arg", "num_heads=2",
-        "--model-arg", "mlp_dim=32", "--recipe-arg", "crop=pad", "--recipe-arg", "pad=1",
-        "--recipe-arg", "randaugment=false", "--recipe-arg", "mixup=0",
-        "--recipe-arg", "cutmix=0", "--recipe-arg", "random_erasing=0"]
+        "--epochs-at-full", "0.5", "--model-arg", "depth=1", "--model-arg", "embed_dim=16",
+        "--model-arg", "num_heads=2", "--model-arg", "mlp_dim=32", *GENTLE]
 
 
 def test_subsets_are_balanced_and_nested():
@@ -60,3 +61,19 @@ def test_crossings_interpolate_on_a_log_scale():
     summary = {"vit": [{"train_images": 100, "mean": 0.2}, {"train_images": 10000, "mean": 0.8}],
                "cnn": [{"train_images": 100, "mean": 0.4}, {"train_images": 10000, "mean": 0.6}]}
     assert crossings(summary, "vit", "cnn") == pytest.approx([1000.0])
+
+
+def test_a_teacher_adds_a_distilled_arm_taught_by_its_run_at_each_size(tmp_path, capsys):
+    out = tmp_path / "exp"
+    args = ["--models", "vit_digits_patch2_8", "resnet20", "--teacher", "resnet20",
+            "--fractions", "0.2", "--epochs-at-full", "0.3", *GENTLE]
+    assert main(["experiment", "data-scaling", "--data", "digits", "--out", str(out),
+                 *args]) == 0
+    results = json.loads((out / "results.json").read_text())
+    arm = "vit_digits_patch2_8 distilled from resnet20"
+    assert set(results["summary"]) == {"vit_digits_patch2_8", "resnet20", arm}
+    student = vitkit.load_pretrained(out / "runs" / f"{arm.replace(' ', '_')}_f0.2_s0" /
+                                     "checkpoint")
+    assert student.config.distilled and results["setup"]["teacher"] == "resnet20"
+    assert main(["experiment", "data-scaling", "--data", "digits", "--out", str(tmp_path / "x"),
+                 "--models", "vit_digits_patch2_8", "--teacher", "resnet20", *args[5:]]) == 2

@@ -33,6 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     scaling.add_argument("--batch-size", type=int, default=128)
     scaling.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
     scaling.add_argument("--data-dir", default=None, help="where built-in datasets live")
+    scaling.add_argument("--teacher", default=None, metavar="MODEL",
+                         help="one of --models (a CNN, say): every other model also trains "
+                         "distilled from its run at the same size and seed (DeiT's "
+                         "distillation token, hard distillation), as one more curve")
     scaling.add_argument("--progress", action="store_true", help="a progress bar per run")
     scaling.set_defaults(func=run)
 
@@ -59,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         images_seen=round(args.epochs_at_full * len(splits.train)), out_dir=Path(args.out),
         recipe=args.recipe, recipe_overrides=parse_model_args(args.recipe_arg),
         model_overrides=parse_model_args(args.model_arg), batch_size=args.batch_size,
-        precision=args.precision, progress=args.progress)
+        precision=args.precision, progress=args.progress, teacher=args.teacher)
     results = run_experiment(experiment)
     for model, rows in results["summary"].items():
         shown = "  ".join(f"{row['train_images']}: {row['mean']:.3f}" for row in rows)

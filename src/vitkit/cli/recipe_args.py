@@ -18,6 +18,9 @@ HELP = {
     "accum_steps": "gradient accumulation: micro-batches per step",
     "grad_clip": "clip gradients to this global norm (0: off)",
     "representation_size": "pre-logits layer width (-1: embed_dim, 0: none)",
+    "distill": "with --teacher: hard (the teacher's top class, DeiT's) or soft (KL)",
+    "distill_alpha": "with --teacher: the distillation head's share of the loss (0.5)",
+    "distill_tau": "with --teacher --distill soft: the temperature",
 }
 
 
@@ -100,6 +103,10 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="under torchrun: shard parameters, gradients and optimizer state "
                         "across the processes (PyTorch FSDP2), each holding 1/N; checkpoints are "
                         "saved whole. Needs --no-ema")
+    parser.add_argument("--teacher", default=None, metavar="CHECKPOINT",
+                        help="distil from this checkpoint (any vitkit classifier, a ResNet "
+                        "too): the ViT gets DeiT's distillation token and head, averaged at "
+                        "inference; see --distill, --distill-alpha")
     parser.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
                         help="fit the epochs (when --epochs is not given) to this many minutes "
                         "(default: 30 on a CPU, 180 on a GPU)")

@@ -25,6 +25,7 @@ def training_arguments(args: argparse.Namespace) -> dict[str, Any]:
         compile=_choice(args.compile), data_on_device=_choice(args.data_on_device),
         workers=args.workers, decode_on_device=_choice(args.decode_on_device),
         grad_checkpointing=args.grad_checkpointing, fsdp=args.fsdp,
+        teacher=getattr(args, "teacher", None),
     )
 
 

@@ -45,6 +45,7 @@ class Experiment:
     batch_size: int = 128
     precision: str = "auto"
     progress: bool = False
+    teacher: str | None = None  # one of `models`: every other model also runs distilled from it
 
 
 def balanced_subset(data: ImageTensorDataset, fraction: float, seed: int) -> ImageTensorDataset:
@@ -74,14 +75,16 @@ def run_experiment(experiment: Experiment) -> dict[str, Any]:
         raise ValueError(f"{out} holds an experiment with another budget or recipe; choose "
                          "another out_dir=, or repeat the same settings to continue it")
     results["setup"] = setup
-    for model_name in experiment.models:
+    for model_name, teacher in arms(experiment.models, experiment.teacher):
         for fraction in experiment.fractions:
             for seed in experiment.seeds:
-                key = f"{model_name}|{fraction:g}|{seed}"
+                arm = model_name if teacher is None else distilled_name(model_name, teacher)
+                key = f"{arm}|{fraction:g}|{seed}"
                 if key in results["runs"]:
                     continue
                 subset = balanced_subset(experiment.train_set, fraction, seed)
-                results["runs"][key] = _one_run(experiment, model_name, subset, fraction, seed)
+                results["runs"][key] = _one_run(experiment, model_name, subset, fraction, seed,
+                                                teacher)
                 write_json(out / RESULTS_NAME, results)
     results["summary"] = summarise(results["runs"])
     write_json(out / RESULTS_NAME, results)
@@ -89,11 +92,32 @@ def run_experiment(experiment: Experiment) -> dict[str, Any]:
     return results
 
 
+def arms(models: list[str], teacher: str | None) -> list[tuple[str, str | None]]:
+    """(model, teacher or None) in the order they train: the teacher first, then the models,
+    then each other model distilled from the teacher (DeiT) at the same size and seed."""
+    if teacher is not None and teacher not in models:
+        raise ValueError(f"teacher={teacher!r} must be one of the models {models}")
+    ordered = sorted(models, key=lambda name: name != teacher)
+    return [(name, None) for name in ordered] + [
+        (name, teacher) for name in ordered if teacher is not None and name != teacher]
+
+
+def distilled_name(model: str, teacher: str) -> str:
+    return f"{model} distilled from {teacher}"
+
+
+def _folder(experiment: Experiment, arm: str, fraction: float, seed: int) -> Path:
+    return Path(experiment.out_dir) / "runs" / f"{arm.replace(' ', '_')}_f{fraction:g}_s{seed}"
+
+
 def _one_run(experiment: Experiment, model_name: str, subset: ImageTensorDataset,
-             fraction: float, seed: int) -> dict[str, Any]:
+             fraction: float, seed: int, teacher: str | None = None) -> dict[str, Any]:
     """One training run on `subset` (resumed if its folder holds an interrupted one), then
-    its test accuracy on the whole test set: `plan_training` with the budget's epochs."""
-    folder = Path(experiment.out_dir) / "runs" / f"{model_name}_f{fraction:g}_s{seed}"
+    its test accuracy on the whole test set: `plan_training` with the budget's epochs; with
+    a `teacher`, distilled from that model's run at the same fraction and seed."""
+    arm = model_name if teacher is None else distilled_name(model_name, teacher)
+    folder = _folder(experiment, arm, fraction, seed)
+    taught_by = None if teacher is None else _folder(experiment, teacher, fraction, seed)
     epochs = experiment.images_seen / len(subset)
     overrides = {**(experiment.recipe_overrides or {}),
                  "batch_size": min(experiment.batch_size, len(subset)), "epochs": epochs}
@@ -103,9 +127,10 @@ def _one_run(experiment: Experiment, model_name: str, subset: ImageTensorDataset
         model=model_name, recipe=experiment.recipe, overrides=overrides,
         model_args=experiment.model_overrides, img_size=max(subset.images.shape[-2:]),
         seed=seed, precision=experiment.precision,
-        resume=(folder / "state" / "last.pt").exists(), progress=experiment.progress)
+        resume=(folder / "state" / "last.pt").exists(), progress=experiment.progress,
+        teacher=None if taught_by is None else taught_by / "checkpoint")
     summary = planned.fit()
-    return {"model": model_name, "fraction": fraction, "seed": seed,
+    return {"model": arm, "fraction": fraction, "seed": seed,
             "train_images": len(subset), "epochs": round(epochs, 3), "steps": summary["steps"],
             "test_top1": summary["test_top1"], "seconds": round(time.perf_counter() - started, 1),
             "parameters": sum(p.numel() for p in planned.model.parameters())}
@@ -176,6 +201,7 @@ def _setup(experiment: Experiment) -> dict[str, Any]:
             "budget": "equal images seen per run", "recipe": experiment.recipe,
             "recipe_overrides": experiment.recipe_overrides or {},
             "model_overrides": experiment.model_overrides or {},
+            "teacher": experiment.teacher,
             "train_images": len(experiment.train_set), "test_images": len(experiment.test_set)}
 
 

@@ -171,6 +171,7 @@ class VisionTransformer(nn.Module):
         # weights by `save_pretrained`.
         self.meta = ModelMeta(preprocessing=Preprocessing.default(config.in_chans))
         self.grad_checkpointing = False  # see set_grad_checkpointing
+        self.distilled_training = False  # see set_distilled_training
         init_vit_weights(self)
 
     def make_patch_embedding(self, config: ViTConfig) -> nn.Module:
@@ -261,6 +262,8 @@ class VisionTransformer(nn.Module):
             cls, dist = self.head_drop(tokens[:, 0]), self.head_drop(tokens[:, 1])
             if pre_logits:
                 return (cls + dist) / 2
+            if self.distilled_training and self.training:  # each head to its own loss
+                return self.head(cls), self.head_dist(dist)
             return (self.head(cls) + self.head_dist(dist)) / 2
         y = self.fc_norm(self.pool(tokens))
         y = self.head_drop(self.pre_logits(y))
@@ -327,6 +330,14 @@ class VisionTransformer(nn.Module):
                                        self.pos_embed.dtype)
         self.config = self.config.replace(num_classes=num_classes)
         self.meta.class_names = None
+
+    def set_distilled_training(self, enable: bool = True) -> None:
+        """While training, return the [class] and distillation heads' logits apart, for a
+        distillation loss (`vitkit.train.distill`); evaluation still averages them."""
+        if enable and self.head_dist is None:
+            raise ValueError("only a model with a distillation token (distilled=True) trains "
+                             "by distillation")
+        self.distilled_training = enable
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each block's activations in the backward pass instead of storing them:

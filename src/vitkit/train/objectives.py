@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models import VisionTransformer
+from .distill import Distillation
 
 
 class Classification:
@@ -41,6 +42,6 @@ class MaskedPatch:
         return model.vit
 
 
-Objective = Classification | MaskedPatch
+Objective = Classification | MaskedPatch | Distillation
 OBJECTIVES = ("classification", "masked-patch")
 

@@ -30,6 +30,7 @@ from ..models import MaskedPatchPrediction
 from ..models.config import RESNET_PRESETS
 from ..weights import load_pretrained
 from . import defaults
+from .distill import Distillation
 from .distributed import is_main_process
 from .lock import run_folder_lock
 from .objectives import OBJECTIVES, Classification, MaskedPatch, Objective
@@ -99,6 +100,7 @@ def plan_training(
     model_args: dict[str, Any] | None = None,
     img_size: int | None = None,
     objective: str = "classification",
+    teacher: str | os.PathLike | nn.Module | None = None,
     seed: int = 0,
     device: str | None = None,
     precision: str = "auto",
@@ -116,7 +118,9 @@ def plan_training(
     recipe (a name, a saved recipe.json or a Recipe; default small-data, paper-finetune with
     `pretrained`, masked-patch for that objective) with `overrides` applied, the batch for
     small data and the epochs for `time_budget` seconds (default 30 min on a CPU, 3 h on a
-    GPU) unless given. Nothing is trained until `fit()`.
+    GPU) unless given. With a `teacher` (a checkpoint or a model), the student gets DeiT's
+    distillation token and learns from the teacher too (the recipe's distill, distill_alpha,
+    distill_tau). Nothing is trained until `fit()`.
 
     run_options: further TrainRun fields (save_every, stop_after, log_every, compile,
     data_on_device, workers, decode_on_device, grad_checkpointing, fsdp)."""
@@ -140,8 +144,14 @@ def plan_training(
         splits, probe = _load_data(data, pretrained, model, img_size, task, val_split, seed,
                                    data_dir, memory_budget, progress)
         chosen = _recipe(base, overrides, splits, out, resume)
+        if teacher is not None and not _masked(task) and pretrained is None:
+            # DeiT's distillation token; its heads read the [class] and distillation tokens
+            model_args = {"global_pool": "token", "fc_norm": False, **model_args,
+                          "distilled": True}
         net, mean, std = _build_model(splits, chosen, model, pretrained, probe, img_size,
                                       model_args, task, seed, device)
+        if teacher is not None:
+            task = _distillation(teacher, net, chosen, splits, task)
         target = torch.device(device) if device else default_device()
         chosen, notes = _fit_to_device(net, splits, chosen, overrides, target, precision, task,
                                        time_budget, pretrained is None and not _masked(task),
@@ -149,7 +159,8 @@ def plan_training(
     run = TrainRun(model=net, train_set=splits.train, val_set=splits.val, recipe=chosen,
                    out_dir=out, seed=seed, precision=precision, device=device, mean=mean,
                    std=std, resume=resume, progress=progress,
-                   objective=task if _masked(task) else None,  # None: the recipe's smoothing
+                   objective=None if isinstance(task, Classification) else task,  # None:
+                   # classification with the recipe's label smoothing
                    **run_options)
     return PlannedRun(run=run, splits=splits, notes=notes, threads=threads)
 
@@ -263,6 +274,27 @@ def _build_model(splits, recipe, name, pretrained, probe, img_size, model_args, 
     torch.manual_seed(seed)
     net = create_model(name, **{**config, **changes, **model_args})
     return (MaskedPatchPrediction(net) if _masked(task) else net), None, None
+
+
+def _distillation(teacher, net: nn.Module, recipe: Recipe, splits: DataSplits,
+                  task: Objective) -> Distillation:
+    """The distillation objective with `teacher` (a checkpoint path or a model), the student
+    set to return its two heads apart while training."""
+    if _masked(task):
+        raise ValueError("teacher= distils a classifier; it does not combine with "
+                         "objective='masked-patch'")
+    if not isinstance(teacher, nn.Module):
+        teacher = load_pretrained(teacher)
+    classes = splits.train.num_classes
+    if getattr(teacher.config, "num_classes", None) != classes:
+        raise ValueError(f"the teacher predicts {teacher.config.num_classes} classes but the data "
+                         f"has {classes}; give teacher= a model trained on these classes")
+    if getattr(net, "head_dist", None) is None:
+        raise ValueError("teacher= needs a student with a distillation token: a ViT built with "
+                         "distilled=True (pretrained= a distilled DeiT when fine-tuning)")
+    net.set_distilled_training(True)
+    return Distillation(teacher, kind=recipe.distill, alpha=recipe.distill_alpha,
+                        tau=recipe.distill_tau, label_smoothing=recipe.label_smoothing)
 
 
 # -- fitting the run to the device -------------------------------------------------------------

@@ -52,6 +52,10 @@ class Recipe:
     # weights averaging
     ema: bool = False
     ema_decay: float = 0.999
+    # distillation from a teacher (DeiT), when a run is given one
+    distill: str = "hard"  # 'hard' (the teacher's top class) or 'soft' (KL at distill_tau)
+    distill_alpha: float = 0.5  # the distillation head's share of the loss
+    distill_tau: float = 1.0  # the temperature of soft distillation
 
     def replace(self, **changes: Any) -> Recipe:
         """A copy with some fields changed; unknown names are an error."""
@@ -83,6 +87,8 @@ class Recipe:
             raise ValueError(f"epochs must be positive, got {self.epochs}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.distill not in ("hard", "soft"):
+            raise ValueError(f"distill must be hard or soft, not {self.distill!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

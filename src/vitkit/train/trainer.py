@@ -40,7 +40,7 @@ from .distributed import DistInfo, cleanup, from_rank_zero, init_from_env, shard
 from .ema import make_ema
 from .feed import Feeder, batch_indices, make_feeder, step_batches
 from .metrics import MetricsLog
-from .objectives import Classification, MaskedPatch
+from .objectives import Classification, Objective
 from .optim import build_optimizer, lr_at, set_lr
 from .precision import training_dtype
 from .recipes import Recipe
@@ -81,7 +81,7 @@ class TrainRun:
     data_on_device: bool | None = None  # None: when it takes under half the free memory
     workers: int | None = None  # processes decoding streamed shards (None: auto; 0: threads)
     decode_on_device: bool | None = None  # streamed JPEGs decoded by nvJPEG (None: on CUDA)
-    objective: Classification | MaskedPatch | None = None  # None: classification
+    objective: Objective | None = None  # None: classification
     grad_checkpointing: bool = False  # recompute block activations in the backward pass
     fsdp: bool = False  # shard parameters, gradients and optimizer state across ranks (FSDP2)
 
@@ -113,7 +113,7 @@ class Plan:
     warmup_steps: int
     augment: BatchAugment
     feeder: Feeder
-    objective: Classification | MaskedPatch
+    objective: Objective
     state_dir: Path
     checkpoint_dir: Path
 
@@ -206,6 +206,8 @@ def make_plan(run: TrainRun, saved: dict[str, Any] | None = None) -> Plan:
     model.meta.class_names = list(data.classes) if objective.uses_labels else None
     # Training resizes (if at all) to the model's size without cropping: crop_pct 1.
     model.meta.preprocessing = Preprocessing(mean=mean, std=std, crop_pct=1.0)
+    if hasattr(objective, "student"):  # a teacher sees the inputs in its own normalisation
+        objective.student = model.meta.preprocessing
     steps_per_epoch = len(data) // recipe.batch_size
     total_steps = max(1, math.ceil(recipe.epochs * steps_per_epoch))
     out = Path(run.out_dir)
