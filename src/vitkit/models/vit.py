@@ -164,6 +164,7 @@ class VisionTransformer(nn.Module):
         head_in = config.representation_size or dim
         self.head = nn.Linear(head_in, config.num_classes) if config.num_classes else nn.Identity()
         self.head_dist = None  # DeiT's distillation head, averaged with `head` (forward_head)
+        self.distilled_training = False  # see set_distilled_training
         if config.distilled:
             self.head_dist = nn.Linear(dim, config.num_classes) if config.num_classes \
                 else nn.Identity()
@@ -255,13 +256,16 @@ class VisionTransformer(nn.Module):
             return tokens[:, self.config.num_prefix_tokens :].mean(dim=1)
         return tokens[:, 0]
 
-    def forward_head(self, tokens: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+    def forward_head(self, tokens: torch.Tensor, pre_logits: bool = False) -> Any:
         """Eq. (4) and the classifier: pool, (fc_norm), representation layer, linear head."""
         if self.head_dist is not None:  # DeiT: the two heads' average, in training too
             cls, dist = self.head_drop(tokens[:, 0]), self.head_drop(tokens[:, 1])
             if pre_logits:
                 return (cls + dist) / 2
-            return (self.head(cls) + self.head_dist(dist)) / 2
+            cls, dist = self.head(cls), self.head_dist(dist)
+            if self.distilled_training and self.training:  # for DeiT's distillation loss
+                return cls, dist
+            return (cls + dist) / 2
         y = self.fc_norm(self.pool(tokens))
         y = self.head_drop(self.pre_logits(y))
         return y if pre_logits else self.head(y)
@@ -327,6 +331,14 @@ class VisionTransformer(nn.Module):
                                        self.pos_embed.dtype)
         self.config = self.config.replace(num_classes=num_classes)
         self.meta.class_names = None
+
+    def set_distilled_training(self, enable: bool = True) -> None:
+        """DeiT's distillation (timm's name): in training, a distilled model returns both
+        heads' logits, ([class] head, distillation head), instead of their average."""
+        if enable and self.head_dist is None:
+            raise ValueError("only a distilled model (DeiT, distilled=True) has a distillation "
+                             "head to train")
+        self.distilled_training = enable
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each block's activations in the backward pass instead of storing them:
