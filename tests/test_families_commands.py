@@ -98,3 +98,16 @@ def test_reset_classifier_keeps_the_distillation_head_and_set_image_size_the_reg
     deit.reset_classifier(3)
     assert deit.head_dist.weight.shape == (3, 32) and not deit.head_dist.weight.any()
     assert deit.pos_embed.shape == (1, 2 + 4, 32)
+
+
+def test_distilled_training_returns_both_heads_as_timms_does() -> None:
+    deit = randomise(vitkit.create_model("deit_tiny_distilled_patch16_224", img_size=32,
+                                         num_classes=3, **TINY))
+    x = torch.randn(2, 3, 32, 32)
+    deit.set_distilled_training(True)
+    cls, dist = deit.train()(x)
+    assert cls.shape == dist.shape == (2, 3) and (cls - dist).abs().max() > 1e-3
+    with torch.no_grad():
+        assert torch.allclose(deit.eval()(x), (cls + dist) / 2, atol=1e-5)  # averaged to infer
+    with pytest.raises(ValueError, match="only a distilled model"):
+        vitkit.create_model("deit_tiny_patch16_224", img_size=32, **TINY).set_distilled_training()

@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from vitkit.models import forward_flops, get_config
+from vitkit.models import PRESETS, forward_flops, get_config
+from vitkit.models.config import preset_family
 
 from .models import count_parameters
 
@@ -36,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
         "parameters": count_parameters(config),
         "gflops": round(forward_flops(config) / 1e9, 3),
         "num_patches": getattr(config, "num_patches", None),  # None for a CNN
+        # the ViT, or which descendant (a preset's own, e.g. DeiT: a ViT by its switches)
+        "family": preset_family(name) if name in PRESETS else getattr(config, "family", "cnn"),
         "config": config.to_dict(),
         **extra,
     }
@@ -43,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
         return 0
     print(f"{name}")
+    print(f"  family       {info['family']}")
     print(f"  parameters   {info['parameters']:,}")
     print(f"  GFLOPs       {info['gflops']:.2f} per image (forward)")
     if info["num_patches"] is not None:

@@ -164,6 +164,7 @@ class VisionTransformer(nn.Module):
         head_in = config.representation_size or dim
         self.head = nn.Linear(head_in, config.num_classes) if config.num_classes else nn.Identity()
         self.head_dist = None  # DeiT's distillation head, averaged with `head` (forward_head)
+        self.distilled_training = False  # see set_distilled_training
         if config.distilled:
             self.head_dist = nn.Linear(dim, config.num_classes) if config.num_classes \
                 else nn.Identity()
@@ -256,7 +257,7 @@ class VisionTransformer(nn.Module):
             return tokens[:, self.config.num_prefix_tokens :].mean(dim=1)
         return tokens[:, 0]
 
-    def forward_head(self, tokens: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+    def forward_head(self, tokens: torch.Tensor, pre_logits: bool = False) -> Any:
         """Eq. (4) and the classifier: pool, (fc_norm), representation layer, linear head."""
         if self.head_dist is not None:  # DeiT: the two heads' average, in training too
             cls, dist = self.head_drop(tokens[:, 0]), self.head_drop(tokens[:, 1])
