@@ -172,7 +172,6 @@ class VisionTransformer(nn.Module):
         # weights by `save_pretrained`.
         self.meta = ModelMeta(preprocessing=Preprocessing.default(config.in_chans))
         self.grad_checkpointing = False  # see set_grad_checkpointing
-        self.distilled_training = False  # see set_distilled_training
         init_vit_weights(self)
 
     def make_patch_embedding(self, config: ViTConfig) -> nn.Module:
