@@ -18,6 +18,12 @@ HELP = {
     "accum_steps": "gradient accumulation: micro-batches per step",
     "grad_clip": "clip gradients to this global norm (0: off)",
     "representation_size": "pre-logits layer width (-1: embed_dim, 0: none)",
+    "layer_decay": "layer-wise lr decay R: block i trains at lr*R^(L-i), the embedding at "
+    "lr*R^(L+1), the head at lr (1: off; 0.65-0.75 for fine-tuning)",
+    "lora_rank": "train LoRA adapters of this rank on qkv, proj, fc1 and fc2 (and the head) "
+    "instead of all weights; the checkpoint is saved merged (0: off; needs peft)",
+    "lora_alpha": "LoRA scaling: the adapters' update is multiplied by alpha/rank",
+    "lora_dropout": "dropout on the LoRA adapters' input",
 }
 
 
