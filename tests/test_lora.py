@@ -93,15 +93,18 @@ def test_missing_peft_says_how_to_install_it(monkeypatch):
         add_lora(tiny_model(), RECIPE)
 
 
-def test_cli_lora_run_saves_an_ordinary_checkpoint(tmp_path):
+def test_cli_lora_run_resumes_without_repeating_the_flags_and_saves_an_ordinary_checkpoint(
+        tmp_path):
     from vitkit.cli.main import main
 
-    code = main(["train", "--data", "digits", "--out", str(tmp_path), "--model",
-                 "vit_digits_patch2_8", "--epochs", "1", "--batch-size", "256", "--no-progress",
-                 "--lora-rank", "2", "--lora-alpha", "4", "--val-split", "0.1"])
-    assert code == 0
+    args = ["train", "--data", "digits", "--out", str(tmp_path), "--model",
+            "vit_digits_patch2_8", "--epochs", "1", "--batch-size", "256", "--no-progress",
+            "--val-split", "0.1"]
+    assert main([*args, "--lora-rank", "2", "--lora-alpha", "4", "--stop-after", "2"]) == 3
+    assert main([*args, "--resume"]) == 0  # the run's LoRA comes from its recipe.json
     saved = json.loads((tmp_path / "recipe.json").read_text())
     assert saved["lora_rank"] == 2 and saved["lora_alpha"] == 4.0
+    assert any(".lora_A." in name for name in _state(tmp_path)["model"])
     model = vitkit.load_pretrained(tmp_path / "checkpoint")
     assert not any("lora" in name for name in model.state_dict())
     assert "test_top1" in json.loads((tmp_path / "metrics.json").read_text())

@@ -6,6 +6,8 @@ export and serve."""
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 
@@ -16,6 +18,7 @@ from .recipes import Recipe
 # masked-patch model's `vit.blocks`); never `patch_embed.proj` or an attention-pool head.
 TARGETS = r"(.*\.)?blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(fc1|fc2))"
 ADAPTER = "default"
+log = logging.getLogger("vitkit")
 
 
 def add_lora(model: nn.Module, recipe: Recipe) -> nn.Module:
@@ -32,6 +35,10 @@ def add_lora(model: nn.Module, recipe: Recipe) -> nn.Module:
                          "and fc2 Linears for LoRA; train it with lora_rank=0") from error
     for name, param in model.named_parameters():
         param.requires_grad_(".lora_" in name or _in_head(name))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log.info("LoRA rank %d on %d Linears: %s of %s parameters train", recipe.lora_rank,
+             len(lora_layers(model)), f"{trainable:,}",
+             f"{sum(p.numel() for p in model.parameters()):,}")
     return model
 
 
