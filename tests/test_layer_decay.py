@@ -141,3 +141,18 @@ def test_cli_layer_decay_trains_and_is_saved_in_the_recipe(tmp_path):
     saved = torch.load(tmp_path / "state" / "last.pt", weights_only=True)
     scales = sorted({g["lr_scale"] for g in saved["optimizer"]["param_groups"]})
     assert len(scales) > 2 and scales[-1] == 1.0 and scales[0] < 0.7
+
+
+def test_resuming_needs_the_runs_layer_decay(tmp_path):
+    from tests.conftest import digits_subset
+    from vitkit.train import TrainRun, train
+
+    def run(decay, **kwargs):
+        recipe = get_recipe("small-data", epochs=1, batch_size=16, layer_decay=decay)
+        return TrainRun(model=tiny_model(), train_set=digits_subset(64), recipe=recipe,
+                        out_dir=tmp_path, progress=False, **kwargs)
+
+    train(run(0.7, stop_after=1))
+    with pytest.raises(ValueError, match="layer_decay=0.7; resume it with layer_decay=0.7"):
+        train(run(1.0, resume=True))
+    assert train(run(0.7, resume=True)).finished
