@@ -21,6 +21,12 @@ HELP = {
     "distill": "with --teacher: hard (the teacher's top class, DeiT's) or soft (KL)",
     "distill_alpha": "with --teacher: the distillation head's share of the loss (0.5)",
     "distill_tau": "with --teacher --distill soft: the temperature",
+    "layer_decay": "layer-wise lr decay R: block i trains at lr*R^(L-i), the embedding at "
+    "lr*R^(L+1), the head at lr (1: off; 0.65-0.75 for fine-tuning)",
+    "lora_rank": "train LoRA adapters of this rank on qkv, proj, fc1 and fc2 (and the head) "
+    "instead of all weights; the checkpoint is saved merged (0: off; needs peft)",
+    "lora_alpha": "LoRA scaling: the adapters' update is multiplied by alpha/rank",
+    "lora_dropout": "dropout on the LoRA adapters' input",
 }
 
 

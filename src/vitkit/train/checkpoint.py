@@ -15,6 +15,9 @@ from ..errors import TrainingError
 from ..files import atomic_write
 
 STATE_NAME = "last.pt"
+# Recipe fields that shape the saved state (the adapters, the optimizer's groups): a run
+# resumes only with the values it started with.
+STRUCTURE_FIELDS = ("lora_rank", "layer_decay")
 
 
 def rng_state() -> dict[str, Any]:
@@ -82,3 +85,12 @@ def remove_stale_temporaries(directory: Path) -> list[Path]:
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
+
+
+def check_same_structure(saved_recipe: dict[str, Any], recipe: Any) -> None:
+    """Refuse to resume with a LoRA rank or layer decay other than the run's, naming the
+    argument and the value to give."""
+    for key in STRUCTURE_FIELDS:
+        if key in saved_recipe and saved_recipe[key] != getattr(recipe, key):
+            raise ValueError(f"this run was trained with {key}={saved_recipe[key]!r}; resume "
+                             f"it with {key}={saved_recipe[key]!r}, not {getattr(recipe, key)!r}")

@@ -7,34 +7,43 @@ import math
 import torch
 from torch import nn
 
+from .layer_decay import lr_scales
 from .recipes import Recipe
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two groups: decayed weights, and biases/norms/pos_embed/cls_token with no decay.
+def param_groups(model: nn.Module, weight_decay: float, layer_decay: float = 1.0
+                 ) -> list[dict]:
+    """The trainable parameters in groups by weight decay and learning-rate scale.
 
-    One-dimensional parameters are biases and LayerNorm scales; the model's
-    `no_weight_decay()` names the rest (position embeddings, class token).
+    Biases, norm scales (one-dimensional), position embeddings and tokens (class, register,
+    distillation, mask) get no weight decay; the model's `no_weight_decay()` names any other.
+    Each group's `lr_scale` multiplies the scheduled lr (`set_lr`): 1 everywhere, or with
+    `layer_decay` < 1 the layer-wise scales of `layer_decay.lr_scales`. Frozen parameters
+    are left out.
     """
     skip = set(getattr(model, "no_weight_decay", lambda: set())())
-    decay, no_decay = [], []
+    scales = lr_scales(model, layer_decay) if layer_decay != 1 else {}
+    groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        if param.ndim <= 1 or name.endswith(".bias") or name in skip:
-            no_decay.append(param)
-        else:
-            decay.append(param)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+        leaf = name.rsplit(".", 1)[-1]
+        no_decay = (param.ndim <= 1 or leaf in ("bias", "pos_embed") or leaf.endswith("_token")
+                    or name in skip)
+        groups.setdefault((scales.get(name, 1.0), not no_decay), []).append(param)
+    if not scales:  # the two groups of a run without layer decay, decayed first
+        groups = {key: groups.get(key, []) for key in ((1.0, True), (1.0, False))}
+    return [{"params": params, "weight_decay": weight_decay if decayed else 0.0,
+             "lr_scale": scale}
+            for (scale, decayed), params in sorted(groups.items(), key=lambda kv: (
+                kv[0][0], not kv[0][1]))]
 
 
 def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     """The recipe's optimizer over `param_groups(model)`, fused (one kernel for all parameters
-    instead of several passes per tensor) where PyTorch has a fused kernel for the device."""
-    groups = param_groups(model, recipe.weight_decay)
+    instead of several passes per tensor) where PyTorch has a fused kernel for the device;
+    with `recipe.layer_decay` < 1, one group per depth (see `layer_decay.py`)."""
+    groups = param_groups(model, recipe.weight_decay, recipe.layer_decay)
     betas = (recipe.beta1, recipe.beta2)
     device = next(model.parameters()).device.type
     fused = {"fused": True} if device in ("cpu", "cuda") else {}
@@ -60,5 +69,6 @@ def lr_at(step: int, total_steps: int, warmup_steps: int, recipe: Recipe) -> flo
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Each group's learning rate: `lr` times the group's `lr_scale` (layer-wise decay)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)

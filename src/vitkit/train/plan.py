@@ -186,7 +186,7 @@ def _recipe(base: Recipe | str, overrides: dict[str, Any], splits: DataSplits, o
             resume: bool) -> Recipe:
     """The named recipe with the data's defaults under the caller's overrides, its warmup
     fitted to the run and its batch to small data; a given Recipe or recipe.json with the
-    overrides only. On resume, the schedule the run started with."""
+    overrides only. On resume, the schedule, layer decay and LoRA the run started with."""
     train_set = splits.train
     if isinstance(base, Recipe):
         recipe = base.replace(**overrides)
@@ -200,7 +200,8 @@ def _recipe(base: Recipe | str, overrides: dict[str, Any], splits: DataSplits, o
     if resume and saved.exists():  # the schedule must stay the one the run started with
         before = defaults.read_recipe(saved)
         recipe = recipe.replace(**{key: getattr(before, key) for key in (
-            "epochs", "batch_size", "warmup_epochs") if key not in overrides})
+            "epochs", "batch_size", "warmup_epochs", "layer_decay", "lora_rank", "lora_alpha",
+            "lora_dropout") if key not in overrides})
     return recipe
 
 

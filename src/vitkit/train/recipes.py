@@ -32,6 +32,11 @@ class Recipe:
     accum_steps: int = 1  # micro-batches per step (batch_size must divide evenly)
     grad_clip: float = 0.0  # global-norm clipping; 0 turns it off
     label_smoothing: float = 0.0
+    layer_decay: float = 1.0  # lr of block i times R^(L-i), embeddings R^(L+1) (BEiT); 1: off
+    # LoRA adapters (PEFT) on qkv, proj, fc1, fc2; only they and the head train; 0: off
+    lora_rank: int = 0
+    lora_alpha: float = 16.0  # the adapters' update is scaled by lora_alpha / lora_rank
+    lora_dropout: float = 0.0
     # model changes
     drop_path: float = 0.0  # stochastic depth rate
     dropout: float = 0.0
@@ -89,6 +94,13 @@ class Recipe:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.distill not in ("hard", "soft"):
             raise ValueError(f"distill must be hard or soft, not {self.distill!r}")
+        if not 0 < self.layer_decay <= 1:
+            raise ValueError(f"layer_decay must be in (0, 1] (1: off), got {self.layer_decay}")
+        if self.lora_rank < 0 or self.lora_alpha <= 0 or not 0 <= self.lora_dropout < 1:
+            raise ValueError(
+                f"LoRA needs lora_rank >= 0 (0: off), lora_alpha > 0 and 0 <= lora_dropout < 1; "
+                f"got lora_rank={self.lora_rank}, lora_alpha={self.lora_alpha}, "
+                f"lora_dropout={self.lora_dropout}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

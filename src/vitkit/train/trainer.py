@@ -35,10 +35,18 @@ from ..infer import evaluate
 from ..models import Preprocessing, VisionTransformer
 from ..weights import save_pretrained
 from .augment import BatchAugment, channel_stats
-from .checkpoint import load_state, remove_stale_temporaries, rng_state, save_state, set_rng_state
+from .checkpoint import (
+    check_same_structure,
+    load_state,
+    remove_stale_temporaries,
+    rng_state,
+    save_state,
+    set_rng_state,
+)
 from .distributed import DistInfo, cleanup, from_rank_zero, init_from_env, shard
 from .ema import make_ema
 from .feed import Feeder, batch_indices, make_feeder, step_batches
+from .lora import add_lora, has_lora, merged_state
 from .metrics import MetricsLog
 from .objectives import Classification, Objective
 from .optim import build_optimizer, lr_at, set_lr
@@ -266,9 +274,14 @@ def read_saved_state(run: TrainRun) -> dict[str, Any] | None:
 
 def start_or_resume(run: TrainRun, plan: Plan, saved: dict[str, Any] | None) -> State:
     """A fresh optimizer and EMA, or everything restored from OUT/state with --resume; a
-    run folder that already holds a run needs --resume. With --fsdp the model is sharded
-    first, so that the optimizer holds only this rank's shards."""
+    run folder that already holds a run needs --resume. LoRA adapters (lora_rank=) are added
+    first, then with --fsdp the model is sharded, so that the optimizer holds only this
+    rank's trainable shards."""
     out, model = Path(run.out_dir), run.model
+    if saved is not None:
+        check_same_structure(saved.get("recipe", {}), run.recipe)
+    if run.recipe.lora_rank:
+        add_lora(model, run.recipe)  # before sharding and the optimizer: they see the adapters
     if run.fsdp:
         shard_model(model, plan.dist, plan.device)
     optimizer = build_optimizer(model, run.recipe)
@@ -422,14 +435,16 @@ def save_training_state(run: TrainRun, plan: Plan, state: State) -> None:
 
 
 def save_weights(weights: VisionTransformer, model: VisionTransformer, plan: Plan) -> None:
-    """`weights` (the model or its EMA) with the model's name, classes and preprocessing, as
-    OUT/checkpoint (main process only; a sharded model is gathered by every rank first); a
-    full disk is reported plainly."""
+    """`weights` (the model or its EMA, LoRA adapters merged) with the model's name, classes
+    and preprocessing, as OUT/checkpoint (main process only; a sharded model is gathered by
+    every rank first); a full disk is reported plainly."""
     part = plan.objective.weights(weights)
     tensors = submodule_weights(full_state(weights)[0], weights, part) if is_sharded(
         weights) else None
     if not plan.dist.is_main:
         return
+    if has_lora(part):  # saved merged: an ordinary model for eval, predict, export, serve
+        tensors = merged_state(part, tensors)
     part.meta = model.meta
     try:
         save_pretrained(part, plan.checkpoint_dir, tensors=tensors)
