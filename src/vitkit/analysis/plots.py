@@ -4,10 +4,12 @@ Figure 7. Plotting only; the numbers come from `attention` and `embeddings`."""
 from __future__ import annotations
 
 import math
+import sys
 
 import matplotlib
 
-matplotlib.use("Agg")
+if "ipykernel" not in sys.modules:  # in a notebook, keep its inline backend
+    matplotlib.use("Agg")  # elsewhere no windows, also without a display
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
