@@ -175,3 +175,14 @@ def test_vitkit_eval_frozen_errors_name_the_flags(tmp_path, capsys, monkeypatch)
     one_line_error(capsys, main([*base, "--knn", "0"]), "--knn 0 must be at least 1")
     one_line_error(capsys, main([*base, "--knn", "3", "--feature-layer", "7"]),
                    "--feature-layer 7 is outside")
+
+
+def test_vitkit_eval_frozen_needs_no_head_matching_the_data(tmp_path, capsys):
+    headless = tiny_model(num_classes=0)  # as masked-patch pre-training saves a ViT
+    checkpoint = vitkit.save_pretrained(headless, tmp_path / "checkpoint")
+    code = main(["eval", "--checkpoint", str(checkpoint), "--data", "digits", "--no-progress",
+                 "--few-shot", "2", "--knn", "3", "--out", str(tmp_path / "eval")])
+    assert code == 0, capsys.readouterr().err
+    frozen = json.loads((tmp_path / "eval" / "metrics.json").read_text())["frozen"]
+    assert frozen["features"]["dim"] == TINY["embed_dim"] and "linear_probe" not in frozen
+    assert 0.1 < frozen["knn"]["top1"] <= 1  # better than chance on digits
