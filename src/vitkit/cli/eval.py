@@ -1,12 +1,14 @@
 """`vitkit eval --checkpoint DIR --data SRC`: top-1/top-5 and per-class accuracy of a saved
 model, plus metrics.json and a confusion-matrix PNG in --out (default: eval/ beside the
-checkpoint folder)."""
+checkpoint folder); with --few-shot/--linear-probe/--knn, frozen-feature evaluation instead
+(`frozen_eval`)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from .frozen_eval import add_frozen_options, check_frozen_flags, run_frozen, wants_frozen
 from .main import CommandError
 
 
@@ -15,7 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "eval", help="accuracy of a saved model on a dataset",
         description="Evaluate a vitkit checkpoint on a data source (a folder, a CSV or a "
         "built-in name, as for `vitkit train --data`). Writes metrics.json and "
-        "confusion_matrix.png to --out, by default a folder eval/ beside the checkpoint folder.")
+        "confusion_matrix.png to --out, by default a folder eval/ beside the checkpoint folder. "
+        "With --few-shot, --linear-probe or --knn it evaluates the frozen features instead "
+        "(fitted on the train split) and adds them to metrics.json under 'frozen'.")
     parser.add_argument("--checkpoint", required=True, help="a vitkit checkpoint folder")
     parser.add_argument("--data", required=True, help="folder, CSV, or digits/cifar10/...")
     parser.add_argument("--split", choices=("test", "val", "train"), default=None,
@@ -35,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default=None, help="folder for metrics.json and the PNG")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar while images are decoded")
+    add_frozen_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -103,14 +108,24 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--batch-size must be at least 1, got {args.batch_size}")
     device = torch.device(args.device or default_device())
     model = load_pretrained(args.checkpoint, map_location=device)
-    _check_classes(model.meta.class_names, source_classes(args.data))  # before decoding
+    frozen = wants_frozen(args)
+    if frozen:
+        check_frozen_flags(args, model)  # before decoding
+    else:
+        _check_classes(model.meta.class_names, source_classes(args.data))  # before decoding
     prep = model.meta.preprocessing  # files are read as `vitkit predict` reads them
     splits = load_splits(args.data, img_size=tuple(model.config.img_size),
                          in_chans=model.config.in_chans, val_split=args.val_split,
                          seed=args.seed, data_dir=args.data_dir, cache_dir=args.cache_dir,
                          progress=not args.no_progress, crop_pct=prep.crop_pct,
-                         interpolation=prep.interpolation, only=args.split)
+                         interpolation=prep.interpolation,
+                         only=None if frozen else args.split)
     split, dataset = _choose_split(splits, args.split)
+    checkpoint = run_checkpoint(args.checkpoint).resolve()
+    out = Path(args.out) if args.out else (
+        checkpoint.parent if checkpoint.is_dir() else checkpoint.parent.parent) / "eval"
+    if frozen:
+        return run_frozen(args, model, splits, split, device, out, checkpoint)
     _check_classes(model.meta.class_names, dataset.classes)
     if dataset.num_classes != model.config.num_classes:
         raise CommandError(f"the data has {dataset.num_classes} classes but the model predicts "
@@ -118,9 +133,6 @@ def run(args: argparse.Namespace) -> int:
     dtype = (evaluation_dtype(device) if args.precision == "auto"
              else resolve_dtype(device, args.precision))
     metrics = evaluate(model, dataset, batch_size=args.batch_size, dtype=dtype, device=device)
-    checkpoint = run_checkpoint(args.checkpoint).resolve()
-    out = Path(args.out) if args.out else (
-        checkpoint.parent if checkpoint.is_dir() else checkpoint.parent.parent) / "eval"
     out.mkdir(parents=True, exist_ok=True)
     document = {"checkpoint": str(checkpoint), "data": args.data, "split": split,
                 "dtype": str(dtype).replace("torch.", ""), "skipped": dataset.skipped,

@@ -1,8 +1,15 @@
-"""Inference: batched prediction on image files and evaluation on labelled datasets."""
+"""Inference: batched prediction on image files, evaluation on labelled datasets, and
+frozen-feature evaluation (few-shot, linear probe, k-NN)."""
 
 from .classifier import Classifier
 from .evaluate import evaluate
+from .features import extract_features
+from .fewshot import few_shot_accuracy
+from .frozen import evaluate_frozen
 from .optimize import optimize_for_inference
 from .predict import Prediction, predict
+from .probes import knn_accuracy, linear_probe_accuracy
 
-__all__ = ["Classifier", "Prediction", "evaluate", "optimize_for_inference", "predict"]
+__all__ = ["Classifier", "Prediction", "evaluate", "evaluate_frozen", "extract_features",
+           "few_shot_accuracy", "knn_accuracy", "linear_probe_accuracy",
+           "optimize_for_inference", "predict"]
