@@ -14,6 +14,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 FLAGS = {"max_body_mb": "--max-body-mb", "max_images": "--max-images",
          "max_pixels": "--max-pixels", "max_queue": "--max-queue",
          "explain_queue": "--explain-queue", "decode_workers": "--decode-workers",
+         "large_pixels": "--large-pixels", "large_queue": "--large-queue",
          "body_timeout": "--body-timeout", "header_timeout": "--header-timeout",
          "keep_alive_timeout": "--keep-alive-timeout", "shutdown_timeout": "--shutdown-timeout",
          "max_connections": "--max-connections"}
@@ -50,6 +51,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add("--explain-queue", type=int, default=4,
         help="explain requests inside their own lane; more get 503 (default 4)")
     add("--decode-workers", type=int, default=1, help="threads decoding uploads (default 1)")
+    add("--large-pixels", type=int, default=4_000_000,
+        help="requests with more pixels than this decode one at a time on a lane of their "
+             "own (default 4,000,000)")
+    add("--large-queue", type=int, default=2,
+        help="large-image requests inside their lane; more get 503 (default 2)")
     add("--body-timeout", type=float, default=30.0,
         help="seconds a client may take to send a request body (default 30)")
     add("--header-timeout", type=float, default=10.0,
@@ -75,7 +81,9 @@ def _limits(args: argparse.Namespace) -> tuple:
         return (ServeLimits(max_body_mb=args.max_body_mb, max_images=args.max_images,
                             max_pixels=args.max_pixels, max_queue=args.max_queue,
                             explain_queue=args.explain_queue,
-                            decode_workers=args.decode_workers, body_timeout=args.body_timeout),
+                            decode_workers=args.decode_workers,
+                            large_pixels=args.large_pixels, large_queue=args.large_queue,
+                            body_timeout=args.body_timeout),
                 ConnectionLimits(header_timeout=args.header_timeout,
                                  keep_alive_timeout=args.keep_alive_timeout,
                                  shutdown_timeout=args.shutdown_timeout,

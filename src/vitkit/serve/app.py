@@ -26,7 +26,7 @@ from .lanes import Busy, Lane
 from .limits import BodyLimit, ServeLimits
 from .metrics import ServerMetrics
 from .overlay import overlay_png
-from .uploads import BadRequest, ClientGone, Upload, decode_uploads, receive_uploads
+from .uploads import BadRequest, ClientGone, Upload, check_uploads, decode_uploads, receive_uploads
 
 log = logging.getLogger("vitkit.serve")
 TOP_K_HEADER_BYTES = 2048  # X-Vitkit-Top-K keeps the best rows that fit in this
@@ -56,16 +56,23 @@ class Server:
         self.batcher = DynamicBatcher(backend.logits, max_batch, max_delay_ms / 1000.0,
                                       on_batch=self.metrics.observe_batch)
         self.decode = Lane("predict", limits.decode_workers, limits.max_queue)
+        self.large = Lane("large-image", 1, limits.large_queue)
         self.explainer = Lane("explain", 1, limits.explain_queue)
+
+    async def pixels(self, uploads: list[Upload]) -> torch.Tensor:
+        """The uploads decoded after their headers pass: on the large lane when they have
+        more than `large_pixels` pixels in all (so big images cannot hold up small ones)."""
+        total = check_uploads(uploads, self.backend, self.limits.max_pixels)
+        lane = self.large if total > self.limits.large_pixels else self.decode
+        with lane.admit():
+            return await lane.run(decode_uploads, uploads, self.backend)
 
     async def predict(self, request: Any, top_k: int) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="vitkit-upload-") as folder:
             uploads = await receive_uploads(request, folder, self.limits.max_images,
                                             self.limits.body_timeout)
-            with self.decode.admit():
-                pixels = await self.decode.run(decode_uploads, uploads, self.backend,
-                                               self.limits.max_pixels)
-                logits = await self.batcher.submit(self.backend.inputs(pixels))
+            pixels = await self.pixels(uploads)
+        logits = await self.batcher.submit(self.backend.inputs(pixels))
         rows = top_k_rows(logits, self.backend.class_names, top_k)
         return {"model": self.backend.name, "predictions": rows,
                 "files": [upload.name for upload in uploads]}
@@ -78,19 +85,19 @@ class Server:
             one = BadRequest(422, "/v1/explain takes one image, got more", close=True)
             uploads = await receive_uploads(request, folder, 1, self.limits.body_timeout, one)
             with self.explainer.admit():
-                logits, png = await self.explainer.run(self._explain, uploads)
+                pixels = await self.pixels(uploads)
+                logits, png = await self.explainer.run(self._explain, pixels)
         return top_k_rows(logits, self.backend.class_names, top_k)[0], png
 
-    def _explain(self, uploads: list[Upload]) -> tuple[torch.Tensor, bytes]:
-        """Logits and the rollout overlay of one upload, all on the explain lane's thread."""
-        pixels = decode_uploads(uploads, self.backend, self.limits.max_pixels)
+    def _explain(self, pixels: torch.Tensor) -> tuple[torch.Tensor, bytes]:
+        """Logits and the rollout overlay of one image, on the explain lane's thread."""
         inputs = self.backend.inputs(pixels)
         logits = self.backend.logits(inputs)
         return logits, overlay_png(pixels[0], self.backend.rollout(inputs)[0])
 
     def close(self) -> None:
-        self.decode.close()
-        self.explainer.close()
+        for lane in (self.decode, self.large, self.explainer):
+            lane.close()
 
 
 def _handlers(app: Any, server: Server) -> None:
@@ -99,9 +106,9 @@ def _handlers(app: Any, server: Server) -> None:
     from starlette.exceptions import HTTPException
 
     @app.exception_handler(BadRequest)
-    async def bad_request(request: Any, error: BadRequest) -> Any:
+    async def bad_request(_request: Any, error: BadRequest) -> Any:
         if isinstance(error, Busy):
-            server.metrics.busy.labels(lane=request.url.path).inc()
+            server.metrics.busy.labels(lane=error.lane).inc()
         return JSONResponse({"error": error.message}, status_code=error.status,
                             headers=error.headers)
 

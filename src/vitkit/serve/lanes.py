@@ -22,6 +22,7 @@ class Busy(BadRequest):
         super().__init__(503, f"the server is busy: {limit} {lane} request(s) are already "
                               f"waiting; retry in {retry_after} s",
                          headers={"Retry-After": str(retry_after)})
+        self.lane = lane
 
 
 class Lane:

@@ -21,12 +21,14 @@ class ServeLimits:
     max_pixels: int = 50_000_000  # pixels of all a request's images, from their headers
     max_queue: int = 128  # predict requests decoding or waiting for the model
     explain_queue: int = 4  # explain requests inside their own lane (one worker)
-    decode_workers: int = 1  # threads decoding predict uploads: bounds decode memory
+    decode_workers: int = 1  # threads decoding uploads: bounds decode memory
+    large_pixels: int = 4_000_000  # requests with more pixels decode on the large lane
+    large_queue: int = 2  # requests inside the large lane (one worker)
     body_timeout: float = 30.0  # seconds a request may take to send its whole body
 
     def __post_init__(self) -> None:
         for name in ("max_body_mb", "max_images", "max_pixels", "max_queue", "explain_queue",
-                     "decode_workers", "body_timeout"):
+                     "decode_workers", "large_pixels", "large_queue", "body_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 

@@ -121,9 +121,11 @@ async def _form(request: Any, folder: str, max_files: int, over: BadRequest) -> 
     return uploads
 
 
-def check_uploads(uploads: list[Upload], needed: tuple[int, int], max_pixels: int) -> None:
+def check_uploads(uploads: list[Upload], backend: Any, max_pixels: int) -> int:
     """Refuse a request from its images' headers alone: each one's size (Pillow's bomb limit,
-    too thin, too large once resized) and their pixels in all against `max_pixels`."""
+    too thin, too large once resized to `backend`'s input) and their pixels in all against
+    `max_pixels`. Returns the pixels in all; decodes nothing."""
+    needed = tuple(math.ceil(s / backend.preprocessing.crop_pct) for s in backend.img_size)
     total = 0
     for upload in uploads:
         if os.path.getsize(upload.path) == 0:
@@ -136,13 +138,12 @@ def check_uploads(uploads: list[Upload], needed: tuple[int, int], max_pixels: in
     if total > max_pixels:
         raise BadRequest(413, f"the request's {len(uploads)} image(s) have {total:,} pixels in "
                               f"all, over the server's limit of {max_pixels:,} (--max-pixels)")
+    return total
 
 
-def decode_uploads(uploads: list[Upload], backend: Any, max_pixels: int) -> torch.Tensor:
+def decode_uploads(uploads: list[Upload], backend: Any) -> torch.Tensor:
     """uint8 (B, C, H, W) pixels of the uploads at the model's size through `backend.load`
-    (`load_image`), after `check_uploads`; runs on a decode worker thread."""
-    prep, size = backend.preprocessing, backend.img_size
-    check_uploads(uploads, tuple(math.ceil(s / prep.crop_pct) for s in size), max_pixels)
+    (`load_image`); runs on a decode lane's thread, after `check_uploads`."""
     decoded = []
     for upload in uploads:
         try:
