@@ -30,6 +30,7 @@ from .uploads import BadRequest, ClientGone, Upload, check_uploads, decode_uploa
 
 log = logging.getLogger("vitkit.serve")
 TOP_K_HEADER_BYTES = 2048  # X-Vitkit-Top-K keeps the best rows that fit in this
+LOW_PRIORITY = 10  # niceness of the large-image and explain lanes' threads
 
 
 def top_k_rows(logits: torch.Tensor, names: list[str], k: int) -> list[list[dict[str, Any]]]:
@@ -56,8 +57,9 @@ class Server:
         self.batcher = DynamicBatcher(backend.logits, max_batch, max_delay_ms / 1000.0,
                                       on_batch=self.metrics.observe_batch)
         self.decode = Lane("predict", limits.decode_workers, limits.max_queue)
-        self.large = Lane("large-image", 1, limits.large_queue)
-        self.explainer = Lane("explain", 1, limits.explain_queue)
+        # Costly work runs at a lower CPU priority, so it cannot slow small predicts much.
+        self.large = Lane("large-image", 1, limits.large_queue, niceness=LOW_PRIORITY)
+        self.explainer = Lane("explain", 1, limits.explain_queue, niceness=LOW_PRIORITY)
 
     async def pixels(self, uploads: list[Upload]) -> torch.Tensor:
         """The uploads decoded after their headers pass: on the large lane when they have
@@ -81,12 +83,13 @@ class Server:
         if not self.backend.can_explain:
             raise BadRequest(501, f"{self.backend.kind} models have no attention maps to "
                                   "explain with; serve a vitkit checkpoint for /v1/explain")
-        with tempfile.TemporaryDirectory(prefix="vitkit-upload-") as folder:
+        # Admitted before its body is read: a full explain lane costs a refusal nothing.
+        with self.explainer.admit(), \
+                tempfile.TemporaryDirectory(prefix="vitkit-upload-") as folder:
             one = BadRequest(422, "/v1/explain takes one image, got more", close=True)
             uploads = await receive_uploads(request, folder, 1, self.limits.body_timeout, one)
-            with self.explainer.admit():
-                pixels = await self.pixels(uploads)
-                logits, png = await self.explainer.run(self._explain, pixels)
+            pixels = await self.pixels(uploads)
+            logits, png = await self.explainer.run(self._explain, pixels)
         return top_k_rows(logits, self.backend.class_names, top_k)[0], png
 
     def _explain(self, pixels: torch.Tensor) -> tuple[torch.Tensor, bytes]:
