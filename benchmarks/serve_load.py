@@ -43,11 +43,12 @@ def free_port() -> int:
 
 
 def start_server(checkpoint: str, port: int, max_batch: int, delay_ms: float,
-                 threads: int, log: str | None = None) -> subprocess.Popen:
+                 threads: int, log: str | None = None,
+                 extra: tuple[str, ...] = ()) -> subprocess.Popen:
     command = [sys.executable, "-m", "vitkit", "serve", "--checkpoint", checkpoint,
                "--host", HOST, "--port", str(port), "--max-batch", str(max_batch),
                "--max-delay-ms", str(delay_ms), "--threads", str(threads), "--fp32",
-               "--max-connections", "4096"]
+               "--max-connections", "4096", *extra]
     out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 - the server's lifetime
     process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
@@ -142,6 +143,7 @@ def main() -> None:
     parser.add_argument("--bad-share", type=float, default=0.2)
     parser.add_argument("--near-share", type=float, default=0.1)
     parser.add_argument("--server-log", default=None, help="file for the server's output")
+    parser.add_argument("--serve-args", default="", help="more `vitkit serve` flags, quoted")
     args = parser.parse_args()
     files = find_images([args.images])[:500]
     images = [Path(f).read_bytes() for f in files]
@@ -150,7 +152,7 @@ def main() -> None:
 
         port = free_port()
         server = start_server(args.checkpoint, port, args.max_batch, args.max_delay_ms,
-                              args.threads, args.server_log)
+                              args.threads, args.server_log, tuple(args.serve_args.split()))
         try:
             run_hostile(args, f"http://{HOST}:{port}", server.pid, images, RESULTS)
         finally:

@@ -60,8 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="seconds a client may take to send a request body (default 30)")
     add("--header-timeout", type=float, default=10.0,
         help="seconds a client may take to send a request's headers (default 10)")
-    add("--keep-alive-timeout", type=int, default=5,
-        help="seconds an idle keep-alive connection stays open (default 5)")
+    add("--keep-alive-timeout", type=int, default=15,
+        help="seconds an idle keep-alive connection stays open (default 15: longer than "
+             "clients keep idle connections, so a reused one is not closed under them)")
     add("--shutdown-timeout", type=int, default=10,
         help="seconds requests in flight get after SIGTERM (default 10)")
     add("--max-connections", type=int, default=2048,

@@ -21,7 +21,7 @@ class ConnectionLimits:
     connection and for a graceful shutdown; open connections (more get 503); header bytes."""
 
     header_timeout: float = 10.0
-    keep_alive_timeout: int = 5
+    keep_alive_timeout: int = 15  # over httpx's 5 s keep-alive expiry: no reuse race
     shutdown_timeout: int = 10
     max_connections: int = 2048
     max_header_bytes: int = 16384
