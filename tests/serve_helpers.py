@@ -73,9 +73,11 @@ def live_server(checkpoint: Path, *extra: str, timeout: float = 60.0):
 
 
 @contextlib.contextmanager
-def live_process(checkpoint: Path, *extra: str, timeout: float = 60.0, log=None):
+def live_process(checkpoint: Path, *extra: str, timeout: float = 60.0, log=None,
+                 open_files: int | None = None):
     """`vitkit serve` in a subprocess on a free loopback port, its output to the open file
-    `log` (default: a pipe); yields (base URL, the Popen)."""
+    `log` (default: a pipe), at most `open_files` descriptors if given; yields (base URL,
+    the Popen)."""
     import httpx
 
     port = free_port()
@@ -83,8 +85,14 @@ def live_process(checkpoint: Path, *extra: str, timeout: float = 60.0, log=None)
         [str(Path(vitkit.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
     command = [sys.executable, "-m", "vitkit", "serve", "--checkpoint", str(checkpoint),
                "--port", str(port), "--threads", "1", *extra]
+    def limit_files() -> None:
+        if open_files is not None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
     process = subprocess.Popen(command, env=env, stdout=log or subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+                               stderr=subprocess.STDOUT, text=True, preexec_fn=limit_files)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout

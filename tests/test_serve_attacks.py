@@ -178,6 +178,33 @@ def test_slow_headers_are_cut_and_many_leave_the_server_reachable(served):
     good(url)
 
 
+def test_slow_connections_past_the_file_limit_are_shed_for_a_good_client(tmp_path):
+    """With 256 open files (128 connections), 300 slow-header connections: the oldest are
+    closed as new ones come, long before the 30 s header timeout, and a good request is
+    answered at once (without shedding it would wait in the accept queue)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 500:
+        pytest.skip(f"open-file hard limit {hard} is below 500")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 500), hard))
+    checkpoint = tiny_checkpoint(tmp_path / "ckpt")
+    sockets = []
+    try:
+        with open(tmp_path / "server.log", "w") as log, live_process(
+                checkpoint, "--header-timeout", "30", log=log, open_files=256) as (url, _):
+            host = urlsplit(url).netloc.encode()
+            for _ in range(300):
+                sock = connect(url)
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n")
+                sockets.append(sock)
+            good(url)
+            assert count_closed(sockets, 2) >= 300 - 128
+        assert "Too many open files" not in (tmp_path / "server.log").read_text()
+    finally:
+        for sock in sockets:
+            sock.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 def test_a_slow_body_gets_408_and_the_connection_closes(served):
     url, _, _ = served
     with connect(url) as sock:

@@ -13,6 +13,8 @@ from typing import Any
 
 log = logging.getLogger("vitkit.serve")
 SPARE_FDS = 128  # descriptors kept for files, the model and logging beside the connections
+# Past max_connections the connections waiting longest for headers are closed; requests past
+# max_connections + SPARE_FDS / 2 (connections that all sent headers) get uvicorn's 503.
 
 
 @dataclass(frozen=True)
@@ -33,23 +35,44 @@ class ConnectionLimits:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
 
-def header_deadline_protocol(seconds: float) -> type:
+def header_deadline_protocol(seconds: float, max_connections: int) -> type:
     """uvicorn's h11 protocol with a deadline: a connection whose request headers are not all
-    in `seconds` after it opens (or after its last response) is closed (slowloris)."""
+    in `seconds` after it opens (or after its last response) is closed (slowloris). Past
+    `max_connections` open, the connections waiting longest for headers are closed at once,
+    so slow clients cannot use up the file descriptors a good client needs."""
     import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     class HeaderDeadlineProtocol(H11Protocol):
+        waiting: dict = {}  # connections that may still be waiting for headers, oldest first
+
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
             super().connection_made(transport)
             self._arm()
+            if len(self.connections) > max_connections:
+                self._shed(len(self.connections) - max_connections)
 
         def _arm(self) -> None:
             self._deadline = self.loop.call_later(seconds, self._headers_late)
+            self.waiting.pop(self, None)
+            self.waiting[self] = None
+
+        def _waiting_for_headers(self) -> bool:
+            return self.conn.their_state is h11.IDLE and not self.transport.is_closing()
 
         def _headers_late(self) -> None:
-            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            if self._waiting_for_headers():
                 self.transport.close()
+
+        def _shed(self, excess: int) -> None:
+            for other in list(self.waiting):
+                if excess <= 0:
+                    return
+                if not other._waiting_for_headers():
+                    self.waiting.pop(other, None)  # past its headers (or closing): keep it
+                elif other is not self:
+                    other.transport.close()
+                    excess -= 1
 
         def on_response_complete(self) -> None:
             self._deadline.cancel()
@@ -58,6 +81,7 @@ def header_deadline_protocol(seconds: float) -> type:
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._deadline.cancel()
+            self.waiting.pop(self, None)
             super().connection_lost(exc)
 
     return HeaderDeadlineProtocol
@@ -122,10 +146,10 @@ def run_app(app: Any, host: str, port: int, limits: ConnectionLimits | None = No
     demote_library_warnings()
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", access_log=False,
-        http=header_deadline_protocol(limits.header_timeout),
+        http=header_deadline_protocol(limits.header_timeout, max_connections),
         timeout_keep_alive=limits.keep_alive_timeout,
         timeout_graceful_shutdown=limits.shutdown_timeout,
-        limit_concurrency=max_connections,
+        limit_concurrency=max_connections + SPARE_FDS // 2,
         h11_max_incomplete_event_size=limits.max_header_bytes)
     server = uvicorn.Server(config)
     handler = AcceptErrors()
