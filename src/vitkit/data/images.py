@@ -97,8 +97,13 @@ def to_mode(image: Image.Image, mode: str) -> Image.Image:
     if image.mode in ("LA", "La", "PA"):
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "RGBa"):
+        # One full-size copy alive at a time beside the input (a 49M-pixel RGBA PNG is 196 MB)
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+        composite = Image.alpha_composite(background, rgba)
+        del background, rgba
+        image = composite.convert("RGB")
+        del composite
     if image.mode != mode:
         image = image.convert(mode)
     return image
@@ -134,7 +139,7 @@ def decode_image(
                 side = max(min_size)  # either orientation: EXIF may still rotate it
                 image.draft(image.mode, (side, side))  # decode at 1/2..1/8 scale, still >= it
             image.load()
-            image = ImageOps.exif_transpose(image) or image
+            ImageOps.exif_transpose(image, in_place=True)  # no copy when already upright
             return to_mode(image, mode)
     except ImageDecodeError:
         raise
