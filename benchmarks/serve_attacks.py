@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 from PIL import Image
-from serve_hostile import _png, peak_rss_mb
+from serve_hostile import flat_png, peak_rss_mb
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 HOST = "127.0.0.1"
@@ -55,7 +55,7 @@ def good_seconds(url: str, patience: float = 60) -> float:
     start_time = time.perf_counter()
     while time.perf_counter() - start_time < patience:
         try:
-            answer = httpx.post(f"{url}/v1/predict", content=_png(40, 40), timeout=patience)
+            answer = httpx.post(f"{url}/v1/predict", content=flat_png(40, 40), timeout=patience)
             if answer.status_code == 200:
                 return time.perf_counter() - start_time
         except httpx.HTTPError:
@@ -69,7 +69,7 @@ def thin_server(checkpoint: str) -> list[str]:
     try:
         for width, height in THIN:
             begin = time.perf_counter()
-            answer = httpx.post(f"{url}/v1/predict", content=_png(width, height), timeout=120)
+            answer = httpx.post(f"{url}/v1/predict", content=flat_png(width, height), timeout=120)
             rows.append(f"| server: POST {width}x{height} | {answer.status_code} | "
                         f"{(time.perf_counter() - begin) * 1000:.0f} ms | "
                         f"{peak_rss_mb(process.pid):.0f} |")
@@ -151,7 +151,7 @@ def sigterm_with_slow_upload(checkpoint: str) -> str:
 def cross_origin(checkpoint: str) -> str:
     url, process = start(checkpoint)
     try:
-        statuses = [httpx.post(f"{url}/v1/predict", content=_png(40, 40), headers=h).status_code
+        statuses = [httpx.post(f"{url}/v1/predict", content=flat_png(40, 40), headers=h).status_code
                     for h in ({"Origin": "http://127.0.0.1:1"}, {"Origin": "null"},
                               {"Host": "rebind.example"}, {"Origin": url})]
     finally:

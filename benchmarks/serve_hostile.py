@@ -27,7 +27,7 @@ BAD_SHARE, NEAR_SHARE = 0.2, 0.1
 NEAR_SIDE = 7000
 
 
-def _png(width: int, height: int, mode: str = "RGB") -> bytes:
+def flat_png(width: int, height: int, mode: str = "RGB") -> bytes:
     buffer = io.BytesIO()
     Image.new(mode, (width, height), (90, 140, 200, 255)[:len(mode)]).save(buffer, "PNG")
     return buffer.getvalue()
@@ -50,7 +50,7 @@ def bad_requests(good: bytes) -> list[dict]:
             dict(content=good[: len(good) // 2], headers=raw),
             dict(content=b"", headers=raw),
             dict(content=_bomb(), headers=raw),
-            dict(content=_png(30000, 1), headers=raw),
+            dict(content=flat_png(30000, 1), headers=raw),
             dict(files={"image": ("a.png", good, "image/png")})]
 
 
@@ -121,7 +121,7 @@ async def _memory(pid: int, tally: Tally) -> None:
 
 async def hostile(url: str, pid: int, images: list[bytes], args: argparse.Namespace) -> Tally:
     """Run the mix against the server at `url` (process `pid`) until the tally stops."""
-    bad, near = bad_requests(images[0]), _png(NEAR_SIDE, NEAR_SIDE, "RGBA")
+    bad, near = bad_requests(images[0]), flat_png(NEAR_SIDE, NEAR_SIDE, "RGBA")
     tally = Tally(args.requests, time.perf_counter() + args.max_seconds, args.bad_share,
                   args.near_share)
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=args.clients),

@@ -63,12 +63,14 @@ async def receive_uploads(request: Any, folder: str, max_files: int, timeout: fl
     within `timeout` seconds (else 408 and the connection closes)."""
     from starlette.requests import ClientDisconnect
 
+    async def receive() -> list[Upload]:
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            return await _form(request, folder, max_files, over or too_many(max_files))
+        return [await _raw(request, folder)]
+
     try:
-        async with asyncio.timeout(timeout):
-            if request.headers.get("content-type", "").startswith("multipart/form-data"):
-                return await _form(request, folder, max_files, over or too_many(max_files))
-            return [await _raw(request, folder)]
-    except TimeoutError as error:
+        return await asyncio.wait_for(receive(), timeout)  # asyncio.timeout needs 3.11
+    except asyncio.TimeoutError as error:
         raise BadRequest(408, f"the request body did not arrive within {timeout:g} s",
                          close=True) from error
     except ClientDisconnect as error:
