@@ -379,3 +379,22 @@ def test_multipart_warnings_go_to_debug(caplog):
     with caplog.at_level(logging.DEBUG, logger="python_multipart.multipart"):
         logger.warning("Skipping data after last boundary")
     assert [r.levelno for r in caplog.records] == [logging.DEBUG]
+
+
+def test_accept_errors_are_logged_once(caplog):
+    from vitkit.serve.runner import AcceptErrors
+
+    handler, seen = AcceptErrors(), []
+    loop = asyncio.new_event_loop()
+    loop.default_exception_handler = seen.append  # type: ignore[method-assign]
+    try:
+        with caplog.at_level(logging.ERROR, logger="vitkit.serve"):
+            for _ in range(50):
+                handler(loop, {"message": "socket.accept() out of system resource",
+                               "exception": OSError(24, "Too many open files")})
+            handler(loop, {"message": "something else"})
+    finally:
+        loop.close()
+    assert handler.count == 50
+    assert len([r for r in caplog.records if "accepting connections failed" in r.message]) == 1
+    assert seen == [{"message": "something else"}]
