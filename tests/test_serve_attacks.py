@@ -398,3 +398,13 @@ def test_accept_errors_are_logged_once(caplog):
     assert handler.count == 50
     assert len([r for r in caplog.records if "accepting connections failed" in r.message]) == 1
     assert seen == [{"message": "something else"}]
+
+
+@pytest.mark.parametrize("flag", ["--max-images", "--max-pixels", "--header-timeout",
+                                  "--max-connections", "--large-queue"])
+def test_limit_flags_must_be_positive(flag, tmp_path, capsys):
+    from vitkit.cli.main import main
+
+    assert main(["serve", "--checkpoint", str(tmp_path / "none"), flag, "0"]) == 2
+    err = capsys.readouterr().err
+    assert f"{flag} must be positive, got 0" in err and "Traceback" not in err
