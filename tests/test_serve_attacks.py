@@ -57,15 +57,15 @@ def served(tmp_path_factory):
         yield url, process, folder / "server.log"
 
 
-def good(url: str) -> None:
-    """A good request answers 200 with predictions within GOOD_SECONDS."""
+def good(url: str, within: float = GOOD_SECONDS) -> None:
+    """A good request answers 200 with predictions within `within` seconds."""
     start = time.perf_counter()
     answer = httpx.post(f"{url}/v1/predict", files={"file": ("a.png", png_bytes())},
-                        timeout=GOOD_SECONDS + 5)
+                        timeout=within + 5)
     seconds = time.perf_counter() - start
     assert answer.status_code == 200, answer.text
     assert answer.json()["predictions"][0][0]["label"] in CLASSES
-    assert seconds < GOOD_SECONDS, f"a good request took {seconds:.2f} s"
+    assert seconds < within, f"a good request took {seconds:.2f} s"
 
 
 def connect(url: str) -> socket.socket:
@@ -196,8 +196,8 @@ def test_slow_connections_past_the_file_limit_are_shed_for_a_good_client(tmp_pat
                 sock = connect(url)
                 sock.sendall(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n")
                 sockets.append(sock)
-            good(url)
-            assert count_closed(sockets, 2) >= 300 - 128
+            good(url, within=10)  # a third of the header timeout: shed, not timed out
+            assert count_closed(sockets, 5) >= 300 - 128
         assert "Too many open files" not in (tmp_path / "server.log").read_text()
     finally:
         for sock in sockets:
