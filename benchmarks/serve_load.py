@@ -5,6 +5,10 @@ POST /v1/predict requests of real image files; p50/p99 latency, requests/s, mean
     python benchmarks/serve_load.py --checkpoint RUN/checkpoint --images data/cifar10/test \
         [--requests 2000] [--clients 32] [--max-seconds 600] [--no-record]
 
+--hostile runs the hostile mix instead (`serve_hostile.py`): --clients predict clients of
+which 20% of requests are bad uploads and 10% near-limit images, beside --explain-clients
+explain clients; it reports the good requests' p50/p99, failures and the server's peak memory.
+
 Bounded: each run stops after --requests requests or --max-seconds, whichever comes first,
 and the server is stopped after it. Only 127.0.0.1 is ever contacted.
 The table is recorded in benchmarks/RESULTS.md (benchmarks/results_writer.py).
@@ -38,11 +42,14 @@ def free_port() -> int:
 
 
 def start_server(checkpoint: str, port: int, max_batch: int, delay_ms: float,
-                 threads: int) -> subprocess.Popen:
+                 threads: int, log: str | None = None,
+                 extra: tuple[str, ...] = ()) -> subprocess.Popen:
     command = [sys.executable, "-m", "vitkit", "serve", "--checkpoint", checkpoint,
                "--host", HOST, "--port", str(port), "--max-batch", str(max_batch),
-               "--max-delay-ms", str(delay_ms), "--threads", str(threads), "--fp32"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+               "--max-delay-ms", str(delay_ms), "--threads", str(threads), "--fp32",
+               "--max-connections", "4096", *extra]
+    out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 - the server's lifetime
+    process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
         try:
@@ -129,9 +136,28 @@ def main() -> None:
     parser.add_argument("--max-delay-ms", type=float, default=5.0)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     add_options(parser)
+    parser.add_argument("--hostile", action="store_true",
+                        help="the hostile mix (bad uploads, near-limit images, explain load)")
+    parser.add_argument("--explain-clients", type=int, default=200)
+    parser.add_argument("--bad-share", type=float, default=0.2)
+    parser.add_argument("--near-share", type=float, default=0.1)
+    parser.add_argument("--server-log", default=None, help="file for the server's output")
+    parser.add_argument("--serve-args", default="", help="more `vitkit serve` flags, quoted")
     args = parser.parse_args()
     files = find_images([args.images])[:500]
     images = [Path(f).read_bytes() for f in files]
+    if args.hostile:
+        from serve_hostile import run_hostile
+
+        port = free_port()
+        server = start_server(args.checkpoint, port, args.max_batch, args.max_delay_ms,
+                              args.threads, args.server_log, tuple(args.serve_args.split()))
+        try:
+            run_hostile(args, f"http://{HOST}:{port}", server.pid, images, args.results)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        return
     results = {f"on (max batch {args.max_batch}, {args.max_delay_ms:g} ms)":
                run_one(args, images, args.max_batch),
                "off (max batch 1)": run_one(args, images, 1)}

@@ -68,6 +68,16 @@ def free_port() -> int:
 @contextlib.contextmanager
 def live_server(checkpoint: Path, *extra: str, timeout: float = 60.0):
     """`vitkit serve` in a subprocess on a free loopback port; yields its base URL."""
+    with live_process(checkpoint, *extra, timeout=timeout) as (url, _process):
+        yield url
+
+
+@contextlib.contextmanager
+def live_process(checkpoint: Path, *extra: str, timeout: float = 60.0, log=None,
+                 open_files: int | None = None):
+    """`vitkit serve` in a subprocess on a free loopback port, its output to the open file
+    `log` (default: a pipe), at most `open_files` descriptors if given; yields (base URL,
+    the Popen)."""
     import httpx
 
     port = free_port()
@@ -75,14 +85,21 @@ def live_server(checkpoint: Path, *extra: str, timeout: float = 60.0):
         [str(Path(vitkit.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
     command = [sys.executable, "-m", "vitkit", "serve", "--checkpoint", str(checkpoint),
                "--port", str(port), "--threads", "1", *extra]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    def limit_files() -> None:
+        if open_files is not None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
+    process = subprocess.Popen(command, env=env, stdout=log or subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, preexec_fn=limit_files)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"vitkit serve exited: {process.stdout.read()}")
+                output = process.stdout.read() if process.stdout else "(see its log)"
+                raise RuntimeError(f"vitkit serve exited: {output}")
             try:
                 if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
                     break
@@ -91,7 +108,7 @@ def live_server(checkpoint: Path, *extra: str, timeout: float = 60.0):
             if time.monotonic() > deadline:
                 raise RuntimeError("vitkit serve did not answer /healthz in time")
             time.sleep(0.2)
-        yield url
+        yield url, process
     finally:
         process.terminate()
         try:
@@ -99,3 +116,19 @@ def live_server(checkpoint: Path, *extra: str, timeout: float = 60.0):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def blank_png(width: int, height: int, mode: str = "RGB") -> bytes:
+    """A PNG of one flat colour: a few hundred bytes whatever its size (thin images, and
+    images near a pixel limit)."""
+    buffer = io.BytesIO()
+    Image.new(mode, (width, height), (90, 140, 200, 255)[:len(mode)]).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def peak_rss_mb(pid: int) -> float:
+    """A live process's peak resident memory (VmHWM) in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for process {pid}")

@@ -32,6 +32,8 @@ from fastapi.testclient import TestClient  # noqa: E402
 from vitkit.export import export_onnx  # noqa: E402
 from vitkit.serve import DynamicBatcher, TorchBackend, create_app, load_backend  # noqa: E402
 
+LOCAL = "http://127.0.0.1"  # the Host the app answers (TestClient's 'testserver' gets 403)
+
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
@@ -41,7 +43,7 @@ def checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def client(checkpoint):
     backend = TorchBackend(vitkit.load_pretrained(checkpoint), device="cpu", fp32=True)
-    with TestClient(create_app(backend, max_body_mb=1.0)) as test_client:
+    with TestClient(create_app(backend, max_body_mb=1.0), base_url=LOCAL) as test_client:
         yield test_client
 
 
@@ -141,8 +143,8 @@ def test_onnx_file_serves_the_same_predictions(checkpoint, tmp_path):
     path = export_onnx(vitkit.load_pretrained(checkpoint), tmp_path / "m.onnx")
     torch_backend = TorchBackend(vitkit.load_pretrained(checkpoint), device="cpu", fp32=True)
     data = {"file": ("a.png", png_bytes(7))}
-    with TestClient(create_app(load_backend(path))) as onnx, \
-            TestClient(create_app(torch_backend)) as eager:
+    with TestClient(create_app(load_backend(path)), base_url=LOCAL) as onnx, \
+            TestClient(create_app(torch_backend), base_url=LOCAL) as eager:
         got = onnx.post("/v1/predict?top_k=3", files=data).json()["predictions"]
         want = eager.post("/v1/predict?top_k=3", files=data).json()["predictions"]
         assert [r["label"] for r in got[0]] == [r["label"] for r in want[0]]

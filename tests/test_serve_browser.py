@@ -67,3 +67,53 @@ def test_page_classifies_an_uploaded_image_in_chromium(tmp_path):
     assert overlay_loaded and input_loaded
     assert not errors, errors
     assert screenshot.stat().st_size > 5000
+
+
+ATTACK_PAGE = """<!doctype html><html><body>
+<form id="f" method="post" enctype="multipart/form-data" action="{url}/v1/predict" target="sink">
+<input name="file" value="x"></form><iframe name="sink"></iframe>
+<script>
+const png = Uint8Array.from(atob("{png}"), c => c.charCodeAt(0));
+fetch("{url}/v1/predict", {{method: "POST", mode: "no-cors", body: new Blob([png])}})
+  .finally(() => {{ document.title = "fetched"; document.getElementById("f").submit(); }});
+</script></body></html>"""
+
+
+def test_a_page_on_another_port_cannot_post_to_the_server(tmp_path):
+    """Chromium on a page served from another loopback port: its no-cors fetch and its form
+    post reach the server and are refused (403) before anything is processed."""
+    import base64
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    import httpx
+
+    sync_playwright = _browser_or_skip()
+    pytest.importorskip("fastapi")
+    checkpoint = tiny_checkpoint(tmp_path / "ckpt")
+    site = tmp_path / "site"
+    site.mkdir()
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(site))
+    with live_server(checkpoint) as url, ThreadingHTTPServer(("127.0.0.1", 0), handler) as other:
+        png = base64.b64encode(png_bytes(2)).decode()
+        (site / "attack.html").write_text(ATTACK_PAGE.format(url=url, png=png))
+        threading.Thread(target=other.serve_forever, daemon=True).start()
+        try:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
+                                                     headless=True, args=LAUNCH_ARGS)
+                try:
+                    page = browser.new_page()
+                    page.goto(f"http://127.0.0.1:{other.server_address[1]}/attack.html")
+                    page.wait_for_function("document.title === 'fetched'", timeout=20_000)
+                    page.wait_for_timeout(1500)  # the form post lands in the iframe
+                    frame_text = page.frame(name="sink").content()
+                finally:
+                    browser.close()
+        finally:
+            other.shutdown()
+        metrics = httpx.get(f"{url}/metrics").text
+        assert 'endpoint="/v1/predict"' not in metrics  # nothing reached the endpoint
+        assert "cross-origin" in frame_text  # the form post was answered 403 with the reason
+        assert httpx.post(f"{url}/v1/predict", content=png_bytes(2)).status_code == 200

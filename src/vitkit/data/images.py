@@ -19,6 +19,13 @@ IMAGE_EXTENSIONS = frozenset(
 
 MODES = ("RGB", "L")
 
+# What an image may become. Resizing the shorter side of a 30000x1 file to a model's size
+# keeps its aspect ratio and makes gigabytes out of a 172-byte PNG, so images longer than
+# MAX_ASPECT_RATIO times their width (either way), or that would have more than
+# MAX_RESIZED_PIXELS pixels once their shorter side is resized, are refused before decoding.
+MAX_ASPECT_RATIO = 32
+MAX_RESIZED_PIXELS = 4096 * 4096
+
 
 class ImageDecodeError(ValueError):
     """A file that could not be decoded into an image; the message names the file and why."""
@@ -52,6 +59,30 @@ def _check_pixels(path: str, size: tuple[int, int]) -> None:
         )
 
 
+def shape_problem(width: int, height: int, needed: tuple[int, int] | None = None) -> str | None:
+    """Why a width x height image may not be used (too thin, or too large once its shorter
+    side is resized to max(`needed`)), or None when it may; read from the header, so a
+    refusal costs no decoding."""
+    longer, shorter = max(width, height), max(1, min(width, height))
+    if longer > MAX_ASPECT_RATIO * shorter:
+        return (f"refused as too thin: {width}x{height} pixels has an aspect ratio of "
+                f"{longer / shorter:,.0f}:1, over vitkit's limit of {MAX_ASPECT_RATIO}:1")
+    if needed is not None:
+        side = max(needed)
+        resized = side * side * longer // shorter
+        if resized > MAX_RESIZED_PIXELS:
+            return (f"refused as too large once resized: {width}x{height} pixels with its "
+                    f"shorter side at {side} would be {resized:,} pixels, over vitkit's "
+                    f"limit of {MAX_RESIZED_PIXELS:,}")
+    return None
+
+
+def _check_shape(path: str, size: tuple[int, int], needed: tuple[int, int] | None) -> None:
+    problem = shape_problem(size[0], size[1], needed)
+    if problem is not None:
+        raise ImageDecodeError(path, problem)
+
+
 def to_mode(image: Image.Image, mode: str) -> Image.Image:
     """Convert any Pillow mode to RGB or L; transparency is composited onto white."""
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
@@ -66,8 +97,13 @@ def to_mode(image: Image.Image, mode: str) -> Image.Image:
     if image.mode in ("LA", "La", "PA"):
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "RGBa"):
+        # One full-size copy alive at a time beside the input (a 49M-pixel RGBA PNG is 196 MB)
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+        composite = Image.alpha_composite(background, rgba)
+        del background, rgba
+        image = composite.convert("RGB")
+        del composite
     if image.mode != mode:
         image = image.convert(mode)
     return image
@@ -80,8 +116,9 @@ def decode_image(
 
     `mode` is 'RGB' or 'L'. Animated files give their first frame. `min_size` (h, w), when
     the caller will shrink the image anyway, lets large JPEGs decode at a reduced scale no
-    smaller than it. Raises ImageDecodeError, with the reason, for anything that is not a
-    whole, reasonably sized image.
+    smaller than it, and refuses images that would be too large once resized to it
+    (`shape_problem`; too thin ones are refused always). Raises ImageDecodeError, with the
+    reason, for anything that is not a whole, reasonably sized image.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
@@ -96,12 +133,13 @@ def decode_image(
             raise ImageDecodeError(name, "the file is empty (0 bytes)")
         with Image.open(name) as image:
             _check_pixels(name, image.size)
+            _check_shape(name, image.size, min_size)
             image.seek(0)  # the first frame of an animated GIF/PNG/WebP
             if min_size is not None and image.format == "JPEG":
                 side = max(min_size)  # either orientation: EXIF may still rotate it
                 image.draft(image.mode, (side, side))  # decode at 1/2..1/8 scale, still >= it
             image.load()
-            image = ImageOps.exif_transpose(image) or image
+            ImageOps.exif_transpose(image, in_place=True)  # no copy when already upright
             return to_mode(image, mode)
     except ImageDecodeError:
         raise
@@ -129,6 +167,21 @@ def to_tensor(image: Image.Image, mode: str = "RGB") -> torch.Tensor:
     array = np.asarray(to_mode(image, mode), dtype=np.uint8)
     array = array[:, :, None] if array.ndim == 2 else array
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
+
+
+def check_header(path: str | os.PathLike, needed: tuple[int, int] | None = None) -> int:
+    """The pixel count `path`'s header declares, after the checks `decode_image` makes before
+    decoding (Pillow's bomb limit, `shape_problem`); 0 when the header cannot be read (the
+    decoder then says why). Raises ImageDecodeError for a refused size; decodes nothing."""
+    name = str(path)
+    try:
+        with Image.open(name) as image:
+            size = image.size
+    except Exception:  # noqa: BLE001 - unreadable headers are reported by decode_image
+        return 0
+    _check_pixels(name, size)
+    _check_shape(name, size, needed)
+    return size[0] * size[1]
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int] | None:

@@ -17,6 +17,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from ..models import Preprocessing, to_2tuple
 from ..models.meta import INTERPOLATIONS
+from .images import shape_problem
 
 
 def interpolation_mode(name: str) -> InterpolationMode:
@@ -82,11 +83,16 @@ def resize_crop(
     Square targets: resize the shorter side to floor(size / crop_pct), then centre-crop
     `img_size`. Non-square targets: resize to floor(h / crop_pct) x floor(w / crop_pct)
     exactly, then centre-crop. An image already at `img_size` with crop_pct 1 is returned
-    as it is.
+    as it is. Images too thin or too large once resized (`shape_problem`) raise ValueError
+    before anything is allocated.
     """
     height, width = to_2tuple(img_size)
     if not 0 < crop_pct <= 1:
         raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
+    needed = (math.ceil(height / crop_pct), math.ceil(width / crop_pct))
+    problem = shape_problem(image.shape[-1], image.shape[-2], needed)
+    if problem is not None:
+        raise ValueError(f"image {problem}")
     if crop_pct == 1 and tuple(image.shape[-2:]) == (height, width):
         return image
     mode = interpolation_mode(interpolation)

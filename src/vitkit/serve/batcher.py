@@ -1,5 +1,7 @@
 """Dynamic batching: requests that arrive within `max_delay` seconds of the first waiting one
-run as one batch (up to `max_batch` images), on one worker thread beside the event loop."""
+run as one batch, on one worker thread beside the event loop. `max_batch` caps every model
+run: a request with more images runs as several, and a job that would overflow a batch waits
+for the next one."""
 
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ class DynamicBatcher:
         self.run, self.max_batch, self.max_delay = run, max_batch, max_delay
         self.on_batch = on_batch
         self._queue: asyncio.Queue[_Job] | None = None
+        self._held: _Job | None = None  # the job that did not fit in the last batch
         self._task: asyncio.Task | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vitkit-batch")
 
@@ -50,9 +53,13 @@ class DynamicBatcher:
     async def submit(self, inputs: torch.Tensor) -> torch.Tensor:
         if self._queue is None:
             raise RuntimeError("the batcher has not been started")
-        future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Job(inputs, future))
-        return await future
+        loop = asyncio.get_running_loop()
+        futures = []
+        for start in range(0, len(inputs), self.max_batch):
+            futures.append(loop.create_future())
+            await self._queue.put(_Job(inputs[start:start + self.max_batch], futures[-1]))
+        parts = await asyncio.gather(*futures)
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     async def call(self, function: Callable, *args: object) -> object:
         """Run `function(*args)` on the batcher's worker thread (never beside a batch)."""
@@ -75,6 +82,9 @@ class DynamicBatcher:
                     job = await asyncio.wait_for(self._queue.get(), left)
                 except asyncio.TimeoutError:
                     break
+            if count + len(job.inputs) > self.max_batch:
+                self._held = job
+                break
             jobs.append(job)
             count += len(job.inputs)
         return jobs
@@ -83,7 +93,8 @@ class DynamicBatcher:
         assert self._queue is not None
         loop = asyncio.get_running_loop()
         while True:
-            jobs = await self._gather(await self._queue.get())
+            first, self._held = self._held or await self._queue.get(), None
+            jobs = await self._gather(first)
             jobs = [job for job in jobs if not job.future.done()]  # a client that went away
             if not jobs:
                 continue

@@ -28,6 +28,12 @@ class ServerMetrics:
             buckets=BATCH_BUCKETS, registry=self.registry)
         self.images = prometheus.Counter(
             "vitkit_images", "images classified", registry=self.registry)
+        self.disconnects = prometheus.Counter(
+            "vitkit_client_disconnects", "clients that left before their request was read",
+            registry=self.registry)
+        self.busy = prometheus.Counter(
+            "vitkit_busy_refusals", "requests refused with 503 because their lane was full",
+            ["lane"], registry=self.registry)
 
     def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint=endpoint, status=str(status)).inc()
