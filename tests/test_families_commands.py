@@ -81,7 +81,7 @@ def test_finetune_eval_predict_analyze_export_serve(family, tmp_path, capsys) ->
         assert np.allclose(a["probs"], b["probs"], atol=1e-4)
 
     backend = TorchBackend(model, device="cpu", fp32=True)
-    with TestClient(create_app(backend)) as client:
+    with TestClient(create_app(backend), base_url="http://127.0.0.1") as client:  # a Host served
         answer = client.post("/v1/predict?top_k=2", files={"file": ("a.png", png_bytes(0))})
         assert answer.status_code == 200, answer.text
         assert len(answer.json()["predictions"][0]) == 2
@@ -109,5 +109,5 @@ def test_distilled_training_returns_both_heads_as_timms_does() -> None:
     assert cls.shape == dist.shape == (2, 3) and (cls - dist).abs().max() > 1e-3
     with torch.no_grad():
         assert torch.allclose(deit.eval()(x), (cls + dist) / 2, atol=1e-5)  # averaged to infer
-    with pytest.raises(ValueError, match="only a distilled model"):
+    with pytest.raises(ValueError, match="only a model with a distillation token"):
         vitkit.create_model("deit_tiny_patch16_224", img_size=32, **TINY).set_distilled_training()
