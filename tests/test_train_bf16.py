@@ -71,3 +71,17 @@ def test_auto_precision_on_a_cpu_with_bf16_units_keeps_the_faster_and_caches_it(
     monkeypatch.setattr(precision, "cpu_has_bf16_matrix_units", lambda: False)
     assert precision.training_dtype(model, "auto", torch.device("cpu"), 64,
                                     tmp_path / "none.json") == torch.float32
+
+
+def test_timing_steps_leaves_the_global_rng_where_it_was():
+    """The precision probe and the plan's estimate run between seeding and the weights a run
+    draws next (a new head, LoRA adapters): they must not move the RNG stream."""
+    from vitkit.train.objectives import Classification
+    from vitkit.train.precision import pass_seconds
+
+    model = tiny_model(depth=1)
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    pass_seconds(model, 2, torch.device("cpu"), torch.float32, Classification(), 1)
+    assert torch.equal(torch.rand(3), expected)

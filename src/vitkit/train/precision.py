@@ -73,13 +73,13 @@ def pass_seconds(model: nn.Module, count: int, device: torch.device, dtype: torc
     """The times of `repeats` forward and backward passes (after one untimed) of `objective`
     on `count` random images, on a copy of the model, so that its weights, gradients,
     normalisation statistics and the global RNG are left as they were."""
-    probe = copy.deepcopy(model).to(device).train()
-    config = model.config
-    images = torch.randn(count, config.in_chans, *config.img_size, device=device)
-    labels = torch.randint(0, max(config.num_classes, 1), (count,), device=device)
-    rng = torch.random.get_rng_state()
+    cuda = [device.index or 0] if device.type == "cuda" else []
     times = []
-    try:
+    with torch.random.fork_rng(devices=cuda):  # the run's RNG streams are left untouched
+        probe = copy.deepcopy(model).to(device).train()
+        config = model.config
+        images = torch.randn(count, config.in_chans, *config.img_size, device=device)
+        labels = torch.randint(0, max(config.num_classes, 1), (count,), device=device)
         for _ in range(repeats + 1):  # the first is warm-up
             start = time.perf_counter()
             with torch.autocast(device.type, torch.bfloat16, enabled=dtype == torch.bfloat16):
@@ -88,8 +88,6 @@ def pass_seconds(model: nn.Module, count: int, device: torch.device, dtype: torc
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             times.append(time.perf_counter() - start)
-    finally:
-        torch.random.set_rng_state(rng)
     return times[1:]
 
 
