@@ -14,6 +14,7 @@ this call with their flags, so Python and the command line train the same model.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,11 +149,11 @@ def plan_training(
             # DeiT's distillation token; its heads read the [class] and distillation tokens
             model_args = {"global_pool": "token", "fc_norm": False, **model_args,
                           "distilled": True}
+        target = torch.device(device) if device else default_device()
         net, mean, std = _build_model(splits, chosen, model, pretrained, probe, img_size,
-                                      model_args, task, seed, device)
+                                      model_args, task, seed, target)
         if teacher is not None:
             task = _distillation(teacher, net, chosen, splits, task)
-        target = torch.device(device) if device else default_device()
         chosen, notes = _fit_to_device(net, splits, chosen, overrides, target, precision, task,
                                        time_budget, pretrained is None and not _masked(task),
                                        str(data), free=_is_free(recipe, resume, out))
@@ -238,7 +239,7 @@ def _load_data(data, pretrained, model, img_size, task, val_split, seed, data_di
 
 
 def _build_model(splits, recipe, name, pretrained, probe, img_size, model_args, task, seed,
-                 device) -> tuple[nn.Module, list[float] | None, list[float] | None]:
+                 device: torch.device) -> tuple[nn.Module, list[float] | None, list[float] | None]:
     """The model the recipe asks for (its stochastic depth, dropout and representation
     layer), seeded by `seed`; the normalisation to train with (None: the data's own)."""
     from ..factory import create_model
@@ -257,10 +258,9 @@ def _build_model(splits, recipe, name, pretrained, probe, img_size, model_args, 
         prep = net.meta.preprocessing
         return net.train(), list(prep.mean), list(prep.std)
     if name is None:
-        target = torch.device(device) if device else default_device()
         name, config = defaults.default_model(
             train_set.image_shape, classes, img_size,
-            None if _masked(task) else len(train_set), target.type)
+            None if _masked(task) else len(train_set), device.type)
     else:
         config = {"num_classes": classes, "in_chans": train_set.image_shape[0],
                   **({"img_size": img_size} if img_size else {})}
@@ -320,7 +320,7 @@ def _fit_to_device(net, splits, recipe, overrides, device, precision, task, time
     photos = min(net.config.img_size) >= 64  # what pretrained ViTs are made for
     hint = defaults.small_data_hint(size, source) if from_scratch and photos else None
     notes += [hint] if hint else []
-    notes += [f"recipe {recipe.name}: " + _json({k: v for k, v in recipe.to_dict().items()
+    notes += [f"recipe {recipe.name}: " + json.dumps({k: v for k, v in recipe.to_dict().items()
                                                  if k != "name"}), _data_line(splits)]
     return recipe, tuple(notes)
 
@@ -369,12 +369,6 @@ def _objective(name: str) -> Objective:
 
 def _masked(task: Objective) -> bool:
     return isinstance(task, MaskedPatch)
-
-
-def _json(values: dict[str, Any]) -> str:
-    import json
-
-    return json.dumps(values)
 
 
 def _run_folder(out: Path) -> contextlib.AbstractContextManager:
