@@ -21,6 +21,15 @@ CONSTANT_LOGITS = torch.tensor([0.0, 2.0, 1.0])
 COLOURS = {"cat": (255, 0, 0), "dog": (0, 255, 0), "emu": (0, 0, 255)}
 
 
+@pytest.fixture(autouse=True, scope="session")
+def session_cache(tmp_path_factory):
+    """Measured choices (`--precision auto`, `--backend auto`) of this test session only, never
+    the timings a user's machine has cached."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VITKIT_CACHE", str(tmp_path_factory.mktemp("vitkit-cache")))
+        yield
+
+
 def randomise(model: torch.nn.Module, seed: int = 0, scale: float = 0.05) -> torch.nn.Module:
     """Random values in every tensor (LayerNorm scales around 1), heads included, so that a
     wrong mapping of any tensor changes the logits and zero-initialised tensors hide nothing."""

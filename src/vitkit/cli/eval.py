@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .backend_args import add_backend_options, check_backend_options
 from .frozen_eval import add_frozen_options, check_frozen_flags, run_frozen, wants_frozen
 from .main import CommandError
 
@@ -36,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--fp32", dest="precision", action="store_const", const="fp32",
                         help="the same as --precision fp32")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: best)")
+    add_backend_options(parser.add_argument, evaluation=True)
     parser.add_argument("--out", default=None, help="folder for metrics.json and the PNG")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar while images are decoded")
@@ -95,6 +97,27 @@ def plot_confusion(confusion: list[list[int]], classes: list[str], path: Path,
     plt.close(fig)
 
 
+def _calibrates_on_train(args: argparse.Namespace) -> bool:
+    return args.backend == "int8" and not args.calibration
+
+
+def _calibration(args: argparse.Namespace, model, splits):  # noqa: ANN001, ANN202
+    """uint8 images for --backend int8: --calibration's files, else the train split's, at
+    most --max-calibration-images spread evenly."""
+    from vitkit.data import find_images
+    from vitkit.infer import calibration_images
+
+    if args.calibration:
+        return calibration_images(model, find_images(args.calibration),
+                                  args.max_calibration_images)
+    if splits.train is None or len(splits.train) == 0:
+        raise CommandError(f"{splits.name} has no train split to calibrate int8 on; pass "
+                           "--calibration IMAGE_OR_FOLDER")
+    count = len(splits.train)
+    limit = min(count, args.max_calibration_images)
+    return splits.train.images[[i * count // limit for i in range(limit)]]
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -106,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise CommandError(f"--batch-size must be at least 1, got {args.batch_size}")
+    check_backend_options(args, evaluation=True)
     device = torch.device(args.device or default_device())
     model = load_pretrained(args.checkpoint, map_location=device)
     frozen = wants_frozen(args)
@@ -119,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
                          seed=args.seed, data_dir=args.data_dir, cache_dir=args.cache_dir,
                          progress=not args.no_progress, crop_pct=prep.crop_pct,
                          interpolation=prep.interpolation,
-                         only=None if frozen else args.split)
+                         only=None if frozen or _calibrates_on_train(args) else args.split)
     split, dataset = _choose_split(splits, args.split)
     checkpoint = run_checkpoint(args.checkpoint).resolve()
     out = Path(args.out) if args.out else (
@@ -132,10 +156,13 @@ def run(args: argparse.Namespace) -> int:
                            f"{model.config.num_classes}")
     dtype = (evaluation_dtype(device) if args.precision == "auto"
              else resolve_dtype(device, args.precision))
-    metrics = evaluate(model, dataset, batch_size=args.batch_size, dtype=dtype, device=device)
+    calibration = _calibration(args, model, splits) if args.backend == "int8" else None
+    metrics = evaluate(model, dataset, batch_size=args.batch_size, dtype=dtype, device=device,
+                       backend=args.backend, calibration=calibration)
     out.mkdir(parents=True, exist_ok=True)
     document = {"checkpoint": str(checkpoint), "data": args.data, "split": split,
-                "dtype": str(dtype).replace("torch.", ""), "skipped": dataset.skipped,
+                "dtype": "int8" if args.backend == "int8" else str(dtype).replace("torch.", ""),
+                "backend": args.backend, "skipped": dataset.skipped,
                 **metrics}
     write_json(out / "metrics.json", document)
     plot_confusion(metrics["confusion"], dataset.classes, out / "confusion_matrix.png",

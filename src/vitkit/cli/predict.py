@@ -8,6 +8,7 @@ import csv
 import json
 import sys
 
+from .backend_args import add_backend_options, check_backend_options
 from .main import CommandError
 
 
@@ -19,9 +20,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "was predicted, 1 if every one failed.")
     parser.add_argument("--checkpoint", required=True,
                         help="a vitkit checkpoint folder, or an .onnx file from `vitkit export`")
-    parser.add_argument("--backend", choices=("torch", "onnx"), default=None,
-                        help="run with PyTorch or ONNX Runtime (default: onnx for an .onnx "
-                        "file, torch otherwise)")
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
     parser.add_argument("--top-k", type=int, default=5, help="classes to show per image (5)")
     parser.add_argument("--topk", dest="top_k", type=int, default=argparse.SUPPRESS,
@@ -31,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--fp32", action="store_true",
                         help="compute in fp32 even where bf16 is native")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: best)")
+    add_backend_options(parser.add_argument, onnx=True)
     parser.set_defaults(func=run)
 
 
@@ -65,18 +64,25 @@ def _csv(rows, k: int) -> None:
 def run(args: argparse.Namespace) -> int:
     from vitkit.data import find_images
     from vitkit.device import default_device
-    from vitkit.infer import predict
+    from vitkit.infer import calibration_images, predict
     from vitkit.weights import load_pretrained
 
     if args.top_k < 1:
         raise CommandError(f"--top-k must be at least 1, got {args.top_k}")
     if args.batch_size < 1:
         raise CommandError(f"--batch-size must be at least 1, got {args.batch_size}")
+    check_backend_options(args)
+    is_onnx = args.checkpoint.endswith(".onnx")
+    if is_onnx and args.backend not in ("auto", "onnx"):
+        raise CommandError(f"--backend {args.backend} runs a vitkit checkpoint; an .onnx file "
+                           "runs with --backend onnx")
+    if not is_onnx and args.backend == "onnx":
+        raise CommandError("--backend onnx runs an .onnx file from `vitkit export`; pass one "
+                           "as --checkpoint")
     files = find_images(args.inputs)
     if not files:
         raise CommandError(f"no image files found in {' '.join(args.inputs)}")
-    backend = args.backend or ("onnx" if args.checkpoint.endswith(".onnx") else "torch")
-    if backend == "onnx":
+    if is_onnx:
         from vitkit.export import OnnxClassifier, predict_onnx
 
         model = OnnxClassifier(args.checkpoint)
@@ -85,8 +91,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         device = args.device or default_device()
         model = load_pretrained(args.checkpoint, map_location=device)
+        calibration = (calibration_images(model, find_images(args.calibration),
+                                          args.max_calibration_images)
+                       if args.calibration else None)
         rows = predict(model, files, top_k=args.top_k, batch_size=args.batch_size, device=device,
-                       fp32=args.fp32)
+                       fp32=args.fp32, backend=args.backend, calibration=calibration)
         num_classes = model.config.num_classes
     if args.format == "json":
         print(json.dumps([row.to_dict() for row in rows], indent=2))

@@ -8,6 +8,7 @@ import re
 import sys
 
 from ..errors import install_hint
+from .backend_args import add_backend_options, check_backend_options
 from .main import CommandError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -73,6 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add("--fp32", action="store_true",
         help="compute in fp32 even where bf16 is native (PyTorch backend)")
     add("--device", default=None, help="cpu, cuda ... (PyTorch backend)")
+    add_backend_options(add, serving=True)
     parser.set_defaults(func=run)
 
 
@@ -106,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--port must be in 1..65535, got {args.port}")
     if args.top_k < 1:
         raise CommandError(f"--top-k must be at least 1, got {args.top_k}")
+    check_backend_options(args)
     limits, connections = _limits(args)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -115,5 +118,7 @@ def run(args: argparse.Namespace) -> int:
     serve_checkpoint(args.checkpoint, args.host, args.port, device=args.device, fp32=args.fp32,
                      max_batch=args.max_batch, max_delay_ms=args.max_delay_ms,
                      default_top_k=args.top_k, limits=limits, connections=connections,
-                     allowed_hosts=tuple(args.allowed_host), docs=args.docs)
+                     allowed_hosts=tuple(args.allowed_host), docs=args.docs,
+                     backend=args.backend, calibration=tuple(args.calibration or ()),
+                     calibration_limit=args.max_calibration_images)
     return 0

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 from ..data.dataset import ImageTensorDataset
 from ..models import VisionTransformer, evaluating
-from .batches import inference_module, model_device, model_inputs
+from .backends import select_runner
+from .batches import model_device, model_inputs
 
 
 def evaluate(
@@ -20,8 +21,12 @@ def evaluate(
     batch_size: int = 256,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
+    backend: str = "eager",
+    calibration: torch.Tensor | None = None,
 ) -> dict[str, Any]:
-    """Accuracy of `model` on `dataset` (uint8 images, preprocessed as the model's own).
+    """Accuracy of `model` on `dataset` (uint8 images, preprocessed as the model's own), run
+    on `backend` ('eager', 'compiled', 'auto': the faster for this many images, or 'int8'
+    calibrated on `calibration` uint8 images; see `vitkit.infer.backends`).
 
     Returns {'count', 'loss', 'top1', 'top5', 'topk' (the k of 'top5': min(5, classes)),
     'per_class' {name: accuracy or None}, 'class_counts', 'confusion' [true][predicted]}.
@@ -41,7 +46,8 @@ def evaluate(
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
     top_k_hits = 0
     loss_sum = 0.0
-    runner = inference_module(model, dtype, device)
+    runner = select_runner(model, backend, dtype, device, min(batch_size, len(dataset)),
+                           len(dataset), calibration if backend == "int8" else None)
     with evaluating(runner):
         for start in range(0, len(dataset), batch_size):
             images = dataset.images[start:start + batch_size]

@@ -34,12 +34,14 @@ def optimize_for_inference(
     dtype: torch.dtype | None = None,
     compile: bool = False,
     device: torch.device | str | None = None,
+    dynamic: bool = True,
 ) -> nn.Module:
     """A module computing the same logits as `model` (within `dtype` rounding), faster.
 
     dtype defaults to bf16 where the hardware has bf16 matrix units and fp32 elsewhere (see
     `vitkit.device`). With compile=True the model goes through `torch.compile` with frozen
-    weights (constant-folded, prepacked matrices); the first call then takes a while.
+    weights (constant-folded, prepacked matrices); the first call then takes a while
+    (`vitkit.infer.backends` decides when that pays).
     The original model is left untouched.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -49,7 +51,18 @@ def optimize_for_inference(
     wrapped = InferenceModel(frozen, dtype).eval()
     if not compile:
         return wrapped
+    return compile_frozen(wrapped, dynamic)
+
+
+def compile_frozen(module: nn.Module, dynamic: bool = True) -> nn.Module:
+    """`module` through inductor with its weights frozen (constant-folded, prepacked for
+    oneDNN), for no-grad inference. dynamic: one graph serves every batch size but 1 (which
+    torch specialises), so a run's last short batch or a server's varying batches do not
+    wait for the compiler again."""
     import torch._inductor.config as inductor_config
 
+    # The global switch, not torch.compile(options=...): the int8 lowering passes read it
+    # outside the options' scope (measured: compiling a quantized graph fails without it).
+    # It changes only graphs compiled without gradients.
     inductor_config.freezing = True
-    return torch.compile(wrapped, dynamic=False)
+    return torch.compile(module, dynamic=dynamic)

@@ -18,7 +18,8 @@ from ..data.transforms import resize_crop
 from ..device import default_dtype
 from ..errors import renamed_keyword
 from ..models import VisionTransformer, evaluating
-from .batches import inference_module, model_device, model_inputs
+from .backends import select_runner
+from .batches import model_device, model_inputs
 
 ImageInput = str | os.PathLike | Image.Image | torch.Tensor
 
@@ -75,6 +76,8 @@ def predict(
     device: torch.device | str | None = None,
     fp32: bool = False,
     *,
+    backend: str = "auto",
+    calibration: torch.Tensor | None = None,
     topk: int | None = None,
 ) -> list[Prediction]:
     """Top-`top_k` predictions for each input, in input order (`topk=` is the deprecated
@@ -83,7 +86,9 @@ def predict(
     Each image is prepared as `vitkit eval` prepares its files (`prepare_input`: resized and
     centre-cropped by the model's img_size, crop_pct and interpolation), then normalised
     with its mean/std. Computes in bf16 only where the hardware is native at it
-    (`vitkit.device.default_dtype`), fp32 when `fp32` is set.
+    (`vitkit.device.default_dtype`), fp32 when `fp32` is set. `backend` is 'eager',
+    'compiled', 'int8' (needs `calibration`: uint8 images, see `calibration_images`) or
+    'auto': the fastest for this many images, measured (`vitkit.infer.backends`).
     """
     top_k = renamed_keyword("predict", "topk", "top_k", topk, top_k)
     if top_k < 1:
@@ -92,6 +97,18 @@ def predict(
         raise ValueError(f"batch_size={batch_size} must be at least 1")
     device = torch.device(device) if device is not None else model_device(model)
     model.to(device)
+    if not paths_or_images:
+        return []
+    runner = select_runner(model, backend, default_dtype(device, fp32=fp32), device,
+                           min(batch_size, len(paths_or_images)), len(paths_or_images),
+                           calibration)
+    return predict_with(runner, model, paths_or_images, top_k, batch_size, device)
+
+
+def predict_with(runner: torch.nn.Module, model: VisionTransformer,
+                 paths_or_images: Sequence[ImageInput], top_k: int, batch_size: int,
+                 device: torch.device) -> list[Prediction]:
+    """`predict` through a module already chosen (`vitkit.infer.backends`) for `model`."""
     names = model.meta.class_names or [str(i) for i in range(model.config.num_classes)]
     k = min(top_k, model.config.num_classes)
 
@@ -103,7 +120,6 @@ def predict(
         except (ValueError, RuntimeError, MemoryError) as error:
             return f"could not preprocess: {error}"
 
-    runner = inference_module(model, default_dtype(device, fp32=fp32), device)
     results: list[Prediction] = []
     with ThreadPoolExecutor(max_workers=default_workers()) as pool, evaluating(runner):
         for start in range(0, len(paths_or_images), batch_size):
@@ -123,3 +139,30 @@ def predict(
                     rows[i].labels = [names[j] for j in indices]
             results.extend(rows)
     return results
+
+
+def calibration_images(model: VisionTransformer, inputs: Sequence[ImageInput],
+                       limit: int = 512) -> torch.Tensor:
+    """uint8 (N, C, H, W) images to calibrate int8 activations on: at most `limit` of
+    `inputs`, spread evenly, prepared as `predict` prepares its inputs; unreadable ones are
+    skipped (a ValueError when none can be read)."""
+    items = list(inputs)
+    if limit > 0 and len(items) > limit:
+        items = [items[i * len(items) // limit] for i in range(limit)]
+    pixels, failures = [], []
+    with ThreadPoolExecutor(max_workers=default_workers()) as pool:
+        for result in pool.map(_try_prepare(model), items):
+            (pixels if isinstance(result, torch.Tensor) else failures).append(result)
+    if not pixels:
+        raise ValueError(f"none of the {len(items)} calibration images could be read "
+                         f"(first: {failures[0] if failures else 'no images given'})")
+    return torch.stack(pixels)
+
+
+def _try_prepare(model: VisionTransformer):  # noqa: ANN202 - a closure for pool.map
+    def prepare(item: ImageInput) -> torch.Tensor | str:
+        try:
+            return prepare_input(model, item)
+        except ImageDecodeError as error:
+            return f"{error.path}: {error.reason}"
+    return prepare

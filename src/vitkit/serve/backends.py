@@ -4,16 +4,18 @@ ONNX Runtime, behind one small interface (uint8 pixels in, logits out, model fac
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..analysis import attention_rollout
-from ..data import load_image, model_input
+from ..data import find_images, load_image, model_input
 from ..device import default_device, default_dtype
 from ..export import OnnxClassifier
-from ..infer.batches import inference_module
+from ..infer.backends import build_runner, choose_backend
+from ..infer.predict import calibration_images
 from ..models import Preprocessing, VisionTransformer, evaluating
 from ..weights import load_pretrained
 
@@ -33,6 +35,7 @@ class Backend:
     preprocessing: Preprocessing
     num_parameters: int | None
     quantization: str = "none"
+    path: str = "onnxruntime"  # what runs the model: eager, compiled, int8, onnxruntime
     can_explain: bool = False
 
     def load(self, path: str | os.PathLike) -> torch.Tensor:
@@ -61,7 +64,7 @@ class Backend:
                 "interpolation": self.preprocessing.interpolation,
                 "crop_pct": self.preprocessing.crop_pct,
                 "num_parameters": self.num_parameters, "quantization": self.quantization,
-                "explain": self.can_explain}
+                "path": self.path, "explain": self.can_explain}
 
 
 class TorchBackend(Backend):
@@ -71,17 +74,33 @@ class TorchBackend(Backend):
     can_explain = True
 
     def __init__(self, model: VisionTransformer, device: str | torch.device | None = None,
-                 fp32: bool = False) -> None:
+                 fp32: bool = False, backend: str = "eager", max_batch: int = 32,
+                 calibration: torch.Tensor | None = None) -> None:
+        """`backend`: 'eager', 'compiled', 'int8' (calibrated on `calibration`) or 'auto':
+        the fastest at `max_batch` images, measured (`vitkit.infer.backends`). A compiled
+        path is warmed at batch 1 and `max_batch` here, so no request waits for the compiler."""
         self.device = torch.device(device or default_device())
         self.model = model.to(self.device).eval()
-        self.runner = inference_module(self.model, default_dtype(self.device, fp32=fp32),
-                                       self.device)
+        dtype = default_dtype(self.device, fp32=fp32)
+        self.choice = None
+        if backend == "auto":
+            self.choice, self.runner = choose_backend(self.model, dtype, self.device,
+                                                      max_batch, None, calibration)
+            backend = self.choice.backend
+        else:
+            self.runner = build_runner(self.model, backend, dtype, self.device, calibration)
+        self.path = backend
+        self.quantization = "int8 static" if backend == "int8" else "none"
         config, meta = model.config, model.meta
         self.name = meta.name or "vitkit model"
         self.class_names = meta.class_names or [str(i) for i in range(config.num_classes)]
         self.img_size, self.in_chans = tuple(config.img_size), config.in_chans
         self.preprocessing = meta.preprocessing
         self.num_parameters = sum(p.numel() for p in model.parameters())
+        if backend != "eager":
+            for batch in (1, max(max_batch, 2)):
+                self.logits(self.inputs(torch.zeros(batch, model.config.in_chans,
+                                                    *model.config.img_size, dtype=torch.uint8)))
 
     def logits(self, inputs: torch.Tensor) -> torch.Tensor:
         with evaluating(self.runner):
@@ -108,9 +127,18 @@ class OnnxBackend(Backend):
         return self.classifier.logits(inputs)
 
 
-def load_backend(path: str | os.PathLike, device: str | None = None,
-                 fp32: bool = False) -> Backend:
-    """An .onnx file gives an OnnxBackend, anything else is loaded as a vitkit checkpoint."""
+def load_backend(path: str | os.PathLike, device: str | None = None, fp32: bool = False,
+                 backend: str = "auto", max_batch: int = 32,
+                 calibration: Sequence[str | os.PathLike] | None = None,
+                 calibration_limit: int = 512) -> Backend:
+    """An .onnx file gives an OnnxBackend, anything else is loaded as a vitkit checkpoint
+    run on `backend` (int8 calibrated on at most `calibration_limit` of the `calibration`
+    image files)."""
     if Path(path).suffix == ".onnx":
         return OnnxBackend(path)
-    return TorchBackend(load_pretrained(path), device=device, fp32=fp32)
+    model = load_pretrained(path)
+    pixels = calibration_images(model, find_images([str(c) for c in calibration]),
+                                calibration_limit) \
+        if calibration else None
+    return TorchBackend(model, device=device, fp32=fp32, backend=backend,
+                        max_batch=max_batch, calibration=pixels)

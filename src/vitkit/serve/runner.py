@@ -165,18 +165,24 @@ def serve_checkpoint(checkpoint: str, host: str = "127.0.0.1", port: int = 8000,
                      device: str | None = None, fp32: bool = False, max_batch: int = 32,
                      max_delay_ms: float = 5.0, default_top_k: int = 5,
                      limits: Any = None, connections: ConnectionLimits | None = None,
-                     allowed_hosts: tuple[str, ...] = (), docs: bool = False) -> None:
+                     allowed_hosts: tuple[str, ...] = (), docs: bool = False,
+                     backend: str = "auto", calibration: tuple[str, ...] = (),
+                     calibration_limit: int = 512) -> None:
     """Load `checkpoint` (a vitkit checkpoint or an .onnx file) and serve it on host:port
-    until stopped: `create_app` with `limits` (ServeLimits) under `run_app`."""
+    until stopped: `create_app` with `limits` (ServeLimits) under `run_app`. A checkpoint
+    runs on `backend` (`vitkit.infer.backends`; int8 calibrated on `calibration` files)."""
     from .app import create_app
     from .backends import load_backend
 
     connections = connections or ConnectionLimits()
-    backend = load_backend(checkpoint, device=device, fp32=fp32)
+    backend = load_backend(checkpoint, device=device, fp32=fp32, backend=backend,
+                           max_batch=max_batch, calibration=calibration,
+                           calibration_limit=calibration_limit)
     app = create_app(backend, max_batch=max_batch, max_delay_ms=max_delay_ms,
                      default_top_k=default_top_k, limits=limits, host=host,
                      allowed_hosts=allowed_hosts, docs=docs)
-    log.info("serving %s (%s, %d classes) on http://%s:%d/ (batching: up to %d images, "
-             "%g ms)", backend.name, backend.kind, len(backend.class_names), host, port,
+    log.info("serving %s (%s %s, %d classes) on http://%s:%d/ (batching: up to %d images, "
+             "%g ms)", backend.name, backend.kind, backend.path, len(backend.class_names),
+             host, port,
              max_batch, max_delay_ms)
     run_app(app, host, port, connections)

@@ -8,10 +8,7 @@ without a probe (their bf16 is emulated); GPUs get bf16 where supported."""
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import logging
-import os
 import statistics
 import time
 from pathlib import Path
@@ -20,7 +17,7 @@ import torch
 from torch import nn
 
 from ..device import cpu_has_bf16_matrix_units, default_dtype, resolve_dtype
-from ..files import write_json
+from ..measured import cache_file, choice_key, read_choices, remember
 from .objectives import Classification, Objective
 
 log = logging.getLogger("vitkit")
@@ -39,9 +36,9 @@ def training_dtype(model: nn.Module, precision: str, device: torch.device, batch
     if not cpu_has_bf16_matrix_units():
         return torch.float32  # bf16 would be emulated
     objective = objective or Classification()
-    key = _key(f"{getattr(model, 'config', None)!r}|{type(objective).__name__}", batch)
-    path = cache or _cache_path()
-    known = _read(path)
+    key = choice_key(getattr(model, "config", None), type(objective).__name__, min(batch, 32))
+    path = cache or cache_file("precision")
+    known = read_choices(path)
     if key in known:
         return torch.bfloat16 if known[key]["dtype"] == "bf16" else torch.float32
     images = min(batch, 32)
@@ -50,12 +47,7 @@ def training_dtype(model: nn.Module, precision: str, device: torch.device, batch
     choice = min(times, key=times.get)
     log.info("precision auto: %s (a training step of this model took %.3f s in fp32, %.3f s "
              "in bf16 on this CPU; cached in %s)", choice, times["fp32"], times["bf16"], path)
-    known[key] = {"dtype": choice, **{f"{k}_s": round(v, 5) for k, v in times.items()}}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_json(path, known)
-    except OSError:
-        pass
+    remember(path, key, {"dtype": choice, **{f"{k}_s": round(v, 5) for k, v in times.items()}})
     return torch.bfloat16 if choice == "bf16" else torch.float32
 
 
@@ -89,29 +81,3 @@ def pass_seconds(model: nn.Module, count: int, device: torch.device, dtype: torc
                 torch.cuda.synchronize(device)
             times.append(time.perf_counter() - start)
     return times[1:]
-
-
-def _key(config: str, batch: int) -> str:
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            cpu = next((line.split(":", 1)[1].strip() for line in handle
-                        if line.startswith("model name")), "")
-    except OSError:
-        pass
-    text = f"{cpu}|{torch.__version__}|{torch.get_num_threads()}|{config}|{min(batch, 32)}"
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
-
-
-def _cache_path() -> Path:
-    root = os.environ.get("VITKIT_CACHE")
-    base = Path(root) if root else Path.home() / ".cache" / "vitkit"
-    return base / "precision.json"
-
-
-def _read(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}

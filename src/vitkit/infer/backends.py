@@ -1,0 +1,181 @@
+"""Which inference path runs a model, chosen by measurement: eager (the frozen copy in the
+compute dtype), compiled (the same through inductor with frozen weights) or int8 (static
+quantization, `vitkit.infer.int8`, only when calibration images are given).
+
+`choose_backend` times each path on this machine the first time it meets this model, batch
+and dtype, remembers the figures ($VITKIT_CACHE/backend.json, keyed by CPU, torch, threads,
+model and batch; `vitkit.measured`), and picks the one that finishes the work first: a
+compile only pays when there are enough images to win its cost back."""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..measured import cache_file, choice_key, read_choices, remember
+from ..models import VisionTransformer
+from .batches import inference_module, model_inputs
+from .optimize import optimize_for_inference
+
+log = logging.getLogger("vitkit")
+
+BACKENDS = ("auto", "eager", "compiled", "int8")
+# A guess at what building a faster path costs, before any has been measured on this machine:
+# work that takes less than this eagerly is run eagerly without measuring anything.
+SETUP_GUESS_S = 10.0
+# A server whose model runs a whole batch faster than this is not limited by the model.
+SERVER_FLOOR_S = 0.01
+
+
+@dataclass(frozen=True)
+class Timing:
+    """One path, measured: seconds to build it (compile, calibrate) and per image."""
+
+    setup_s: float
+    image_s: float
+
+    def describe(self, name: str) -> str:
+        setup = f", {self.setup_s:.1f} s to build" if self.setup_s >= 0.05 else ""
+        return f"{name} {1000 * self.image_s:.2f} ms/image{setup}"
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """The path chosen, why, and what was measured (measured now or read from the cache)."""
+
+    backend: str
+    reason: str
+    timings: dict[str, Timing] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"backend {self.backend}: {self.reason}"
+
+
+def build_runner(model: VisionTransformer, backend: str, dtype: torch.dtype,
+                 device: torch.device, calibration: torch.Tensor | None = None) -> nn.Module:
+    """The module that runs `model` on `backend` ('eager', 'compiled' or 'int8'): normalised
+    float images in, logits out."""
+    if backend == "eager":
+        return inference_module(model, dtype, device)
+    if backend == "compiled":
+        return optimize_for_inference(model, dtype=dtype, device=device, compile=True)
+    if backend == "int8":
+        if calibration is None:
+            raise ValueError("backend='int8' needs calibration images (calibration=uint8 "
+                             "(N, C, H, W) images prepared like the inputs)")
+        if device.type != "cpu":
+            raise ValueError(f"backend='int8' runs on the CPU's int8 units, not on {device}")
+        from .int8 import quantize_int8
+
+        return quantize_int8(model, calibration)
+    raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+
+
+def _time(runner: nn.Module, inputs: torch.Tensor, build_s: float) -> Timing:
+    """Two untimed calls (the compile happens in the first; counted as setup), then the median
+    of three."""
+    start = time.perf_counter()
+    with torch.no_grad():  # as `evaluating` runs it: another grad mode would recompile
+        runner(inputs)
+        runner(inputs)
+        setup = build_s + time.perf_counter() - start
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            runner(inputs)
+            times.append(time.perf_counter() - start)
+    return Timing(setup, statistics.median(times) / len(inputs))
+
+
+def _cost(name: str, timing: Timing, images: int | None, built: dict) -> float:
+    """Seconds to finish `images` on this path (per image when the work is open-ended)."""
+    if images is None:
+        return timing.image_s
+    return images * timing.image_s + (0.0 if name in built else timing.setup_s)
+
+
+def choose_backend(
+    model: VisionTransformer, dtype: torch.dtype, device: torch.device, batch: int,
+    images: int | None, calibration: torch.Tensor | None = None, cache: Path | None = None,
+) -> tuple[BackendChoice, nn.Module]:
+    """The fastest path for `images` images (None: a server, open-ended) in batches of
+    `batch`, and its module ready to run. int8 is a candidate only with `calibration`
+    and on the CPU."""
+    device = torch.device(device)
+    names = ["eager", "compiled"] + (["int8"] if calibration is not None
+                                      and device.type == "cpu" else [])
+    path = cache or cache_file("backend")
+    keys = {name: choice_key("backend", model.config, name, dtype, device.type, batch)
+            for name in names}
+    known = read_choices(path)
+    timings = {n: Timing(**known[k]) for n, k in keys.items() if k in known}
+    built: dict[str, nn.Module] = {}
+    inputs = model_inputs(model, torch.zeros(batch, model.config.in_chans,
+                                             *model.config.img_size, dtype=torch.uint8), device)
+
+    def measure(name: str) -> None:
+        start = time.perf_counter()
+        built[name] = build_runner(model, name, dtype, device, calibration)
+        timings[name] = _time(built[name], inputs, time.perf_counter() - start)
+        remember(path, keys[name], vars(timings[name]))
+
+    if "eager" not in timings:
+        measure("eager")
+    eager = timings["eager"]
+    too_little = _too_little(eager, batch, images, [t.setup_s for n, t in timings.items()
+                                                    if n != "eager"])
+    if too_little:
+        return _chosen("eager", too_little, timings, built, model, dtype, device, calibration)
+    for name in names:
+        if name not in timings:
+            measure(name)
+    best = min(names, key=lambda n: _cost(n, timings[n], images, built))
+    figures = "; ".join(timings[n].describe(n) for n in names)
+    work = f"{images} images" if images is not None else "serving"
+    reason = f"the fastest for {work} at batch {batch} ({figures})"
+    return _chosen(best, reason, timings, built, model, dtype, device, calibration)
+
+
+def _too_little(eager: Timing, batch: int, images: int | None, setups: list[float]) -> str:
+    """Why no faster path is worth building for this work ('' when one may be)."""
+    if images is None:
+        if eager.image_s * batch < SERVER_FLOOR_S:
+            return (f"a batch of {batch} takes {1000 * eager.image_s * batch:.1f} ms eagerly; "
+                    "the model is not what limits a server")
+        return ""
+    eager_s = images * eager.image_s
+    setup = min(setups, default=SETUP_GUESS_S)
+    if eager_s < setup:
+        return (f"{images} images take about {eager_s:.1f} s eagerly, less than the "
+                f"{setup:.0f} s a faster path costs to build")
+    return ""
+
+
+def _chosen(name: str, reason: str, timings: dict[str, Timing], built: dict[str, nn.Module],
+            model: VisionTransformer, dtype: torch.dtype, device: torch.device,
+            calibration: torch.Tensor | None) -> tuple[BackendChoice, nn.Module]:
+    runner = built.get(name) or build_runner(model, name, dtype, device, calibration)
+    choice = BackendChoice(name, reason, dict(timings))
+    log.info("%s", choice)
+    return choice, runner
+
+
+def select_runner(
+    model: VisionTransformer, backend: str, dtype: torch.dtype, device: torch.device,
+    batch: int, images: int | None, calibration: torch.Tensor | None = None,
+    report: Callable[[BackendChoice], None] | None = None,
+) -> nn.Module:
+    """The module for `backend`: built as asked, or chosen by `choose_backend` for 'auto'."""
+    if backend != "auto":
+        return build_runner(model, backend, dtype, torch.device(device), calibration)
+    choice, runner = choose_backend(model, dtype, device, batch, images, calibration)
+    if report is not None:
+        report(choice)
+    return runner

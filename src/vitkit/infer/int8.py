@@ -1,0 +1,97 @@
+"""int8 inference on the CPU's int8 units (VNNI, AMX-INT8): PyTorch 2 export quantization with
+torchao's x86 inductor quantizer, static (activation ranges calibrated on the user's images,
+prepared by the one preprocessing path), then compiled so that oneDNN runs every linear layer
+as an int8 matrix product.
+
+The weights are quantized per output channel, the activations per tensor; the patch
+embedding, LayerNorm, softmax and GELU stay in float. The two attention products run in bf16 where the CPU is native at it
+(`MultiHeadSelfAttention.product_dtype`), else in fp32."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import warnings
+
+import torch
+from torch import nn
+
+from ..device import has_fast_bf16
+from ..errors import require
+from ..models import VisionTransformer
+from ..models.vit import MultiHeadSelfAttention
+from .batches import model_inputs
+from .optimize import compile_frozen
+
+log = logging.getLogger("vitkit")
+
+CALIBRATION_BATCH = 32
+MAX_BATCH = 4096  # the largest batch the exported graph accepts
+
+
+class Int8Model(nn.Module):
+    """A quantized, compiled ViT that takes normalised float images and returns fp32 logits;
+    `calibrated_on` says how many images set its activation ranges."""
+
+    def __init__(self, graph: nn.Module, config: object, calibrated_on: int) -> None:
+        super().__init__()
+        self.graph = graph
+        self.config = config
+        self.calibrated_on = calibrated_on
+        self.dtype = torch.float32
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        with warnings.catch_warnings():  # inductor's int8 lowering warns about its own code
+            warnings.filterwarnings("ignore", message="To copy construct from a tensor")
+            return self.graph(images.float()).float()
+
+    def train(self, mode: bool = True) -> Int8Model:
+        """Only ever an inference graph: the mode is recorded and nothing below changes (an
+        exported graph refuses train()/eval())."""
+        self.training = mode
+        return self
+
+
+def quantize_int8(model: VisionTransformer, calibration: torch.Tensor,
+                  compile: bool = True) -> Int8Model:
+    """`model` with int8 weights and activations, calibrated on `calibration`: uint8
+    (N, C, H, W) images at the model's size, as `vitkit.data.load_image` makes them (a few
+    hundred suffice). The model itself is left untouched; the result runs on the CPU.
+
+    Without `compile` the graph runs as reference (de)quantize ops in float: correct, slow,
+    for checking accuracy without waiting for the compiler."""
+    if calibration.dtype != torch.uint8 or calibration.ndim != 4 or len(calibration) == 0:
+        raise ValueError("calibration must be uint8 images (N, C, H, W) with N >= 1, got "
+                         f"{calibration.dtype} {tuple(calibration.shape)}")
+    pytree_log = logging.getLogger("torch.utils._pytree")  # torchao's import warns there
+    level = pytree_log.level
+    pytree_log.setLevel(logging.ERROR)
+    try:
+        pt2e = require("torchao.quantization.pt2e.quantize_pt2e", "int8", "int8 quantization")
+        x86 = require("torchao.quantization.pt2e.quantizer.x86_inductor_quantizer", "int8",
+                      "int8 quantization")
+    finally:
+        pytree_log.setLevel(level)
+    quantizer = x86.X86InductorQuantizer()
+    quantizer.set_global(x86.get_default_x86_inductor_quantization_config())
+    # The patch embedding (a convolution, about 1% of a ViT's multiply-adds) stays in float:
+    # inductor's int8 convolution with a dynamic batch fails its own stride check for some
+    # shapes (1 channel, 2x2 patches), and the first layer is where int8 costs most accuracy.
+    quantizer.set_module_type_qconfig(nn.Conv2d, None)
+    float_model = copy.deepcopy(model).float().cpu().eval()
+    products = torch.bfloat16 if has_fast_bf16("cpu") else None
+    for module in float_model.modules():
+        if isinstance(module, MultiHeadSelfAttention):
+            module.product_dtype = products
+    example = model_inputs(float_model, calibration[:2])
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    with torch.no_grad():
+        exported = torch.export.export(float_model, (example,), dynamic_shapes=({0: batch},))
+        prepared = pt2e.prepare_pt2e(exported.module(), quantizer)
+        for start in range(0, len(calibration), CALIBRATION_BATCH):
+            prepared(model_inputs(float_model, calibration[start:start + CALIBRATION_BATCH]))
+        graph = pt2e.convert_pt2e(prepared)
+    if compile:
+        graph = compile_frozen(graph)
+    log.info("int8: calibrated on %d images", len(calibration))
+    return Int8Model(graph, model.config, len(calibration)).eval()

@@ -1,0 +1,224 @@
+"""The inference paths (eager, compiled, int8) and `--backend auto`: each path computes the
+model's answers, auto measures once per model and CPU, reads the figures back after, and
+measures again for another model or another CPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import vitkit
+from tests.conftest import one_line_error, tiny_model
+from tests.serve_helpers import png_bytes
+from vitkit.cli.main import main
+from vitkit.data import load_digits
+from vitkit.infer import backends, evaluate
+from vitkit.infer.backends import BackendChoice, Timing, build_runner, choose_backend
+from vitkit.infer.batches import model_inputs
+
+pytest.importorskip("torchao")
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A tiny digits ViT trained for a few hundred steps (about 95% test top-1), saved."""
+    torch.manual_seed(0)
+    model = tiny_model().train()
+    train = load_digits("train")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        index = torch.randint(len(train), (64,), generator=generator)
+        loss = F.cross_entropy(model(model_inputs(model, train.images[index])),
+                               train.targets[index])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.meta.class_names = train.classes
+    folder = tmp_path_factory.mktemp("trained") / "checkpoint"
+    vitkit.save_pretrained(model.eval(), folder)
+    return folder
+
+
+def test_compiled_and_int8_compute_the_models_answers(trained):
+    """Compiled logits equal eager ones (fp32 rounding); int8 top-1 stays within 2 points of
+    fp32 on the held-out digits, at every batch size (1, odd, full) through one graph."""
+    model = vitkit.load_pretrained(trained)
+    test = load_digits("test")
+    inputs = model_inputs(model, test.images)
+    with torch.no_grad():
+        eager = model(inputs)
+        compiled = build_runner(model, "compiled", torch.float32, CPU)
+        assert (compiled(inputs) - eager).abs().max() < 1e-4
+        int8 = build_runner(model, "int8", torch.float32, CPU, load_digits("train").images[:256])
+        quantized = int8(inputs)
+        for rows in (slice(0, 1), slice(0, 7)):
+            assert torch.allclose(int8(inputs[rows]), quantized[rows], atol=1e-3)
+    fp32_top1 = (eager.argmax(1) == test.targets).float().mean().item()
+    int8_top1 = (quantized.argmax(1) == test.targets).float().mean().item()
+    assert fp32_top1 > 0.85
+    assert abs(int8_top1 - fp32_top1) < 0.02, (fp32_top1, int8_top1)
+    assert (quantized - eager).abs().max() > 0  # it really is another computation
+
+
+def test_int8_needs_calibration_and_the_cpu():
+    model = tiny_model()
+    with pytest.raises(ValueError, match="calibration"):
+        build_runner(model, "int8", torch.float32, CPU)
+    with pytest.raises(ValueError, match="uint8"):
+        build_runner(model, "int8", torch.float32, CPU, torch.zeros(4, 1, 8, 8))
+    with pytest.raises(ValueError, match="backend must be one of"):
+        build_runner(model, "fastest", torch.float32, CPU)
+
+
+class FakePaths:
+    """build_runner and the timing replaced: each path 'measures' as the test says, and every
+    build is recorded (so a test can see what was measured and what was read back)."""
+
+    def __init__(self, monkeypatch, timings: dict[str, Timing]) -> None:
+        self.timings, self.built = timings, []
+        monkeypatch.setattr(backends, "build_runner", self.build)
+        monkeypatch.setattr(backends, "_time", self.time)
+
+    def build(self, model, name, dtype, device, calibration=None):
+        self.built.append(name)
+        return Uniform(name, model.config.num_classes)
+
+    def time(self, runner, inputs, build_s):
+        return self.timings[runner.path]
+
+
+class Uniform(torch.nn.Module):
+    """Equal logits for every class: a stand-in runner that records its path's name."""
+
+    def __init__(self, path: str, classes: int) -> None:
+        super().__init__()
+        self.path, self.classes = path, classes
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(len(images), self.classes)
+
+
+TIMINGS = {"eager": Timing(0.0, 0.010), "compiled": Timing(20.0, 0.006),
+           "int8": Timing(30.0, 0.003)}
+
+
+def test_auto_measures_once_then_reads_the_figures_back(monkeypatch, tmp_path):
+    fake = FakePaths(monkeypatch, TIMINGS)
+    cache, model = tmp_path / "backend.json", tiny_model()
+    choice, _ = choose_backend(model, torch.float32, CPU, 32, 100_000, cache=cache)
+    assert choice.backend == "compiled" and fake.built == ["eager", "compiled"]
+    assert "compiled 6.00 ms/image, 20.0 s to build" in choice.reason
+    stored = json.loads(cache.read_text())
+    assert sorted(v["image_s"] for v in stored.values()) == [0.006, 0.010]
+    fake.built.clear()
+    again, _ = choose_backend(model, torch.float32, CPU, 32, 100_000, cache=cache)
+    assert again.backend == "compiled" and fake.built == ["compiled"]  # built, not measured
+    fake.built.clear()  # another model, another batch: measured afresh
+    choose_backend(tiny_model(depth=1), torch.float32, CPU, 32, 100_000, cache=cache)
+    choose_backend(model, torch.float32, CPU, 16, 100_000, cache=cache)
+    assert fake.built == ["eager", "compiled"] * 2
+
+
+def test_auto_measures_again_on_another_cpu(monkeypatch, tmp_path):
+    fake = FakePaths(monkeypatch, TIMINGS)
+    cache, model = tmp_path / "backend.json", tiny_model()
+    choose_backend(model, torch.float32, CPU, 32, 100_000, cache=cache)
+    monkeypatch.setattr("vitkit.measured.cpu_identity", lambda: "Another CPU|avx2 amx_int8")
+    fake.built.clear()
+    choose_backend(model, torch.float32, CPU, 32, 100_000, cache=cache)
+    assert fake.built == ["eager", "compiled"]
+    assert len(json.loads(cache.read_text())) == 4
+
+
+@pytest.mark.parametrize("images, calibrated, expected", [
+    (100, False, "eager"),  # 1 s of eager work: nothing else can pay for itself
+    (5_000, False, "eager"),  # 50 s eagerly; 20 s + 30 s compiled: not won back
+    (100_000, False, "compiled"),
+    (100_000, True, "int8"),
+    (None, True, "int8"),  # a server: the fastest per image
+])
+def test_auto_picks_what_finishes_first(monkeypatch, tmp_path, images, calibrated, expected):
+    fake = FakePaths(monkeypatch, TIMINGS)
+    cache, model = tmp_path / "backend.json", tiny_model()
+    calibration = torch.zeros(4, 1, 8, 8, dtype=torch.uint8) if calibrated else None
+    choose_backend(model, torch.float32, CPU, 32, 10**9, calibration, cache=cache)  # measure
+    fake.built.clear()
+    choice, _ = choose_backend(model, torch.float32, CPU, 32, images, calibration, cache=cache)
+    assert isinstance(choice, BackendChoice) and choice.backend == expected
+    assert fake.built == [expected]
+
+
+def test_auto_does_not_measure_for_a_few_images(monkeypatch, tmp_path):
+    fake = FakePaths(monkeypatch, TIMINGS)
+    choice, _ = choose_backend(tiny_model(), torch.float32, CPU, 8, 20, cache=tmp_path / "c")
+    assert choice.backend == "eager" and fake.built == ["eager"]
+    assert "20 images take about 0.2 s eagerly" in choice.reason
+
+
+def test_a_classifier_switches_once_its_images_repay_the_compile(monkeypatch, tmp_path):
+    FakePaths(monkeypatch, TIMINGS)
+    monkeypatch.setenv("VITKIT_CACHE", str(tmp_path))
+    classifier = vitkit.Classifier(tiny_model(), device="cpu")
+    monkeypatch.setattr(backends, "SETUP_GUESS_S", 20.0)
+    images = [torch.zeros(1, 8, 8, dtype=torch.uint8)] * 500
+    classifier(images)  # 5 s eagerly: stays eager
+    assert classifier.choice.backend == "eager"
+    for _ in range(6):  # 3,500 images seen: 35 s eagerly > 20 s + 21 s compiled
+        classifier(images)
+    assert classifier.choice.backend == "compiled"
+
+
+def test_predict_and_eval_commands_take_each_path(trained, tmp_path, capsys):
+    """`vitkit predict --backend compiled` gives the eager probabilities; `vitkit eval
+    --backend int8` calibrates on the train split and reports int8 in metrics.json."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    from PIL import Image
+
+    for i, image in enumerate(load_digits("test").images[:5]):
+        Image.fromarray(image[0].numpy()).save(folder / f"{i}.png")
+    answers = {}
+    for path in ("eager", "compiled"):
+        assert main(["predict", "--checkpoint", str(trained), str(folder), "--backend", path,
+                     "--format", "json", "--fp32"]) == 0
+        answers[path] = json.loads(capsys.readouterr().out)
+    for a, b in zip(answers["eager"], answers["compiled"], strict=True):
+        assert a["labels"] == b["labels"]
+        assert max(abs(x - y) for x, y in zip(a["probs"], b["probs"], strict=True)) < 1e-4
+    out = tmp_path / "eval"
+    assert main(["eval", "--checkpoint", str(trained), "--data", "digits", "--backend", "int8",
+                 "--max-calibration-images", "128", "--out", str(out), "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dtype"] == "int8" and metrics["backend"] == "int8"
+    fp32 = evaluate(vitkit.load_pretrained(trained), load_digits("test"))
+    assert abs(metrics["top1"] - fp32["top1"]) < 0.02
+
+
+@pytest.mark.parametrize("argv, phrase", [
+    (["--backend", "int8"], "--backend int8 needs images to calibrate on"),
+    (["--backend", "eager", "--calibration", "x"], "--calibration is for --backend int8"),
+    (["--backend", "onnx"], "--backend onnx runs an .onnx file"),
+])
+def test_backend_flags_that_cannot_work_are_refused(trained, tmp_path, capsys, argv, phrase):
+    code = main(["predict", "--checkpoint", str(trained), str(tmp_path), *argv])
+    one_line_error(capsys, code, phrase)
+
+
+def test_a_server_runs_the_compiled_path_warmed(trained):
+    from fastapi.testclient import TestClient
+
+    from vitkit.serve import TorchBackend, create_app
+
+    backend = TorchBackend(vitkit.load_pretrained(trained), device="cpu", fp32=True,
+                           backend="compiled", max_batch=4)
+    assert backend.describe()["path"] == "compiled"
+    with TestClient(create_app(backend, max_batch=4), base_url="http://127.0.0.1") as client:
+        answer = client.post("/v1/predict", files={"file": ("a.png", png_bytes())})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"][0][0]["label"] in [str(i) for i in range(10)]
