@@ -4,8 +4,8 @@ prepared by the one preprocessing path), then compiled so that oneDNN runs every
 as an int8 matrix product.
 
 The weights are quantized per output channel, the activations per tensor; the patch
-embedding, LayerNorm, softmax and GELU stay in float. The two attention products run in bf16 where the CPU is native at it
-(`MultiHeadSelfAttention.product_dtype`), else in fp32."""
+embedding, LayerNorm, softmax and GELU stay in float. The two attention products run in bf16
+where the CPU is native at it (`MultiHeadSelfAttention.product_dtype`), else in fp32."""
 
 from __future__ import annotations
 
