@@ -1,0 +1,115 @@
+"""Issue 24: vitkit's fastest inference path against timm's fastest, ViT-S/16 and ViT-B/16 at
+batch 32 (throughput) and batch 1 (latency), every path timed side by side in one process
+(`vitkit bench --compile`), and the accuracy the int8 path keeps on a held-out set.
+
+    python benchmarks/inference_paths.py [--quick] [--models vit_small_patch16_224 ...]
+        [--accuracy-checkpoint RUN/checkpoint --accuracy-data data/cifar10]
+
+The accuracy part evaluates a trained checkpoint on the data's test split in fp32 (eager) and
+int8 (calibrated on 512 train images spread evenly), through `vitkit.infer.evaluate`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+from pathlib import Path
+
+from results_writer import add_options, command_line, table, write_section
+
+from vitkit.cli.bench import measure
+from vitkit.cli.main import build_parser
+
+MODELS = ["vit_small_patch16_224", "vit_base_patch16_224"]
+BATCHES = [32, 1]
+CIFAR_CHECKPOINT = ("runs/scaling-distill/runs/"
+                    "vit_cifar_mini_patch4_32_distilled_from_resnet20_f1_s0/checkpoint")
+TITLE = "Inference paths: vitkit's fastest against timm's fastest (issue 24)"
+
+
+def rows_of(markdown: str) -> dict[str, float]:
+    """images/s of each implementation in a `vitkit bench` table."""
+    found = {}
+    for line in markdown.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        found[cells[2]] = float(cells[3])
+    return found
+
+
+def speed(models: list[str], batches: list[int], quick: bool) -> tuple[str, str, list[str]]:
+    """One `vitkit bench --compile` run per model and batch; the summary table, the machine
+    and the full tables."""
+    summary, tables, machine = [], [], ""
+    timing = ["--rounds", "1", "--min-time", "1"] if quick else ["--rounds", "3"]
+    for model in models:
+        for batch in batches:
+            args = build_parser().parse_args(["bench", "--model", model, "--batch-size",
+                                              str(batch), "--compile", "--peers", "timm",
+                                              *timing])
+            measured = measure(args)
+            machine = measured.machine
+            tables.append(f"{model}, batch {batch}:\n\n{measured.table}")
+            rates = rows_of(measured.table)
+            ours = {k: v for k, v in rates.items() if k.startswith(("vitkit", "onnxruntime"))}
+            peers = {k: v for k, v in rates.items() if k.startswith("timm")}
+            best, peer = max(ours, key=ours.get), max(peers, key=peers.get)
+            summary.append([model, batch, peer, f"{peers[peer]:.1f}", best, f"{ours[best]:.1f}",
+                            f"{ours[best] / peers[peer]:.2f}x"])
+            print(summary[-1], flush=True)
+    header = ["model", "batch", "timm's fastest", "images/s", "vitkit's fastest", "images/s",
+              "ratio"]
+    return table(header, summary, "llrrlrr"), machine, tables
+
+
+def accuracy(checkpoint: Path, data: Path) -> str:
+    """Top-1 of the checkpoint on the test split: eager fp32, then int8."""
+    import torch
+
+    import vitkit
+    from vitkit.data import find_images, load_splits
+    from vitkit.infer import calibration_images, evaluate
+
+    model = vitkit.load_pretrained(checkpoint)
+    prep = model.meta.preprocessing
+    test = load_splits(str(data), img_size=tuple(model.config.img_size),
+                       in_chans=model.config.in_chans, crop_pct=prep.crop_pct,
+                       interpolation=prep.interpolation, only="test").test
+    pixels = calibration_images(model, find_images([str(data / "train")]), 512)
+    rows = []
+    for backend in ("eager", "int8"):
+        start = time.perf_counter()
+        metrics = evaluate(model, test, dtype=torch.float32, backend=backend,
+                                  calibration=pixels)
+        rows.append([backend, metrics["count"], f"{100 * metrics['top1']:.2f}",
+                     f"{time.perf_counter() - start:.1f}"])
+    rows[1].append(f"{float(rows[1][2]) - float(rows[0][2]):+.2f}")
+    rows[0].append("")
+    name = re.sub(r".*/runs/", "", str(checkpoint))
+    return (f"{name} on {data.name} test:\n\n"
+            + table(["path", "images", "top-1 %", "seconds", "vs fp32 (points)"], rows,
+                    "lrrrr"))
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=MODELS)
+    parser.add_argument("--batches", nargs="+", type=int, default=BATCHES)
+    parser.add_argument("--quick", action="store_true", help="one short timing round")
+    parser.add_argument("--accuracy-checkpoint", type=Path, default=Path(CIFAR_CHECKPOINT))
+    parser.add_argument("--accuracy-data", type=Path, default=Path("data/cifar10"))
+    add_options(parser)
+    args = parser.parse_args()
+    parts = []
+    if args.accuracy_checkpoint.exists() and args.accuracy_data.exists():
+        parts.append(accuracy(args.accuracy_checkpoint, args.accuracy_data))
+        print(parts[-1], flush=True)
+    summary, machine, tables = speed(args.models, args.batches, args.quick)
+    body = "\n\n".join([summary, *parts, "Every path, side by side:", *tables])
+    print(body)
+    if not args.no_record:
+        write_section(TITLE, body, command=command_line(), machine=machine, path=args.results)
+
+
+if __name__ == "__main__":
+    cli()
