@@ -65,3 +65,16 @@ def test_training_benchmark_on_real_batches(tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     assert "1437 images of digits" in out
     assert "| train | fp32 | vitkit |" in out and "| train | fp32 | timm |" in out
+
+
+def test_the_table_gives_each_path_beside_timm_eager_and_compiled() -> None:
+    from vitkit.bench.throughput import Row, format_table
+
+    rows = [Row("inference", "bf16", name, rate, 10.0, 0.5) for name, rate in (
+        ("vitkit int8", 60.0), ("onnxruntime int8", 45.0), ("timm", 20.0),
+        ("timm compiled", 40.0))]
+    lines = format_table(rows).splitlines()
+    assert "| vs timm | vs timm compiled |" in lines[0]
+    assert lines[2] == "| inference | bf16 | vitkit int8 | 60.0 | 3.00x | 1.50x | 10 | - |"
+    assert lines[5] == "| inference | bf16 | timm compiled | 40.0 | 2.00x | 1.00x | 10 | 50% |"
+    assert "vs timm compiled" not in format_table(rows[:3])  # no compiled peer timed

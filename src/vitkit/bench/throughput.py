@@ -101,19 +101,23 @@ def run(
 
 
 def format_table(rows: list[Row], baseline: str = "timm") -> str:
-    """A Markdown table with each row's ratio to the baseline of its mode and precision."""
+    """A Markdown table with each row's ratio to the baseline of its mode and precision, and to
+    that baseline compiled where it was timed. int8 rows have no MFU (no int8 peak measured)."""
+    compiled = f"{baseline} compiled"
+    with_compiled = any(r.name == compiled for r in rows)
     lines = [
-        "| mode | precision | implementation | images/s | vs timm | peak MiB | MFU |",
-        "|---|---|---|---:|---:|---:|---:|",
+        f"| mode | precision | implementation | images/s | vs {baseline} |"
+        + (f" vs {compiled} |" if with_compiled else "") + " peak MiB | MFU |",
+        "|---|---|---|---:|---:|" + ("---:|" if with_compiled else "") + "---:|---:|",
     ]
     for row in rows:
-        base = next((r for r in rows if r.name == baseline and r.mode == row.mode
-                     and r.precision == row.precision), None)
-        ratio = f"{row.ratio_to(base):.2f}x" if base else "-"
-        lines.append(
-            f"| {row.mode} | {row.precision} | {row.name} | {row.images_per_s:.1f} | {ratio} | "
-            f"{row.peak_mib:.0f} | {100 * row.mfu:.0f}% |"
-        )
+        cells = [row.mode, row.precision, row.name, f"{row.images_per_s:.1f}"]
+        for name in [baseline] + ([compiled] if with_compiled else []):
+            base = next((r for r in rows if r.name == name and r.mode == row.mode
+                         and r.precision == row.precision), None)
+            cells.append(f"{row.ratio_to(base):.2f}x" if base else "-")
+        mfu = "-" if "int8" in row.name else f"{100 * row.mfu:.0f}%"
+        lines.append("| " + " | ".join(cells + [f"{row.peak_mib:.0f}", mfu]) + " |")
     return "\n".join(lines)
 
 

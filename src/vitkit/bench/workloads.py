@@ -7,8 +7,11 @@ never dependencies of vitkit itself.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -78,7 +81,8 @@ def inference_workloads(
 ) -> list[Workload]:
     """Forward passes: vitkit's fast path (a frozen copy in the compute dtype), vitkit and each
     peer under autocast (as their users run them, the like-for-like comparison), and with
-    `compile` each of those compiled too."""
+    `compile` each of those compiled too, plus vitkit's int8 paths on the CPU (PyTorch int8
+    through inductor, and ONNX Runtime int8 of `vitkit export`) where installed."""
     torch.manual_seed(0)
     model = VisionTransformer(config).eval()
     images = torch.randn(batch, config.in_chans, *config.img_size, device=device)
@@ -88,6 +92,8 @@ def inference_workloads(
     if compile:
         compiled = optimize_for_inference(model, dtype=dtype, device=device, compile=True)
         workloads.append(Workload("vitkit compiled", lambda: compiled(images), batch))
+    if compile and device.type == "cpu":
+        workloads += int8_workloads(model, images)
     contenders = [("vitkit autocast", model.to(device))]
     contenders += [(library, peer_model(library, config).to(device).eval()) for library in peers]
     for name, module in contenders:
@@ -99,6 +105,29 @@ def inference_workloads(
                     return runner(images)
 
             workloads.append(Workload(label, forward, batch))
+    return workloads
+
+
+def int8_workloads(model: VisionTransformer, images: torch.Tensor) -> list[Workload]:
+    """vitkit's int8 paths that are installed: `backend='int8'` (torchao) and ONNX Runtime
+    running `vitkit export --int8 dynamic`. Calibrated on random pixels: speed only."""
+    workloads = []
+    batch = len(images)
+    pixels = torch.randint(0, 256, (16, *images.shape[1:]), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))
+    if importlib.util.find_spec("torchao"):
+        from ..infer.int8 import quantize_int8
+
+        int8 = quantize_int8(model, pixels)
+        workloads.append(Workload("vitkit int8", lambda: int8(images), batch))
+    if importlib.util.find_spec("onnxruntime"):
+        from ..export import OnnxClassifier, export_onnx
+
+        with tempfile.TemporaryDirectory(prefix="vitkit-bench-") as folder:
+            session = OnnxClassifier(export_onnx(model, Path(folder) / "int8.onnx",
+                                                 int8="dynamic"))  # loaded: the file may go
+        array = images.cpu().numpy()
+        workloads.append(Workload("onnxruntime int8", lambda: session.logits(array), batch))
     return workloads
 
 

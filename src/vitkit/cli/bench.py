@@ -25,7 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--precision", nargs="+", choices=["auto", "fp32", "bf16"],
                         default=["auto"],
                         help="'auto': bf16 where the hardware has bf16 matrix units, else fp32")
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time torch.compile, and on the CPU vitkit's int8 paths "
+                        "(torchao through inductor; ONNX Runtime int8 of `vitkit export`)")
     parser.add_argument("--data", default=None,
                         help="train mode: feed every library real batches of this dataset "
                              "(folder, CSV or built-in name) through vitkit's augmentation")

@@ -65,4 +65,22 @@ def compile_frozen(module: nn.Module, dynamic: bool = True) -> nn.Module:
     # outside the options' scope (measured: compiling a quantized graph fails without it).
     # It changes only graphs compiled without gradients.
     inductor_config.freezing = True
-    return torch.compile(module, dynamic=dynamic)
+    return NoGrad(torch.compile(module, dynamic=dynamic))
+
+
+class NoGrad(nn.Module):
+    """Runs `module` without gradients, whatever the caller's mode: inductor freezes weights
+    only for graphs compiled without them (measured: an int8 graph compiled with gradients
+    on ran at a third of its speed)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.module(*args)
+
+    def train(self, mode: bool = True) -> NoGrad:
+        self.training = mode  # an inference graph: nothing below changes mode
+        return self
