@@ -222,3 +222,36 @@ def test_a_server_runs_the_compiled_path_warmed(trained):
         answer = client.post("/v1/predict", files={"file": ("a.png", png_bytes())})
         assert answer.status_code == 200, answer.text
         assert answer.json()["predictions"][0][0]["label"] in [str(i) for i in range(10)]
+
+
+@pytest.mark.parametrize("bf16_units", [True, False])
+def test_int8_takes_the_attention_products_in_bf16_only_where_native(monkeypatch, trained,
+                                                                     bf16_units):
+    """Both branches of the int8 graph, forced (a CPU with or without bf16 units), uncompiled:
+    the products are cast to bf16 only with the units, and either way the answers stay."""
+    from vitkit.infer import int8
+
+    monkeypatch.setattr(int8, "has_fast_bf16", lambda device: bf16_units)
+    model = vitkit.load_pretrained(trained)
+    test = load_digits("test")
+    quantized = int8.quantize_int8(model, load_digits("train").images[:128], compile=False)
+    casts = [n for n in quantized.graph.graph.nodes
+             if n.op == "call_function" and torch.bfloat16 in (*n.args, *n.kwargs.values())]
+    assert bool(casts) == bf16_units
+    assert all(m.product_dtype is None for m in model.modules()
+               if isinstance(m, vitkit.models.vit.MultiHeadSelfAttention))  # left untouched
+    inputs = model_inputs(model, test.images)
+    with torch.no_grad():
+        agree = (quantized(inputs).argmax(1) == model(inputs).argmax(1)).float().mean()
+    assert agree > 0.97
+
+
+def test_a_server_of_a_small_model_stays_eager_without_compiling(tmp_path, monkeypatch):
+    """`vitkit serve`'s default (auto): a model that runs a whole batch in a few ms is not
+    what limits a server, so nothing is compiled at start."""
+    from tests.serve_helpers import tiny_checkpoint
+    from vitkit.serve import load_backend
+
+    monkeypatch.setattr(backends, "_time", lambda runner, inputs, build_s: Timing(0.0, 1e-5))
+    backend = load_backend(tiny_checkpoint(tmp_path / "c"), device="cpu")
+    assert backend.path == "eager" and "not what limits a server" in backend.choice.reason

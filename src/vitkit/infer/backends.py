@@ -32,6 +32,7 @@ BACKENDS = ("auto", "eager", "compiled", "int8")
 SETUP_GUESS_S = 10.0
 # A server whose model runs a whole batch faster than this is not limited by the model.
 SERVER_FLOOR_S = 0.01
+MEASURED_BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -79,19 +80,20 @@ def build_runner(model: VisionTransformer, backend: str, dtype: torch.dtype,
 
 
 def _time(runner: nn.Module, inputs: torch.Tensor, build_s: float) -> Timing:
-    """Two untimed calls (the compile happens in the first; counted as setup), then the median
-    of three."""
+    """Two warm-up calls (the compile happens in the first), then the median of three; the
+    setup is the build plus what the warm-up took beyond two steady calls."""
     start = time.perf_counter()
     with torch.no_grad():  # as `evaluating` runs it: another grad mode would recompile
         runner(inputs)
         runner(inputs)
-        setup = build_s + time.perf_counter() - start
+        warm_up = time.perf_counter() - start
         times = []
         for _ in range(3):
             start = time.perf_counter()
             runner(inputs)
             times.append(time.perf_counter() - start)
-    return Timing(setup, statistics.median(times) / len(inputs))
+    steady = statistics.median(times)
+    return Timing(build_s + max(0.0, warm_up - 2 * steady), steady / len(inputs))
 
 
 def _cost(name: str, timing: Timing, images: int | None, built: dict) -> float:
@@ -117,7 +119,9 @@ def choose_backend(
     known = read_choices(path)
     timings = {n: Timing(**known[k]) for n, k in keys.items() if k in known}
     built: dict[str, nn.Module] = {}
-    inputs = model_inputs(model, torch.zeros(batch, model.config.in_chans,
+    # Timed on up to 16 images: per image that is within noise of larger CPU batches, and it
+    # keeps the measurement a small part of the work it decides for.
+    inputs = model_inputs(model, torch.zeros(min(batch, MEASURED_BATCH), model.config.in_chans,
                                              *model.config.img_size, dtype=torch.uint8), device)
 
     def measure(name: str) -> None:
