@@ -22,19 +22,27 @@ KERNEL_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "am
 
 
 @functools.cache
-def cpu_identity() -> str:
-    """The CPU's model name and its kernel-deciding flags, as one line."""
-    name, flags = "", set()
+def cpu_facts() -> tuple[str, frozenset[str]]:
+    """The CPU's model name and its /proc/cpuinfo flags ('' and none where there is no such
+    file)."""
+    name, flags = "", frozenset()
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:
                 key, _, value = line.partition(":")
                 if key.strip() == "model name" and not name:
                     name = value.strip()
-                elif key.strip() == "flags" and not flags:
-                    flags = set(value.split())
+                elif key.strip() == "flags":
+                    flags = frozenset(value.split())
+                    break
     except OSError:
         pass
+    return name, flags
+
+
+def cpu_identity() -> str:
+    """The CPU's model name and its kernel-deciding flags, as one line."""
+    name, flags = cpu_facts()
     return f"{name}|{' '.join(f for f in KERNEL_FLAGS if f in flags)}"
 
 

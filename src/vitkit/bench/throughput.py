@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..measured import cpu_facts
 from ..models import ViTConfig, forward_flops
 from .timing import PeakMemory, matmul_peak_flops, synchronize, time_call
 from .workloads import Batches, Workload, inference_workloads, training_workloads
@@ -35,18 +36,8 @@ CPU_FLAGS = (("avx2", "AVX2"), ("avx512_bf16", "AVX-512 BF16"), ("amx_bf16", "AM
 
 def machine_description(device: torch.device | str | None = None) -> str:
     """One line naming the CPU (model, cores, bf16 units), torch, and the GPU if `device` is one."""
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and not flags:
-                    name = value.strip()
-                elif key.strip() == "flags":
-                    flags = set(value.split())
-                    break
-    except OSError:
-        pass
+    name, flags = cpu_facts()
+    name = name or platform.processor() or platform.machine()
     units = [label for flag, label in CPU_FLAGS if flag in flags]
     if flags and "amx_bf16" not in flags:
         units.append("no AMX")

@@ -104,7 +104,7 @@ def _calibrates_on_train(args: argparse.Namespace) -> bool:
 def _calibration(args: argparse.Namespace, model, splits):  # noqa: ANN001, ANN202
     """uint8 images for --backend int8: --calibration's files, else the train split's, at
     most --max-calibration-images spread evenly."""
-    from vitkit.data import find_images
+    from vitkit.data import find_images, spread_evenly
     from vitkit.infer import calibration_images
 
     if args.calibration:
@@ -113,9 +113,7 @@ def _calibration(args: argparse.Namespace, model, splits):  # noqa: ANN001, ANN2
     if splits.train is None or len(splits.train) == 0:
         raise CommandError(f"{splits.name} has no train split to calibrate int8 on; pass "
                            "--calibration IMAGE_OR_FOLDER")
-    count = len(splits.train)
-    limit = min(count, args.max_calibration_images)
-    return splits.train.images[[i * count // limit for i in range(limit)]]
+    return splits.train.images[spread_evenly(len(splits.train), args.max_calibration_images)]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,7 +2,7 @@
 model input."""
 
 from .builtin import load_digits
-from .dataset import ImageTensorDataset
+from .dataset import ImageTensorDataset, spread_evenly
 from .decode import load_image
 from .folders import find_images
 from .images import ImageDecodeError, decode_image
@@ -10,6 +10,7 @@ from .sources import BUILTIN_SOURCES, DataSplits, load_splits, load_unlabelled, 
 from .transforms import model_input, normalize, resize_batch, resize_crop
 
 __all__ = [
+    "spread_evenly",
     "BUILTIN_SOURCES",
     "DataSplits",
     "ImageDecodeError",

@@ -49,3 +49,12 @@ class ImageTensorDataset(Dataset):
         return ImageTensorDataset(
             self.images[indices], self.targets[indices], self.classes, list(self.skipped)
         )
+
+
+def spread_evenly(count: int, limit: int) -> list[int]:
+    """At most `limit` indices of `count` items, spread evenly from the first (all of them
+    when `limit` <= 0 or there are no more than `limit`): a calibration set that samples the
+    whole list, not its first folder."""
+    if limit <= 0 or count <= limit:
+        return list(range(count))
+    return [i * count // limit for i in range(limit)]

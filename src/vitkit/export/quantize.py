@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import find_images, load_image, model_input
+from ..data import find_images, load_image, model_input, spread_evenly
 from ..data.images import ImageDecodeError
 from ..errors import require
 from ..models import Preprocessing
@@ -98,8 +98,7 @@ def calibration_files(inputs: Sequence[str | os.PathLike], limit: int) -> list[s
     if not files:
         raise ValueError(f"no image files found for calibration in "
                          f"{' '.join(str(i) for i in inputs)}")
-    if limit > 0 and len(files) > limit:
-        files = [files[i * len(files) // limit] for i in range(limit)]
+    files = [files[i] for i in spread_evenly(len(files), limit)]
     return files
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import statistics
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -174,12 +173,9 @@ def _chosen(name: str, reason: str, timings: dict[str, Timing], built: dict[str,
 def select_runner(
     model: VisionTransformer, backend: str, dtype: torch.dtype, device: torch.device,
     batch: int, images: int | None, calibration: torch.Tensor | None = None,
-    report: Callable[[BackendChoice], None] | None = None,
 ) -> nn.Module:
-    """The module for `backend`: built as asked, or chosen by `choose_backend` for 'auto'."""
+    """The module for `backend`: built as asked, or chosen by `choose_backend` for 'auto'
+    (which logs its choice and figures)."""
     if backend != "auto":
         return build_runner(model, backend, dtype, torch.device(device), calibration)
-    choice, runner = choose_backend(model, dtype, device, batch, images, calibration)
-    if report is not None:
-        report(choice)
-    return runner
+    return choose_backend(model, dtype, device, batch, images, calibration)[1]

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from ..data import spread_evenly
 from ..data.decode import default_workers, load_image
 from ..data.images import ImageDecodeError, to_tensor
 from ..data.transforms import resize_crop
@@ -112,19 +113,11 @@ def predict_with(runner: torch.nn.Module, model: VisionTransformer,
     names = model.meta.class_names or [str(i) for i in range(model.config.num_classes)]
     k = min(top_k, model.config.num_classes)
 
-    def prepare(item: ImageInput) -> torch.Tensor | str:
-        try:
-            return prepare_input(model, item)
-        except ImageDecodeError as error:
-            return error.reason
-        except (ValueError, RuntimeError, MemoryError) as error:
-            return f"could not preprocess: {error}"
-
     results: list[Prediction] = []
     with ThreadPoolExecutor(max_workers=default_workers()) as pool, evaluating(runner):
         for start in range(0, len(paths_or_images), batch_size):
             chunk = list(paths_or_images[start:start + batch_size])
-            prepared = list(pool.map(prepare, chunk))
+            prepared = list(pool.map(lambda item: _prepared_or_reason(model, item), chunk))
             rows = [Prediction(_name(item, start + i)) for i, item in enumerate(chunk)]
             good = [i for i, p in enumerate(prepared) if isinstance(p, torch.Tensor)]
             for i, p in enumerate(prepared):
@@ -146,23 +139,26 @@ def calibration_images(model: VisionTransformer, inputs: Sequence[ImageInput],
     """uint8 (N, C, H, W) images to calibrate int8 activations on: at most `limit` of
     `inputs`, spread evenly, prepared as `predict` prepares its inputs; unreadable ones are
     skipped (a ValueError when none can be read)."""
-    items = list(inputs)
-    if limit > 0 and len(items) > limit:
-        items = [items[i * len(items) // limit] for i in range(limit)]
+    items = [inputs[i] for i in spread_evenly(len(inputs), limit)]
     pixels, failures = [], []
     with ThreadPoolExecutor(max_workers=default_workers()) as pool:
-        for result in pool.map(_try_prepare(model), items):
-            (pixels if isinstance(result, torch.Tensor) else failures).append(result)
+        prepared = pool.map(lambda item: _prepared_or_reason(model, item), items)
+        for index, (item, result) in enumerate(zip(items, prepared, strict=True)):
+            if isinstance(result, torch.Tensor):
+                pixels.append(result)
+            else:
+                failures.append(f"{_name(item, index)}: {result}")
     if not pixels:
         raise ValueError(f"none of the {len(items)} calibration images could be read "
                          f"(first: {failures[0] if failures else 'no images given'})")
     return torch.stack(pixels)
 
 
-def _try_prepare(model: VisionTransformer):  # noqa: ANN202 - a closure for pool.map
-    def prepare(item: ImageInput) -> torch.Tensor | str:
-        try:
-            return prepare_input(model, item)
-        except ImageDecodeError as error:
-            return f"{error.path}: {error.reason}"
-    return prepare
+def _prepared_or_reason(model: VisionTransformer, item: ImageInput) -> torch.Tensor | str:
+    """`prepare_input`, or why it failed (an unreadable input is a reason, not a crash)."""
+    try:
+        return prepare_input(model, item)
+    except ImageDecodeError as error:
+        return error.reason
+    except (ValueError, RuntimeError, MemoryError) as error:
+        return f"could not preprocess: {error}"
