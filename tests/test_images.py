@@ -176,6 +176,20 @@ def test_rgba_and_la_composited(tmp_path):
     assert _pixels(decode_image(_save(la, tmp_path / "la.png"), "L")).tolist() == [[10, 10]] * 2
 
 
+def test_rgba_over_white_is_alpha_composite_bit_for_bit(tmp_path):
+    # to_mode pastes through the alpha channel (it frees the GIL); the pixels must be those of
+    # Pillow's alpha_composite over opaque white for every colour value and alpha.
+    values = np.zeros((256, 256, 4), np.uint8)
+    values[..., 0] = np.arange(256)[:, None]
+    values[..., 1] = 255 - np.arange(256)[:, None]
+    values[..., 2] = 7
+    values[..., 3] = np.arange(256)[None, :]
+    rgba = Image.fromarray(values, "RGBA")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    expected = np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+    assert (_pixels(decode_image(_save(rgba, tmp_path / "all.png"), "RGB")) == expected).all()
+
+
 def test_grayscale_and_bilevel(tmp_path):
     grey = Image.new("L", (3, 3), 77)
     rgb = _pixels(decode_image(_save(grey, tmp_path / "g.png"), "RGB"))
