@@ -133,10 +133,28 @@ def test_bad_parameters_and_routes(client):
 
 def test_metrics_in_prometheus_text(client):
     client.post("/v1/predict", files={"file": ("a.png", png_bytes())})
+    client.post("/v1/predict", files={"file": ("a.txt", b"not a picture")})
     text = client.get("/metrics").text
     assert 'vitkit_requests_total{endpoint="/v1/predict",status="200"}' in text
     assert "vitkit_request_seconds_bucket" in text and "vitkit_batch_size_bucket" in text
     assert 'vitkit_requests_total{endpoint="/v1/predict",status="415"}' in text
+
+
+def test_metrics_count_answers_from_every_layer(client):
+    # Refusals made before routing (a foreign Host) and by the route (a 404) are counted with
+    # their own status, each exactly once.
+    def count(endpoint: str, status: int) -> float:
+        line = f'vitkit_requests_total{{endpoint="{endpoint}",status="{status}"}} '
+        found = [row for row in client.get("/metrics").text.splitlines() if row.startswith(line)]
+        return float(found[0].split()[-1]) if found else 0.0
+
+    before = count("unmatched", 403), count("unmatched", 404), count("/v1/predict", 200)
+    assert client.post("/v1/predict", headers={"host": "evil.example"},
+                       files={"file": ("a.png", png_bytes())}).status_code == 403
+    assert client.post("/v2/predict").status_code == 404
+    assert client.post("/v1/predict", files={"file": ("a.png", png_bytes())}).status_code == 200
+    after = count("unmatched", 403), count("unmatched", 404), count("/v1/predict", 200)
+    assert [b - a for a, b in zip(before, after, strict=True)] == [1.0, 1.0, 1.0]
 
 
 def test_onnx_file_serves_the_same_predictions(checkpoint, tmp_path):

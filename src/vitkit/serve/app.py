@@ -10,7 +10,6 @@ import base64
 import json
 import logging
 import tempfile
-import time
 from collections.abc import Iterable
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -24,7 +23,7 @@ from .batcher import DynamicBatcher
 from .guard import HostGuard
 from .lanes import Busy, Lane
 from .limits import BodyLimit, ServeLimits
-from .metrics import ServerMetrics
+from .metrics import Measure, ServerMetrics
 from .overlay import overlay_png
 from .uploads import BadRequest, ClientGone, Upload, check_uploads, decode_uploads, receive_uploads
 
@@ -132,16 +131,6 @@ def _handlers(app: Any, server: Server) -> None:
     async def http_error(_request: Any, error: HTTPException) -> Any:
         return JSONResponse({"error": str(error.detail)}, status_code=error.status_code)
 
-    @app.middleware("http")
-    async def measure(request: Any, call_next: Any) -> Any:
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        endpoint = getattr(route, "path", "unmatched")
-        server.metrics.observe_request(endpoint, response.status_code,
-                                       time.perf_counter() - start)
-        return response
-
 
 def create_app(backend: Backend, max_batch: int = 32, max_delay_ms: float = 5.0,
                max_body_mb: float | None = None, default_top_k: int = 5, *,
@@ -174,6 +163,7 @@ def create_app(backend: Backend, max_batch: int = 32, max_delay_ms: float = 5.0,
     app.state.server = server
     app.add_middleware(BodyLimit, limit=limits.max_body)
     app.add_middleware(HostGuard, served_host=host, allowed_hosts=allowed_hosts)
+    app.add_middleware(Measure, metrics=server.metrics)  # outermost: sees every answer
     _handlers(app, server)
     top_k_query = Query(default_top_k, ge=1, le=1000, description="classes per image")
 
