@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+import aiohttp
 from PIL import Image
 
 BAD_SHARE, NEAR_SHARE = 0.2, 0.1
@@ -42,15 +42,28 @@ def _bomb(side: int = 30000) -> bytes:
             + chunk(b"IDAT", zlib.compress(b"\x00" * (side + 1) * 4)) + chunk(b"IEND", b""))
 
 
-def bad_requests(good: bytes) -> list[dict]:
-    """httpx keyword arguments of each kind of bad upload."""
-    raw = {"content-type": "image/png"}
-    return [dict(content=b"hello, not a picture", headers=raw),
-            dict(content=good[: len(good) // 2], headers=raw),
-            dict(content=b"", headers=raw),
-            dict(content=_bomb(), headers=raw),
-            dict(content=flat_png(30000, 1), headers=raw),
-            dict(files={"image": ("a.png", good, "image/png")})]
+@dataclass(frozen=True)
+class Upload:
+    """One request's body: raw bytes with a content type, or a multipart form of one file."""
+
+    body: bytes
+    content_type: str = "image/png"
+    form_field: str | None = None  # a multipart upload under this field name
+
+    def kwargs(self) -> dict:
+        """aiohttp's keyword arguments for it (a FormData is made anew: it is used once)."""
+        if self.form_field is None:
+            return dict(data=self.body, headers={"content-type": self.content_type})
+        form = aiohttp.FormData()
+        form.add_field(self.form_field, self.body, filename="a.png",
+                       content_type=self.content_type)
+        return dict(data=form)
+
+
+def bad_requests(good: bytes) -> list[Upload]:
+    """Each kind of bad upload."""
+    return [Upload(b"hello, not a picture"), Upload(good[: len(good) // 2]), Upload(b""),
+            Upload(_bomb()), Upload(flat_png(30000, 1)), Upload(good, form_field="image")]
 
 
 def peak_rss_mb(pid: int, field: str = "VmHWM") -> float:
@@ -77,39 +90,38 @@ class Tally:
         return len(self.latency) < self.limit and time.perf_counter() < self.deadline
 
 
-async def _predict_client(session: httpx.AsyncClient, url: str, images: list[bytes],
-                          bad: list[dict], near: bytes, tally: Tally, seed: int) -> None:
+async def _status(session: aiohttp.ClientSession, url: str, upload: Upload) -> int | str:
+    """The answer's status, or the name of the error that stood for one."""
+    try:
+        async with session.post(url, **upload.kwargs()) as answer:
+            await answer.read()
+            return answer.status
+    except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+        return type(error).__name__
+
+
+async def _predict_client(session: aiohttp.ClientSession, url: str, images: list[bytes],
+                          bad: list[Upload], near: bytes, tally: Tally, seed: int) -> None:
     rng = random.Random(seed)
     while tally.running():
         draw = rng.random()
         kind = ("bad" if draw < tally.bad_share else
                 "near" if draw < tally.bad_share + tally.near_share else "good")
-        if kind == "bad":
-            kwargs = rng.choice(bad)
-        else:
-            body = near if kind == "near" else rng.choice(images)
-            kwargs = dict(content=body, headers={"content-type": "image/png"})
+        upload = (rng.choice(bad) if kind == "bad" else
+                  Upload(near if kind == "near" else rng.choice(images)))
         start = time.perf_counter()
-        try:
-            status: int | str = (await session.post(f"{url}/v1/predict?top_k=1",
-                                                    **kwargs)).status_code
-        except httpx.HTTPError as error:
-            status = type(error).__name__
+        status = await _status(session, f"{url}/v1/predict?top_k=1", upload)
         tally.status[kind][status] += 1
         if kind == "good":
             tally.latency.append(time.perf_counter() - start)
 
 
-async def _explain_client(session: httpx.AsyncClient, url: str, images: list[bytes],
+async def _explain_client(session: aiohttp.ClientSession, url: str, images: list[bytes],
                           tally: Tally, seed: int) -> None:
     rng = random.Random(seed)
     while tally.running():
-        try:
-            answer = await session.post(f"{url}/v1/explain", content=rng.choice(images),
-                                        headers={"content-type": "image/png"})
-            tally.status["explain"][answer.status_code] += 1
-        except httpx.HTTPError as error:
-            tally.status["explain"][type(error).__name__] += 1
+        status = await _status(session, f"{url}/v1/explain", Upload(rng.choice(images)))
+        tally.status["explain"][status] += 1
 
 
 async def _memory(pid: int, tally: Tally) -> None:
@@ -120,13 +132,13 @@ async def _memory(pid: int, tally: Tally) -> None:
 
 async def hostile(url: str, pid: int, images: list[bytes], args: argparse.Namespace) -> Tally:
     """Run the mix against the server at `url` (process `pid`) until the tally stops."""
+    from serve_load import client_session
+
     bad, near = bad_requests(images[0]), flat_png(NEAR_SIDE, NEAR_SIDE, "RGBA")
     tally = Tally(args.requests, time.perf_counter() + args.max_seconds, args.bad_share,
                   args.near_share)
-    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=args.clients),
-                                 timeout=60) as predict, \
-            httpx.AsyncClient(limits=httpx.Limits(max_connections=args.explain_clients),
-                              timeout=60) as explain:
+    async with client_session(args.clients) as predict, \
+            client_session(args.explain_clients) as explain:
         await asyncio.gather(
             _memory(pid, tally),
             *(_predict_client(predict, url, images, bad, near, tally, seed)
