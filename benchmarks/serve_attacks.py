@@ -3,10 +3,11 @@
 the server's open-file limit as it is and at 1024 (how long a good request takes); SIGTERM with
 a slow upload open (how long the server takes to exit); cross-origin posts (their statuses).
 
-    python benchmarks/serve_attacks.py --checkpoint CKPT [--no-record]
+    python benchmarks/serve_attacks.py [--checkpoint CKPT] [--no-record]
 
-CKPT is a vitkit checkpoint (32 px); eval and train read folders made here, one good image
-per class of CKPT and the thin ones. Bounded; only 127.0.0.1 is contacted.
+CKPT is a vitkit checkpoint (32 px; by default benchmarks/serve_fixture.py's); eval and
+train read folders made here, one good image per class of CKPT and the thin ones.
+Bounded; only 127.0.0.1 is contacted.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 import httpx
 from PIL import Image
 from results_writer import add_options, write_section
+from serve_fixture import make_fixture
 from serve_hostile import flat_png, peak_rss_mb
 
 HOST = "127.0.0.1"
@@ -163,9 +165,11 @@ def cross_origin(checkpoint: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--checkpoint", help="a 32 px vitkit checkpoint (default: the fixture "
+                        "of benchmarks/serve_fixture.py)")
     add_options(parser)
     args = parser.parse_args()
+    args.checkpoint = args.checkpoint or str(make_fixture()[0])
     with tempfile.TemporaryDirectory() as folder:
         thin = thin_server(args.checkpoint) + thin_commands(args.checkpoint, Path(folder))
     others = [slow_connections(args.checkpoint, 1100),

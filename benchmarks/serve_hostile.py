@@ -176,4 +176,7 @@ def run_hostile(args: argparse.Namespace, url: str, pid: int, images: list[bytes
     print(text)
     if not args.no_record:
         write_section("Serving under a hostile mix (benchmarks/serve_load.py --hostile)", text,
-                      path=results)
+                      path=results,
+                      facts=[f"server: `vitkit serve --checkpoint {args.checkpoint} --fp32 "
+                             f"--threads {args.threads}` (default limits, --backend auto)",
+                             "clients: one aiohttp process on the same machine, 127.0.0.1"])
