@@ -31,18 +31,11 @@ import aiohttp
 import httpx
 from results_writer import add_options, table, write_section
 from serve_fixture import make_fixture
+from serve_hostile import client_session, run_hostile
 
 from vitkit.data import find_images
 
 HOST = "127.0.0.1"
-
-
-def client_session(connections: int) -> aiohttp.ClientSession:
-    """The load clients' HTTP session. aiohttp, not httpx: on the same 2 cores as the server,
-    httpx spent 8.3 ms of CPU per request (more than the server's 7.5 ms) and its event loop,
-    not the server, set the latency; aiohttp spends about 0.15 ms."""
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections),
-                                 timeout=aiohttp.ClientTimeout(total=60))
 
 
 def free_port() -> int:
@@ -162,8 +155,6 @@ def main() -> None:
     files = find_images([args.images])[:500]
     images = [Path(f).read_bytes() for f in files]
     if args.hostile:
-        from serve_hostile import run_hostile
-
         port = free_port()
         server = start_server(args.checkpoint, port, args.max_batch, args.max_delay_ms,
                               args.threads, args.server_log, tuple(args.serve_args.split()))
