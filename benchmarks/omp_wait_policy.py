@@ -1,0 +1,96 @@
+"""How OpenMP's idle threads wait, measured: vitkit sets OMP_WAIT_POLICY=PASSIVE (threads
+sleep at once) before torch loads; libgomp's other settings spin first for GOMP_SPINCOUNT
+iterations. Each setting runs `vitkit bench` in a process of its own (the policy is read
+once, when torch loads OpenMP): a small model's training step (many short parallel regions)
+on a quiet CPU and beside busy processes, and ViT-S/16 inference at batch 1 with every path
+and timm compiled side by side.
+
+    python benchmarks/omp_wait_policy.py [--spins 2000 10000] [--hogs 2] [--no-inference]
+
+The numbers decide whether a short spin may become the default on this CPU kind: it must
+not lose much when other processes want the cores (PASSIVE's reason to be).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+from results_writer import add_options, table, write_section
+
+TRAIN = ["--model", "vit_digits_patch2_8", "--mode", "train", "--precision", "fp32",
+         "--batch-size", "64", "--peers", "--rounds", "2", "--min-time", "3"]
+INFERENCE = ["--model", "vit_small_patch16_224", "--batch-size", "1", "--compile", "--peers",
+             "timm", "--rounds", "3"]
+HOG = "while True: pass"
+
+
+def settings(spins: list[int]) -> dict[str, dict[str, str]]:
+    """Environment of each setting. 'undefined' is an unknown value, which libgomp ignores
+    (as if unset: vitkit only sets PASSIVE when the variable is absent)."""
+    found = {"PASSIVE (vitkit's default)": {"OMP_WAIT_POLICY": "PASSIVE"}}
+    for count in spins:
+        found[f"spin {count}"] = {"OMP_WAIT_POLICY": "undefined", "GOMP_SPINCOUNT": str(count)}
+    found["libgomp's default (spin 300000)"] = {"OMP_WAIT_POLICY": "undefined"}
+    found["ACTIVE"] = {"OMP_WAIT_POLICY": "ACTIVE"}
+    return found
+
+
+def bench(argv: list[str], env: dict[str, str], hogs: int = 0) -> dict[str, float]:
+    """images/s of each row of one `vitkit bench` run, with `hogs` busy processes beside."""
+    busy = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(hogs)]
+    try:
+        time.sleep(0.5 if hogs else 0)
+        out = subprocess.run([sys.executable, "-m", "vitkit", "bench", *argv],
+                             capture_output=True, text=True, check=True,
+                             env={**os.environ, **env}).stdout
+    finally:
+        for process in busy:
+            process.kill()
+    rows = {}
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("|") and len(cells) > 3 and cells[0] in ("train", "inference"):
+            rows[cells[2]] = float(cells[3])
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spins", nargs="+", type=int, default=[2000, 10000])
+    parser.add_argument("--hogs", type=int, default=2, help="busy processes beside the run")
+    parser.add_argument("--no-inference", action="store_true")
+    add_options(parser)
+    args = parser.parse_args()
+    train_rows, inference_rows = [], []
+    for name, env in settings(args.spins).items():
+        quiet = bench(TRAIN, env)["vitkit"]
+        loaded = bench(TRAIN, env, args.hogs)["vitkit"]
+        train_rows.append([name, f"{quiet:.0f}", f"{loaded:.0f}"])
+        print(train_rows[-1], flush=True)
+        if not args.no_inference:
+            rates = bench(INFERENCE, env)
+            inference_rows.append([name] + [f"{rates.get(k, float('nan')):.1f}" for k in
+                                            ("vitkit int8", "vitkit compiled", "onnxruntime int8",
+                                             "timm compiled")]
+                                  + [f"{rates['vitkit int8'] / rates['timm compiled']:.2f}x"])
+            print(inference_rows[-1], flush=True)
+    body = ("vit_digits_patch2_8, training step, fp32, batch 64, images/s:\n\n"
+            + table(["setting", "quiet", f"beside {args.hogs} busy processes"], train_rows,
+                    "lrr"))
+    if inference_rows:
+        body += ("\n\nvit_small_patch16_224, inference, batch 1, images/s (one process each, "
+                 "every path side by side):\n\n"
+                 + table(["setting", "vitkit int8", "vitkit compiled", "onnxruntime int8",
+                          "timm compiled", "int8 / timm compiled"], inference_rows, "lrrrrr"))
+    print(body)
+    if not args.no_record:
+        write_section("OpenMP wait policy: PASSIVE against a short spin (benchmarks/"
+                      "omp_wait_policy.py)", body, path=args.results)
+
+
+if __name__ == "__main__":
+    main()
