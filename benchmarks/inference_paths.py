@@ -1,12 +1,17 @@
 """Issue 24: vitkit's fastest inference path against timm's fastest, ViT-S/16 and ViT-B/16 at
 batch 32 (throughput) and batch 1 (latency), every path timed side by side in one process
-(`vitkit bench --compile`), and the accuracy the int8 path keeps on a held-out set.
+(`vitkit bench --compile`), and the accuracy the int8 paths keep on a held-out set.
 
     python benchmarks/inference_paths.py [--quick] [--models vit_small_patch16_224 ...]
         [--accuracy-checkpoint RUN/checkpoint --accuracy-data data/cifar10]
 
+For each model and batch it also asks `--backend auto` (`vitkit.infer.choose_backend`, with
+calibration images, for serving) in a fresh process with an empty cache, and sets its pick
+beside the fastest path of the side-by-side run.
+
 The accuracy part evaluates a trained checkpoint on the data's test split in fp32 (eager) and
-int8 (calibrated on 512 train images spread evenly), through `vitkit.infer.evaluate`.
+int8 (calibrated on 512 train images spread evenly) and onnx-int8 (ONNX Runtime, int8
+dynamic), through `vitkit.infer.evaluate`.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -56,19 +62,51 @@ def speed(models: list[str], batches: list[int], quick: bool,
             markdown = "\n".join(line for line in out.splitlines() if line.startswith("|"))
             tables.append(f"{model}, batch {batch}:\n\n{markdown}")
             rates = rows_of(markdown)
-            ours = {k: v for k, v in rates.items() if k.startswith(("vitkit", "onnxruntime"))}
+            ours = {k: v for k, v in rates.items() if k.startswith("vitkit")}
             peers = {k: v for k, v in rates.items() if k.startswith("timm")}
             best, peer = max(ours, key=ours.get), max(peers, key=peers.get)
+            picked = auto_choice(model, batch, wait_policy)
             summary.append([model, batch, peer, f"{peers[peer]:.1f}", best, f"{ours[best]:.1f}",
-                            f"{ours[best] / peers[peer]:.2f}x"])
+                            f"{ours[best] / peers[peer]:.2f}x", picked])
             print(summary[-1], flush=True)
     header = ["model", "batch", "timm's fastest", "images/s", "vitkit's fastest", "images/s",
-              "ratio"]
-    return table(header, summary, "llrrlrr"), machine, tables
+              "ratio", "--backend auto picks"]
+    return table(header, summary, "llrrlrrl"), machine, tables
+
+
+def auto_choice(model: str, batch: int, wait_policy: str | None) -> str:
+    """What `--backend auto` picks for serving `model` at `batch` on this machine, measured
+    from nothing in a process of its own; the pick and its figures."""
+    with tempfile.TemporaryDirectory(prefix="vitkit-auto-") as cache:
+        # vitkit's default policy, set here: the child imports torch (libgomp reads it then)
+        # before vitkit could set it.
+        policy = wait_policy or os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
+        env = {**os.environ, "VITKIT_CACHE": cache, "OMP_WAIT_POLICY": policy}
+        out = subprocess.run([sys.executable, __file__, "--auto-choice", model, str(batch)],
+                             capture_output=True, text=True, check=True, env=env).stdout
+    return out.strip().splitlines()[-1]
+
+
+def print_auto_choice(model_name: str, batch: int) -> None:
+    """`choose_backend` for serving a randomly initialised `model_name` at `batch`, with 64
+    random calibration images (so every path is a candidate), printed on one line."""
+    import torch
+
+    import vitkit
+    from vitkit.device import default_dtype
+    from vitkit.infer import choose_backend
+
+    model = vitkit.create_model(model_name).eval()
+    pixels = torch.randint(0, 256, (64, model.config.in_chans, *model.config.img_size),
+                           dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    cpu = torch.device("cpu")
+    choice, _ = choose_backend(model, default_dtype(cpu), cpu, batch, None, pixels)
+    figures = "; ".join(t.describe(n) for n, t in choice.timings.items())
+    print(f"{choice.backend} ({figures})")
 
 
 def accuracy(checkpoint: Path, data: Path) -> str:
-    """Top-1 of the checkpoint on the test split: eager fp32, then int8."""
+    """Top-1 of the checkpoint on the test split: eager fp32, then each int8 path."""
     import torch
 
     import vitkit
@@ -82,14 +120,15 @@ def accuracy(checkpoint: Path, data: Path) -> str:
                        interpolation=prep.interpolation, only="test").test
     pixels = calibration_images(model, find_images([str(data / "train")]), 512)
     rows = []
-    for backend in ("eager", "int8"):
+    for backend in ("eager", "int8", "onnx-int8"):
         start = time.perf_counter()
         metrics = evaluate(model, test, dtype=torch.float32, backend=backend,
                                   calibration=pixels)
         rows.append([backend, metrics["count"], f"{100 * metrics['top1']:.2f}",
                      f"{time.perf_counter() - start:.1f}"])
-    rows[1].append(f"{float(rows[1][2]) - float(rows[0][2]):+.2f}")
     rows[0].append("")
+    for row in rows[1:]:
+        row.append(f"{float(row[2]) - float(rows[0][2]):+.2f}")
     name = re.sub(r".*/runs/", "", str(checkpoint))
     return (f"{name} on {data.name} test:\n\n"
             + table(["path", "images", "top-1 %", "seconds", "vs fp32 (points)"], rows,
@@ -106,8 +145,12 @@ def cli() -> None:
     parser.add_argument("--omp-wait-policy", choices=("ACTIVE", "PASSIVE"), default=None,
                         help="OpenMP's wait policy for the timed processes (default: vitkit's, "
                         "PASSIVE, which every command sets unless the environment says)")
+    parser.add_argument("--auto-choice", nargs=2, metavar=("MODEL", "BATCH"),
+                        help=argparse.SUPPRESS)  # the child process of auto_choice
     add_options(parser)
     args = parser.parse_args()
+    if args.auto_choice:
+        return print_auto_choice(args.auto_choice[0], int(args.auto_choice[1]))
     parts = []
     title = TITLE + (f", OMP_WAIT_POLICY={args.omp_wait_policy}" if args.omp_wait_policy
                      else "")

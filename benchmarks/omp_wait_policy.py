@@ -74,7 +74,7 @@ def main() -> None:
         if not args.no_inference:
             rates = bench(INFERENCE, env)
             inference_rows.append([name] + [f"{rates.get(k, float('nan')):.1f}" for k in
-                                            ("vitkit int8", "vitkit compiled", "onnxruntime int8",
+                                            ("vitkit int8", "vitkit compiled", "vitkit onnx-int8",
                                              "timm compiled")]
                                   + [f"{rates['vitkit int8'] / rates['timm compiled']:.2f}x"])
             print(inference_rows[-1], flush=True)
@@ -84,7 +84,7 @@ def main() -> None:
     if inference_rows:
         body += ("\n\nvit_small_patch16_224, inference, batch 1, images/s (one process each, "
                  "every path side by side):\n\n"
-                 + table(["setting", "vitkit int8", "vitkit compiled", "onnxruntime int8",
+                 + table(["setting", "vitkit int8", "vitkit compiled", "vitkit onnx-int8",
                           "timm compiled", "int8 / timm compiled"], inference_rows, "lrrrrr"))
     print(body)
     if not args.no_record:

@@ -1,6 +1,6 @@
-"""The inference paths (eager, compiled, int8) and `--backend auto`: each path computes the
-model's answers, auto measures once per model and CPU, reads the figures back after, and
-measures again for another model or another CPU."""
+"""The inference paths (eager, compiled, int8, onnx-int8) and `--backend auto`: each path
+computes the model's answers, auto measures once per model and CPU, reads the figures back
+after, and measures again for another model or another CPU."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tests.conftest import one_line_error, tiny_model
 from tests.serve_helpers import png_bytes
 from vitkit.cli.main import main
 from vitkit.data import load_digits
-from vitkit.infer import backends, evaluate
+from vitkit.infer import backends, evaluate, predict
 from vitkit.infer.backends import BackendChoice, Timing, build_runner, choose_backend
 from vitkit.infer.batches import model_inputs
 
@@ -85,6 +85,49 @@ def test_the_compiled_path_in_bf16_keeps_the_answers(trained):
     assert agree > 0.95 and (compiled - eager).abs().max() <= 0.05 * eager.abs().max()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_onnx_int8_computes_the_models_answers(trained, dtype):
+    """ONNX Runtime int8 (dynamic) against eager fp32 on the held-out digits: top-1 within 2
+    points, the same answer at batch 1 as in the full batch, fp32 logits whatever dtype the
+    inputs come in (bf16 is what `predict` hands it on a CPU with bf16 units)."""
+    pytest.importorskip("onnxruntime")
+    model = vitkit.load_pretrained(trained)
+    test = load_digits("test")
+    inputs = model_inputs(model, test.images)
+    runner = build_runner(model, "onnx-int8", dtype, CPU)
+    with torch.no_grad():
+        eager = model(inputs)
+        quantized = runner(inputs.to(dtype))
+        single = runner(inputs[:1].to(dtype))
+    assert quantized.dtype == torch.float32 and quantized.shape == eager.shape
+    assert torch.equal(single.argmax(1), quantized[:1].argmax(1))
+    fp32_top1 = (eager.argmax(1) == test.targets).float().mean().item()
+    int8_top1 = (quantized.argmax(1) == test.targets).float().mean().item()
+    assert abs(int8_top1 - fp32_top1) < 0.02, (fp32_top1, int8_top1)
+    assert (quantized - eager).abs().max() > 0  # it really is another computation
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # left untouched
+
+
+def test_onnx_int8_through_predict_and_the_server(trained):
+    pytest.importorskip("onnxruntime")
+    from fastapi.testclient import TestClient
+
+    from vitkit.serve import TorchBackend, create_app
+
+    model = vitkit.load_pretrained(trained)
+    images = list(load_digits("test").images[:40])
+    eager = predict(model, images, top_k=1, backend="eager", fp32=True)
+    int8 = predict(model, images, top_k=1, backend="onnx-int8")
+    agree = sum(a.labels == b.labels for a, b in zip(eager, int8, strict=True))
+    assert agree >= 38, agree
+    backend = TorchBackend(model, device="cpu", backend="onnx-int8", max_batch=4)
+    assert backend.describe()["path"] == "onnx-int8"
+    assert backend.describe()["quantization"] == "int8 dynamic"
+    with TestClient(create_app(backend, max_batch=4), base_url="http://127.0.0.1") as client:
+        answer = client.post("/v1/predict", files={"file": ("a.png", png_bytes())})
+        assert answer.status_code == 200, answer.text
+
+
 def test_int8_needs_calibration_and_the_cpu():
     model = tiny_model()
     with pytest.raises(ValueError, match="calibration"):
@@ -93,6 +136,8 @@ def test_int8_needs_calibration_and_the_cpu():
         build_runner(model, "int8", torch.float32, CPU, torch.zeros(4, 1, 8, 8))
     with pytest.raises(ValueError, match="backend must be one of"):
         build_runner(model, "fastest", torch.float32, CPU)
+    with pytest.raises(ValueError, match="ONNX Runtime's CPU provider, not on meta"):
+        build_runner(model, "onnx-int8", torch.float32, torch.device("meta"))
 
 
 class FakePaths:
@@ -124,7 +169,7 @@ class Uniform(torch.nn.Module):
 
 
 TIMINGS = {"eager": Timing(0.0, 0.010), "compiled": Timing(20.0, 0.006),
-           "int8": Timing(30.0, 0.003)}
+           "int8": Timing(30.0, 0.003), "onnx-int8": Timing(5.0, 0.004)}
 
 
 def test_auto_measures_once_then_reads_the_figures_back(monkeypatch, tmp_path):
@@ -160,6 +205,7 @@ def test_auto_measures_again_on_another_cpu(monkeypatch, tmp_path):
     (5_000, False, "eager"),  # 50 s eagerly; 20 s + 30 s compiled: not won back
     (100_000, False, "compiled"),
     (100_000, True, "int8"),
+    (10_000, True, "onnx-int8"),  # 45 s, against 60 s for int8 with its 30 s to build
     (None, True, "int8"),  # a server: the fastest per image
 ])
 def test_auto_picks_what_finishes_first(monkeypatch, tmp_path, images, calibrated, expected):
@@ -171,6 +217,25 @@ def test_auto_picks_what_finishes_first(monkeypatch, tmp_path, images, calibrate
     choice, _ = choose_backend(model, torch.float32, CPU, 32, images, calibration, cache=cache)
     assert isinstance(choice, BackendChoice) and choice.backend == expected
     assert fake.built == [expected]
+
+
+def test_the_int8_paths_are_candidates_only_with_calibration_and_where_installed(
+        monkeypatch, tmp_path):
+    fake = FakePaths(monkeypatch, TIMINGS)
+    calibration = torch.zeros(4, 1, 8, 8, dtype=torch.uint8)
+    choice, _ = choose_backend(tiny_model(), torch.float32, CPU, 32, None, calibration,
+                               cache=tmp_path / "a")
+    assert sorted(choice.timings) == ["compiled", "eager", "int8", "onnx-int8"]
+    assert "onnx-int8 4.00 ms/image, 5.0 s to build" in choice.reason
+    choice, _ = choose_backend(tiny_model(), torch.float32, CPU, 32, None, cache=tmp_path / "b")
+    assert sorted(choice.timings) == ["compiled", "eager"]  # int8's numbers not accepted
+    monkeypatch.setattr(backends, "find_spec",
+                        lambda name: None if name == "onnxruntime" else object())
+    fake.built.clear()
+    choice, _ = choose_backend(tiny_model(), torch.float32, CPU, 32, None, calibration,
+                               cache=tmp_path / "c")
+    assert fake.built == ["eager", "compiled", "int8"]
+    assert sorted(choice.timings) == ["compiled", "eager", "int8"]
 
 
 def test_auto_does_not_measure_for_a_few_images(monkeypatch, tmp_path):

@@ -71,7 +71,7 @@ def test_the_table_gives_each_path_beside_timm_eager_and_compiled() -> None:
     from vitkit.bench.throughput import Row, format_table
 
     rows = [Row("inference", "bf16", name, rate, 10.0, 0.5) for name, rate in (
-        ("vitkit int8", 60.0), ("onnxruntime int8", 45.0), ("timm", 20.0),
+        ("vitkit int8", 60.0), ("vitkit onnx-int8", 45.0), ("timm", 20.0),
         ("timm compiled", 40.0))]
     lines = format_table(rows).splitlines()
     assert "| vs timm | vs timm compiled |" in lines[0]

@@ -160,7 +160,7 @@ def test_cli_export_then_predict_with_onnx_backend(tmp_path, capsys):
 
 
 def test_predict_onnx_takes_top_k_and_the_old_topk_with_a_warning(tmp_path):
-    from vitkit.export import predict_onnx
+    from vitkit.infer import predict_onnx
 
     export_onnx(trained_like(), tmp_path / "m.onnx")
     classifier = OnnxClassifier(tmp_path / "m.onnx")
@@ -192,3 +192,8 @@ def test_missing_extra_is_one_line_naming_it(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "onnx", None)  # as if not installed
     code = main(["export", str(tmp_path / "ckpt"), str(tmp_path / "m.onnx")])
     one_line_error(capsys, code, install_hint("serve"))
+
+
+def test_predict_onnx_moved_says_where():
+    with pytest.raises(ImportError, match="from vitkit.infer import predict_onnx"):
+        from vitkit.export import predict_onnx  # noqa: F401

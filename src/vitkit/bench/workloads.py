@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -109,8 +107,9 @@ def inference_workloads(
 
 
 def int8_workloads(model: VisionTransformer, images: torch.Tensor) -> list[Workload]:
-    """vitkit's int8 paths that are installed: `backend='int8'` (torchao) and ONNX Runtime
-    running `vitkit export --int8 dynamic`. Calibrated on random pixels: speed only."""
+    """vitkit's int8 paths that are installed: `backend='int8'` (torchao) and
+    `backend='onnx-int8'` (ONNX Runtime running `vitkit export --int8 dynamic`). Calibrated
+    on random pixels: speed only."""
     workloads = []
     batch = len(images)
     pixels = torch.randint(0, 256, (16, *images.shape[1:]), dtype=torch.uint8,
@@ -121,13 +120,10 @@ def int8_workloads(model: VisionTransformer, images: torch.Tensor) -> list[Workl
         int8 = quantize_int8(model, pixels)
         workloads.append(Workload("vitkit int8", lambda: int8(images), batch))
     if importlib.util.find_spec("onnxruntime"):
-        from ..export import OnnxClassifier, export_onnx
+        from ..export import onnx_int8_runner
 
-        with tempfile.TemporaryDirectory(prefix="vitkit-bench-") as folder:
-            session = OnnxClassifier(export_onnx(model, Path(folder) / "int8.onnx",
-                                                 int8="dynamic"))  # loaded: the file may go
-        array = images.cpu().numpy()
-        workloads.append(Workload("onnxruntime int8", lambda: session.logits(array), batch))
+        onnx_int8 = onnx_int8_runner(model)
+        workloads.append(Workload("vitkit onnx-int8", lambda: onnx_int8(images), batch))
     return workloads
 
 

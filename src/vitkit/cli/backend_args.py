@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from .main import CommandError
 
-PATHS = ("auto", "eager", "compiled", "int8")
+PATHS = ("auto", "eager", "compiled", "int8", "onnx-int8")
 
 
 def add_backend_options(add: Callable, serving: bool = False, onnx: bool = False,
@@ -18,10 +18,11 @@ def add_backend_options(add: Callable, serving: bool = False, onnx: bool = False
     choices = PATHS + (("onnx", "torch") if onnx else ())
     auto = ("eager or compiled, whichever is faster (int8 only when asked: the accuracy "
             "reported is the model's own)" if evaluation else
-            f"the fastest path for {work} on this CPU, timed once and cached (int8 only "
-            "with --calibration)")
+            f"the fastest path for {work} on this CPU, timed once and cached (the int8 "
+            "paths only with --calibration)")
     add("--backend", choices=choices, default="auto",
-        help="eager, compiled (torch.compile, frozen weights), int8 (static, calibrated) "
+        help="eager, compiled (torch.compile, frozen weights), int8 (static, calibrated), "
+        "onnx-int8 (ONNX Runtime, int8 dynamic) "
         + ("or onnx (ONNX Runtime, the default for an .onnx file); " if onnx else "or ")
         + f"auto (default): {auto}")
     add("--calibration", nargs="+", default=None, metavar="IMAGE_OR_FOLDER",

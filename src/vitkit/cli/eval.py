@@ -158,8 +158,9 @@ def run(args: argparse.Namespace) -> int:
     metrics = evaluate(model, dataset, batch_size=args.batch_size, dtype=dtype, device=device,
                        backend=args.backend, calibration=calibration)
     out.mkdir(parents=True, exist_ok=True)
+    int8 = args.backend in ("int8", "onnx-int8")
     document = {"checkpoint": str(checkpoint), "data": args.data, "split": split,
-                "dtype": "int8" if args.backend == "int8" else str(dtype).replace("torch.", ""),
+                "dtype": "int8" if int8 else str(dtype).replace("torch.", ""),
                 "backend": args.backend, "skipped": dataset.skipped,
                 **metrics}
     write_json(out / "metrics.json", document)

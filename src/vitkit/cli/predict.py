@@ -83,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         raise CommandError(f"no image files found in {' '.join(args.inputs)}")
     if is_onnx:
-        from vitkit.export import OnnxClassifier, predict_onnx
+        from vitkit.export import OnnxClassifier
+        from vitkit.infer import predict_onnx
 
         model = OnnxClassifier(args.checkpoint)
         rows = predict_onnx(model, files, top_k=args.top_k, batch_size=args.batch_size)

@@ -1,24 +1,23 @@
 """Running an exported ONNX file with ONNX Runtime, its inputs prepared exactly as vitkit
-prepares them for the PyTorch model, from what the file's metadata says."""
+prepares them for the PyTorch model, from what the file's metadata says; and ONNX Runtime
+int8 as one of the inference paths `vitkit.infer.backends` chooses from."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..data import load_image, model_input
-from ..data.decode import default_workers
-from ..data.images import ImageDecodeError
-from ..errors import renamed_keyword, require
-from ..infer import Prediction
-from ..models import Preprocessing
+from ..errors import require
+from ..models import Preprocessing, VisionTransformer
 from .metadata import read_metadata
+from .onnx import export_onnx
 
 
 class OnnxClassifier:
@@ -71,41 +70,28 @@ class OnnxClassifier:
         return load_image(path, self.img_size, mode, prep.crop_pct, prep.interpolation)
 
 
-def predict_onnx(
-    classifier: OnnxClassifier, paths: Sequence[str | os.PathLike], top_k: int = 5,
-    batch_size: int = 64, *, topk: int | None = None,
-) -> list[Prediction]:
-    """Top-`top_k` predictions for image files through ONNX Runtime, in input order; an
-    unreadable file becomes an error row (as `vitkit.infer.predict`; `topk=` is deprecated)."""
-    top_k = renamed_keyword("predict_onnx", "topk", "top_k", topk, top_k)
-    if top_k < 1:
-        raise ValueError(f"top_k={top_k} must be at least 1")
-    if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size} must be at least 1")
-    k = min(top_k, classifier.num_classes)
+class OnnxRunner(nn.Module):
+    """An ONNX Runtime session behind the interface of vitkit's other inference paths: a
+    module taking normalised images (any float dtype, on the CPU) and returning fp32 logits."""
 
-    def prepare(path: str | os.PathLike) -> torch.Tensor | str:
-        try:
-            return classifier.load(path)
-        except ImageDecodeError as error:
-            return error.reason
+    def __init__(self, classifier: OnnxClassifier) -> None:
+        super().__init__()
+        self.classifier = classifier
+        self.dtype = torch.float32
 
-    rows: list[Prediction] = []
-    with ThreadPoolExecutor(max_workers=default_workers()) as pool:
-        for start in range(0, len(paths), batch_size):
-            chunk = list(paths[start:start + batch_size])
-            prepared = list(pool.map(prepare, chunk))
-            batch = [Prediction(str(p)) for p in chunk]
-            good = [i for i, p in enumerate(prepared) if isinstance(p, torch.Tensor)]
-            for i, p in enumerate(prepared):
-                if isinstance(p, str):
-                    batch[i].error = p
-            if good:
-                pixels = torch.stack([prepared[i] for i in good])
-                top = classifier.logits(classifier.inputs(pixels)).softmax(dim=1).topk(k, dim=1)
-                for i, values, indices in zip(good, top.values.tolist(), top.indices.tolist(),
-                                              strict=True):
-                    batch[i].indices, batch[i].probs = indices, values
-                    batch[i].labels = [classifier.class_names[j] for j in indices]
-            rows.extend(batch)
-    return rows
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier.logits(images.detach().float().cpu())
+
+    def train(self, mode: bool = True) -> OnnxRunner:
+        """Only ever an inference session: the mode is recorded and nothing else changes."""
+        self.training = mode
+        return self
+
+
+def onnx_int8_runner(model: VisionTransformer, threads: int | None = None) -> OnnxRunner:
+    """`model` exported and quantized to int8 for ONNX Runtime (`export_onnx(int8="dynamic")`:
+    int8 weights, activations quantized per batch, so it needs no calibration images) and
+    loaded, ready to run; the file is written to a temporary folder and gone on return."""
+    with tempfile.TemporaryDirectory(prefix="vitkit-onnx-int8-") as folder:
+        path = export_onnx(model, Path(folder) / "int8.onnx", int8="dynamic")
+        return OnnxRunner(OnnxClassifier(path, threads=threads))  # the session holds the graph

@@ -1,6 +1,8 @@
 """Which inference path runs a model, chosen by measurement: eager (the frozen copy in the
-compute dtype), compiled (the same through inductor with frozen weights) or int8 (static
-quantization, `vitkit.infer.int8`, only when calibration images are given).
+compute dtype), compiled (the same through inductor with frozen weights), int8 (static
+quantization, `vitkit.infer.int8`) or onnx-int8 (ONNX Runtime running the int8 export,
+`vitkit.export.onnx_int8_runner`). The int8 paths are candidates only when calibration images
+are given, which is how a caller accepts int8's numbers in place of the model's own.
 
 `choose_backend` times each path on this machine the first time it meets this model, batch
 and dtype, remembers the figures ($VITKIT_CACHE/backend.json, keyed by CPU, torch, threads,
@@ -13,6 +15,7 @@ import logging
 import statistics
 import time
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from pathlib import Path
 
 import torch
@@ -25,7 +28,7 @@ from .optimize import optimize_for_inference
 
 log = logging.getLogger("vitkit")
 
-BACKENDS = ("auto", "eager", "compiled", "int8")
+BACKENDS = ("auto", "eager", "compiled", "int8", "onnx-int8")
 # A guess at what building a faster path costs, before any has been measured on this machine:
 # work that takes less than this eagerly is run eagerly without measuring anything.
 SETUP_GUESS_S = 10.0
@@ -60,8 +63,8 @@ class BackendChoice:
 
 def build_runner(model: VisionTransformer, backend: str, dtype: torch.dtype,
                  device: torch.device, calibration: torch.Tensor | None = None) -> nn.Module:
-    """The module that runs `model` on `backend` ('eager', 'compiled' or 'int8'): normalised
-    float images in, logits out."""
+    """The module that runs `model` on `backend` ('eager', 'compiled', 'int8' or
+    'onnx-int8'): normalised float images in, logits out."""
     if backend == "eager":
         return inference_module(model, dtype, device)
     if backend == "compiled":
@@ -75,7 +78,21 @@ def build_runner(model: VisionTransformer, backend: str, dtype: torch.dtype,
         from .int8 import quantize_int8
 
         return quantize_int8(model, calibration)
+    if backend == "onnx-int8":
+        if device.type != "cpu":
+            raise ValueError(f"backend='onnx-int8' runs on ONNX Runtime's CPU provider, not on "
+                             f"{device}")
+        from ..export import onnx_int8_runner
+
+        return onnx_int8_runner(model)
     raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+
+
+def int8_paths() -> list[str]:
+    """The int8 paths this installation can build: torchao's, and ONNX Runtime's."""
+    installed = {"int8": ("torchao",), "onnx-int8": ("onnx", "onnxruntime")}
+    return [name for name, needs in installed.items()
+            if all(find_spec(module) for module in needs)]
 
 
 def _time(runner: nn.Module, inputs: torch.Tensor, build_s: float) -> Timing:
@@ -107,10 +124,10 @@ def choose_backend(
     images: int | None, calibration: torch.Tensor | None = None, cache: Path | None = None,
 ) -> tuple[BackendChoice, nn.Module]:
     """The fastest path for `images` images (None: a server, open-ended) in batches of
-    `batch`, and its module ready to run. int8 is a candidate only with `calibration`
-    and on the CPU."""
+    `batch`, and its module ready to run. The int8 paths are candidates only with
+    `calibration` and on the CPU (onnx-int8 where ONNX Runtime is installed)."""
     device = torch.device(device)
-    names = ["eager", "compiled"] + (["int8"] if calibration is not None
+    names = ["eager", "compiled"] + (int8_paths() if calibration is not None
                                       and device.type == "cpu" else [])
     path = cache or cache_file("backend")
     keys = {name: choice_key("backend", model.config, name, dtype, device.type, batch)

@@ -26,8 +26,8 @@ def evaluate(
 ) -> dict[str, Any]:
     """Accuracy of `model` on `dataset` (uint8 images, preprocessed as the model's own), run
     on `backend`: 'eager', 'compiled', 'auto' (the faster of those two for this many images,
-    never int8: the accuracy reported is the model's own) or 'int8', calibrated on
-    `calibration` uint8 images (see `vitkit.infer.backends`).
+    never int8: the accuracy reported is the model's own), 'int8', calibrated on
+    `calibration` uint8 images, or 'onnx-int8' (ONNX Runtime; see `vitkit.infer.backends`).
 
     Returns {'count', 'loss', 'top1', 'top5', 'topk' (the k of 'top5': min(5, classes)),
     'per_class' {name: accuracy or None}, 'class_counts', 'confusion' [true][predicted]}.

@@ -1,13 +1,14 @@
 """`predict`: top-k classes for image files (or PIL images / uint8 tensors), preprocessed the
-way the model was saved, in batches; an unreadable file becomes an error row, not a crash."""
+way the model was saved, in batches; an unreadable file becomes an error row, not a crash.
+`predict_onnx` does the same for an exported ONNX file."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image
@@ -21,6 +22,9 @@ from ..errors import renamed_keyword
 from ..models import VisionTransformer, evaluating
 from .backends import select_runner
 from .batches import model_device, model_inputs
+
+if TYPE_CHECKING:
+    from ..export import OnnxClassifier
 
 ImageInput = str | os.PathLike | Image.Image | torch.Tensor
 
@@ -111,21 +115,54 @@ def predict_with(runner: torch.nn.Module, model: VisionTransformer,
                  device: torch.device) -> list[Prediction]:
     """`predict` through a module already chosen (`vitkit.infer.backends`) for `model`."""
     names = model.meta.class_names or [str(i) for i in range(model.config.num_classes)]
-    k = min(top_k, model.config.num_classes)
+    with evaluating(runner):
+        return _rows(paths_or_images, lambda item: _prepared_or_reason(model, item),
+                     lambda pixels: runner(model_inputs(model, pixels, device)), names,
+                     top_k, batch_size)
 
+
+def predict_onnx(
+    classifier: OnnxClassifier, paths: Sequence[str | os.PathLike], top_k: int = 5,
+    batch_size: int = 64, *, topk: int | None = None,
+) -> list[Prediction]:
+    """`predict` for an exported file (`vitkit export`) through ONNX Runtime: each file
+    prepared as the file's metadata says, in input order, an unreadable file an error row
+    (`topk=` is the deprecated spelling of `top_k=`)."""
+    top_k = renamed_keyword("predict_onnx", "topk", "top_k", topk, top_k)
+    if top_k < 1:
+        raise ValueError(f"top_k={top_k} must be at least 1")
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be at least 1")
+
+    def prepare(path: str | os.PathLike) -> torch.Tensor | str:
+        try:
+            return classifier.load(path)
+        except ImageDecodeError as error:
+            return error.reason
+
+    return _rows(paths, prepare, lambda pixels: classifier.logits(classifier.inputs(pixels)),
+                 classifier.class_names, top_k, batch_size)
+
+
+def _rows(items: Sequence[Any], prepare: Callable[[Any], torch.Tensor | str],
+          logits: Callable[[torch.Tensor], torch.Tensor], names: Sequence[str], top_k: int,
+          batch_size: int) -> list[Prediction]:
+    """The batching both predictions share: inputs prepared on worker threads (a reason in
+    place of the pixels for one that could not be), the good ones run together."""
+    k = min(top_k, len(names))
     results: list[Prediction] = []
-    with ThreadPoolExecutor(max_workers=default_workers()) as pool, evaluating(runner):
-        for start in range(0, len(paths_or_images), batch_size):
-            chunk = list(paths_or_images[start:start + batch_size])
-            prepared = list(pool.map(lambda item: _prepared_or_reason(model, item), chunk))
+    with ThreadPoolExecutor(max_workers=default_workers()) as pool:
+        for start in range(0, len(items), batch_size):
+            chunk = list(items[start:start + batch_size])
+            prepared = list(pool.map(prepare, chunk))
             rows = [Prediction(_name(item, start + i)) for i, item in enumerate(chunk)]
             good = [i for i, p in enumerate(prepared) if isinstance(p, torch.Tensor)]
             for i, p in enumerate(prepared):
                 if isinstance(p, str):
                     rows[i].error = p
             if good:
-                inputs = model_inputs(model, torch.stack([prepared[i] for i in good]), device)
-                top = runner(inputs).float().softmax(dim=1).topk(k, dim=1)
+                pixels = torch.stack([prepared[i] for i in good])
+                top = logits(pixels).float().softmax(dim=1).topk(k, dim=1)
                 for i, values, indices in zip(good, top.values.tolist(), top.indices.tolist(),
                                               strict=True):
                     rows[i].indices, rows[i].probs = indices, values
