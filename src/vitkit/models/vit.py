@@ -84,7 +84,7 @@ class MultiHeadSelfAttention(nn.Module):
             attn = attn if need_weights else None
         else:
             dropout_p = self.attn_drop if self.training else 0.0
-            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, scale=self.scale)
         out = out.transpose(1, 2).reshape(batch, tokens, dim)  # concatenate the heads
         return self.proj_drop(self.proj(out)), attn
 
