@@ -238,6 +238,31 @@ def test_the_int8_paths_are_candidates_only_with_calibration_and_where_installed
     assert sorted(choice.timings) == ["compiled", "eager", "int8"]
 
 
+def test_an_int8_path_that_cannot_be_built_is_left_out(monkeypatch, tmp_path, caplog):
+    """torchao's quantizer refuses some graphs (a ResNet's); auto says so and runs the
+    fastest of the rest. A path every run needs still fails loudly."""
+    fake = FakePaths(monkeypatch, TIMINGS)
+    build = fake.build
+
+    def refuse(model, name, *args, **kwargs):
+        if name in ("int8", "compiled"):
+            raise ValueError(f"{name} refused\nsecond line")
+        return build(model, name, *args, **kwargs)
+
+    monkeypatch.setattr(backends, "build_runner", refuse)
+    calibration = torch.zeros(4, 1, 8, 8, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="compiled refused"):
+        choose_backend(tiny_model(), torch.float32, CPU, 32, None, calibration,
+                       cache=tmp_path / "a")
+    monkeypatch.setattr(backends, "build_runner", lambda model, name, *a, **k: (
+        refuse(model, name, *a, **k) if name == "int8" else build(model, name, *a, **k)))
+    choice, _ = choose_backend(tiny_model(), torch.float32, CPU, 32, None, calibration,
+                               cache=tmp_path / "b")
+    assert choice.backend == "onnx-int8" and "int8" not in choice.timings
+    assert "int8 could not be built for this model: ValueError: int8 refused)" in choice.reason
+    assert "int8 could not be built" in caplog.text
+
+
 def test_auto_does_not_measure_for_a_few_images(monkeypatch, tmp_path):
     fake = FakePaths(monkeypatch, TIMINGS)
     choice, _ = choose_backend(tiny_model(), torch.float32, CPU, 8, 20, cache=tmp_path / "c")

@@ -88,10 +88,14 @@ def build_runner(model: VisionTransformer, backend: str, dtype: torch.dtype,
     raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
 
 
+# The int8 paths and the packages each needs. They are optional candidates: one that cannot be
+# built for a model (torchao's quantizer refuses some graphs, e.g. a ResNet's) is left out.
+INT8_PATHS = {"int8": ("torchao",), "onnx-int8": ("onnx", "onnxruntime")}
+
+
 def int8_paths() -> list[str]:
     """The int8 paths this installation can build: torchao's, and ONNX Runtime's."""
-    installed = {"int8": ("torchao",), "onnx-int8": ("onnx", "onnxruntime")}
-    return [name for name, needs in installed.items()
+    return [name for name, needs in INT8_PATHS.items()
             if all(find_spec(module) for module in needs)]
 
 
@@ -153,11 +157,20 @@ def choose_backend(
                                                     if n != "eager"])
     if too_little:
         return _chosen("eager", too_little, timings, built, model, dtype, device, calibration)
+    failed = []
     for name in names:
         if name not in timings:
-            measure(name)
+            try:
+                measure(name)
+            except Exception as error:  # noqa: BLE001 - an optional path: the others remain
+                if name not in INT8_PATHS:
+                    raise
+                failed.append(f"{name} could not be built for this model: "
+                              f"{type(error).__name__}: {str(error).splitlines()[0][:200]}")
+                log.warning("%s", failed[-1])
+    names = [n for n in names if n in timings]
     best = min(names, key=lambda n: _cost(n, timings[n], images, built))
-    figures = "; ".join(timings[n].describe(n) for n in names)
+    figures = "; ".join([timings[n].describe(n) for n in names] + failed)
     work = f"{images} images" if images is not None else "serving"
     reason = f"the fastest for {work} at batch {batch} ({figures})"
     return _chosen(best, reason, timings, built, model, dtype, device, calibration)
