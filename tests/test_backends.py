@@ -128,6 +128,23 @@ def test_onnx_int8_through_predict_and_the_server(trained):
         assert answer.status_code == 200, answer.text
 
 
+def test_int8_says_which_paths_can_run_a_graph_its_quantizer_refuses(monkeypatch):
+    """torchao's quantizer refuses some graphs (measured: a ResNet's, 'Input partition has
+    more than one output node'); the error names the model and the paths that can run it."""
+    import torchao.quantization.pt2e.quantize_pt2e as pt2e
+
+    def refuse(*args, **kwargs):
+        raise ValueError("Input partition has more than one output node")
+
+    monkeypatch.setattr(pt2e, "prepare_pt2e", refuse)
+    model = tiny_model()
+    model.meta.name = "tiny"
+    with pytest.raises(ValueError, match=r"cannot quantize tiny's graph .*'onnx-int8' or "
+                                         r"'compiled' can run it"):
+        build_runner(model, "int8", torch.float32, CPU, torch.zeros(2, 1, 8, 8,
+                                                                     dtype=torch.uint8))
+
+
 def test_int8_needs_calibration_and_the_cpu():
     model = tiny_model()
     with pytest.raises(ValueError, match="calibration"):

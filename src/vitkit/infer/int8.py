@@ -87,7 +87,12 @@ def quantize_int8(model: VisionTransformer, calibration: torch.Tensor,
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     with torch.no_grad():
         exported = torch.export.export(float_model, (example,), dynamic_shapes=({0: batch},))
-        prepared = pt2e.prepare_pt2e(exported.module(), quantizer)
+        try:
+            prepared = pt2e.prepare_pt2e(exported.module(), quantizer)
+        except ValueError as error:  # the quantizer's pattern matching refuses some graphs
+            name = getattr(model, "meta", None) and model.meta.name or type(model).__name__
+            raise ValueError(f"backend='int8' cannot quantize {name}'s graph (torchao: "
+                             f"{error}); backend='onnx-int8' or 'compiled' can run it") from error
         for start in range(0, len(calibration), CALIBRATION_BATCH):
             prepared(model_inputs(float_model, calibration[start:start + CALIBRATION_BATCH]))
         graph = pt2e.convert_pt2e(prepared)
