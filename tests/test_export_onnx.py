@@ -174,6 +174,27 @@ def test_predict_onnx_takes_top_k_and_the_old_topk_with_a_warning(tmp_path):
         predict_onnx(classifier, images, top_k=0)
 
 
+def test_predict_onnx_takes_what_predict_takes(tmp_path):
+    """A file, the same image opened with PIL, its uint8 pixels: the same prediction, as
+    through `predict` (pixels at another size are resized the same way); anything else an
+    error row, not a crash."""
+    from vitkit.infer import predict, predict_onnx
+
+    model = trained_like()
+    export_onnx(model, tmp_path / "m.onnx")
+    classifier = OnnxClassifier(tmp_path / "m.onnx")
+    [path] = find_images([write_images(tmp_path / "images", count=1)])
+    image = Image.open(path).convert("RGB")
+    pixels = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+    rows = predict_onnx(classifier, [path, image, pixels, "missing.png", 3.5], top_k=3)
+    assert rows[0].labels == rows[1].labels == rows[2].labels
+    assert max(abs(a - b) for a, b in zip(rows[0].probs, rows[2].probs, strict=True)) < 1e-6
+    assert rows[1].source == "<Image 1>" and rows[2].source == "<Tensor 2>"
+    assert not rows[3].ok and "expected a file" in rows[4].error
+    eager = predict(model, [path], top_k=3, backend="eager", fp32=True)
+    assert eager[0].labels == rows[0].labels
+
+
 def test_cli_export_errors_are_one_line(tmp_path, capsys):
     vitkit.save_pretrained(trained_like(), tmp_path / "ckpt", class_names=CLASSES)
     code = main(["export", str(tmp_path / "ckpt"), str(tmp_path / "m.txt")])

@@ -47,12 +47,17 @@ class Prediction:
         return asdict(self)
 
 
-def prepare_input(model: VisionTransformer, item: ImageInput) -> torch.Tensor:
+def prepare_input(model: VisionTransformer | OnnxClassifier, item: ImageInput) -> torch.Tensor:
     """One input (a file, a PIL image, or uint8 (C, H, W) pixels) as uint8 pixels at the
     model's size, prepared as `vitkit.data.load_image` prepares every file; raises
-    ImageDecodeError for unreadable files."""
-    prep, size = model.meta.preprocessing, model.config.img_size
-    mode = "L" if model.config.in_chans == 1 else "RGB"
+    ImageDecodeError for unreadable files. `model` may be an exported file's
+    `OnnxClassifier`, whose metadata says the same things."""
+    if hasattr(model, "config"):
+        config, prep = model.config, model.meta.preprocessing
+        size, in_chans = config.img_size, config.in_chans
+    else:
+        size, in_chans, prep = model.img_size, model.in_chans, model.preprocessing
+    mode = "L" if in_chans == 1 else "RGB"
     if isinstance(item, (str, os.PathLike)):
         return load_image(item, size, mode, prep.crop_pct, prep.interpolation)
     if isinstance(item, Image.Image):
@@ -122,25 +127,20 @@ def predict_with(runner: torch.nn.Module, model: VisionTransformer,
 
 
 def predict_onnx(
-    classifier: OnnxClassifier, paths: Sequence[str | os.PathLike], top_k: int = 5,
+    classifier: OnnxClassifier, paths_or_images: Sequence[ImageInput], top_k: int = 5,
     batch_size: int = 64, *, topk: int | None = None,
 ) -> list[Prediction]:
-    """`predict` for an exported file (`vitkit export`) through ONNX Runtime: each file
-    prepared as the file's metadata says, in input order, an unreadable file an error row
-    (`topk=` is the deprecated spelling of `top_k=`)."""
+    """`predict` for an exported file (`vitkit export`) through ONNX Runtime: each input (a
+    file, a PIL image or uint8 (C, H, W) pixels) prepared as the file's metadata says, in
+    input order, an unreadable one an error row (`topk=` is the deprecated spelling of
+    `top_k=`)."""
     top_k = renamed_keyword("predict_onnx", "topk", "top_k", topk, top_k)
     if top_k < 1:
         raise ValueError(f"top_k={top_k} must be at least 1")
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be at least 1")
-
-    def prepare(path: str | os.PathLike) -> torch.Tensor | str:
-        try:
-            return classifier.load(path)
-        except ImageDecodeError as error:
-            return error.reason
-
-    return _rows(paths, prepare, lambda pixels: classifier.logits(classifier.inputs(pixels)),
+    return _rows(paths_or_images, lambda item: _prepared_or_reason(classifier, item),
+                 lambda pixels: classifier.logits(classifier.inputs(pixels)),
                  classifier.class_names, top_k, batch_size)
 
 
@@ -191,7 +191,8 @@ def calibration_images(model: VisionTransformer, inputs: Sequence[ImageInput],
     return torch.stack(pixels)
 
 
-def _prepared_or_reason(model: VisionTransformer, item: ImageInput) -> torch.Tensor | str:
+def _prepared_or_reason(model: VisionTransformer | OnnxClassifier,
+                        item: ImageInput) -> torch.Tensor | str:
     """`prepare_input`, or why it failed (an unreadable input is a reason, not a crash)."""
     try:
         return prepare_input(model, item)
