@@ -90,7 +90,7 @@ def quantize_int8(model: VisionTransformer, calibration: torch.Tensor,
         try:
             prepared = pt2e.prepare_pt2e(exported.module(), quantizer)
         except ValueError as error:  # the quantizer's pattern matching refuses some graphs
-            name = getattr(model, "meta", None) and model.meta.name or type(model).__name__
+            name = model.meta.name or type(model).__name__
             raise ValueError(f"backend='int8' cannot quantize {name}'s graph (torchao: "
                              f"{error}); backend='onnx-int8' or 'compiled' can run it") from error
         for start in range(0, len(calibration), CALIBRATION_BATCH):

@@ -101,10 +101,7 @@ def predict(
     'auto': the fastest for this many images, measured (`vitkit.infer.backends`).
     """
     top_k = renamed_keyword("predict", "topk", "top_k", topk, top_k)
-    if top_k < 1:
-        raise ValueError(f"top_k={top_k} must be at least 1")
-    if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size} must be at least 1")
+    _check_sizes(top_k, batch_size)
     device = torch.device(device) if device is not None else model_device(model)
     model.to(device)
     if not paths_or_images:
@@ -135,13 +132,18 @@ def predict_onnx(
     input order, an unreadable one an error row (`topk=` is the deprecated spelling of
     `top_k=`)."""
     top_k = renamed_keyword("predict_onnx", "topk", "top_k", topk, top_k)
+    _check_sizes(top_k, batch_size)
+    return _rows(paths_or_images, lambda item: _prepared_or_reason(classifier, item),
+                 lambda pixels: classifier.logits(classifier.inputs(pixels)),
+                 classifier.class_names, top_k, batch_size)
+
+
+def _check_sizes(top_k: int, batch_size: int) -> None:
+    """Refuse a top_k or batch_size under 1, before any path is built or file read."""
     if top_k < 1:
         raise ValueError(f"top_k={top_k} must be at least 1")
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be at least 1")
-    return _rows(paths_or_images, lambda item: _prepared_or_reason(classifier, item),
-                 lambda pixels: classifier.logits(classifier.inputs(pixels)),
-                 classifier.class_names, top_k, batch_size)
 
 
 def _rows(items: Sequence[Any], prepare: Callable[[Any], torch.Tensor | str],
