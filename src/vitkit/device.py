@@ -8,6 +8,8 @@ import functools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from .cpu import kernels_may_use
+
 if TYPE_CHECKING:  # torch is imported where it is used, so the CLI starts fast
     import torch
 
@@ -21,15 +23,17 @@ def default_device() -> torch.device:
 
 @functools.cache
 def cpu_has_bf16_matrix_units() -> bool:
-    """Whether this CPU has AMX tiles, or at least AVX-512 BF16, for bf16 matrix products.
+    """Whether this CPU has AMX tiles, or at least AVX-512 BF16, for bf16 matrix products,
+    and oneDNN may use them (ONEDNN_MAX_CPU_ISA can cap it below; see `vitkit.cpu`).
 
     Without them (e.g. AVX2-only CPUs) PyTorch emulates bf16 matmuls, which is far slower
     than fp32, so bf16 must not be the default there.
     """
     import torch
 
-    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+    checks = (("_is_amx_tile_supported", "amx_bf16"), ("_is_avx512_bf16_supported", "avx512_bf16"))
+    return any(getattr(torch.cpu, name, lambda: False)() and kernels_may_use(flag)
+               for name, flag in checks)
 
 
 def has_fast_bf16(device: torch.device | str) -> bool:

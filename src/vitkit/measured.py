@@ -8,42 +8,21 @@ the batch, the dtype), so another model or another CPU is measured afresh."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+from .cpu import cpu_facts, isa_caps, kernel_flags
 from .files import write_json
-
-# The /proc/cpuinfo flags that decide which matrix kernels oneDNN and inductor pick.
-KERNEL_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-
-
-@functools.cache
-def cpu_facts() -> tuple[str, frozenset[str]]:
-    """The CPU's model name and its /proc/cpuinfo flags ('' and none where there is no such
-    file)."""
-    name, flags = "", frozenset()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and not name:
-                    name = value.strip()
-                elif key.strip() == "flags":
-                    flags = frozenset(value.split())
-                    break
-    except OSError:
-        pass
-    return name, flags
 
 
 def cpu_identity() -> str:
-    """The CPU's model name and its kernel-deciding flags, as one line."""
-    name, flags = cpu_facts()
-    return f"{name}|{' '.join(f for f in KERNEL_FLAGS if f in flags)}"
+    """The CPU's model name, the kernel-deciding flags its kernels may use and any cap on
+    its instruction set, as one line."""
+    name, _ = cpu_facts()
+    return "|".join([name, " ".join(kernel_flags()), *isa_caps()])
 
 
 def choice_key(*parts: object) -> str:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..measured import cpu_facts
+from ..cpu import cpu_facts, isa_caps
 from ..models import ViTConfig, forward_flops
 from .timing import PeakMemory, matmul_peak_flops, synchronize, time_call
 from .workloads import Batches, Workload, inference_workloads, training_workloads
@@ -35,12 +35,14 @@ CPU_FLAGS = (("avx2", "AVX2"), ("avx512_bf16", "AVX-512 BF16"), ("amx_bf16", "AM
 
 
 def machine_description(device: torch.device | str | None = None) -> str:
-    """One line naming the CPU (model, cores, bf16 units), torch, and the GPU if `device` is one."""
+    """One line naming the CPU (model, cores, bf16 units, any cap on what its kernels use),
+    torch, and the GPU if `device` is one."""
     name, flags = cpu_facts()
     name = name or platform.processor() or platform.machine()
     units = [label for flag, label in CPU_FLAGS if flag in flags]
     if flags and "amx_bf16" not in flags:
         units.append("no AMX")
+    units += isa_caps()  # e.g. "oneDNN capped at AVX2": the flags above are then not all used
     threads = torch.get_num_threads()
     parts = [name, f"{os.cpu_count()} cores", *units,
              f"{threads} thread{'s' if threads > 1 else ''}", f"torch {torch.__version__}"]
