@@ -5,6 +5,7 @@ after, and measures again for another model or another CPU."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -164,14 +165,14 @@ class FakePaths:
     def __init__(self, monkeypatch, timings: dict[str, Timing]) -> None:
         self.timings, self.built = timings, []
         monkeypatch.setattr(backends, "build_runner", self.build)
-        monkeypatch.setattr(backends, "_time", self.time)
+        monkeypatch.setattr(backends, "_time_paths", self.time)
 
     def build(self, model, name, dtype, device, calibration=None):
         self.built.append(name)
         return Uniform(name, model.config.num_classes)
 
-    def time(self, runner, inputs, build_s):
-        return self.timings[runner.path]
+    def time(self, runners, inputs, builds):
+        return {name: self.timings[runner.path] for name, runner in runners.items()}
 
 
 class Uniform(torch.nn.Module):
@@ -378,6 +379,40 @@ def test_a_server_of_a_small_model_stays_eager_without_compiling(tmp_path, monke
     from tests.serve_helpers import tiny_checkpoint
     from vitkit.serve import load_backend
 
-    monkeypatch.setattr(backends, "_time", lambda runner, inputs, build_s: Timing(0.0, 1e-5))
+    monkeypatch.setattr(backends, "_time_paths",
+                        lambda runners, inputs, builds: {n: Timing(0.0, 1e-5) for n in runners})
     backend = load_backend(tiny_checkpoint(tmp_path / "c"), device="cpu")
     assert backend.path == "eager" and "not what limits a server" in backend.choice.reason
+
+
+class Sleeper(torch.nn.Module):
+    """A path that takes `seconds` a call (its first call `first` more: a compile), and
+    writes its name in `log` at every call."""
+
+    def __init__(self, name: str, seconds: float, log: list[str], first: float = 0.0) -> None:
+        super().__init__()
+        self.name, self.seconds, self.log, self.first = name, seconds, log, first
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        time.sleep(self.seconds + (self.first if not self.log.count(self.name) else 0.0))
+        self.log.append(self.name)
+        return images
+
+
+def test_paths_are_timed_side_by_side_in_rounds(monkeypatch):
+    """Every path is warmed up, then timed in rounds of one call each (a noisy moment slows
+    them alike), at least MIN_ROUNDS and at most MAX_ROUNDS; the setup counts the build and
+    what the warm-up took beyond two steady calls (the compile)."""
+    monkeypatch.setattr(backends, "MEASURE_S", 0.2)
+    log: list[str] = []
+    runners = {"slow": Sleeper("slow", 0.02, log, first=0.3), "fast": Sleeper("fast", 0.002, log)}
+    inputs = torch.zeros(4, 1, 8, 8)
+    timings = backends._time_paths(runners, inputs, {"slow": 1.0, "fast": 0.5})
+    assert log[:4] == ["slow", "slow", "fast", "fast"]  # the warm-up, path by path
+    rounds = log[4:]
+    assert rounds == ["slow", "fast"] * (len(rounds) // 2)
+    assert backends.MIN_ROUNDS <= len(rounds) // 2 <= backends.MAX_ROUNDS
+    assert timings["fast"].image_s < timings["slow"].image_s
+    assert 0.015 / 4 < timings["slow"].image_s < 0.2 / 4
+    assert 1.25 < timings["slow"].setup_s < 2.0  # 1 s build + the 0.3 s first call
+    assert 0.5 <= timings["fast"].setup_s < 0.8

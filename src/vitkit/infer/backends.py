@@ -35,6 +35,10 @@ SETUP_GUESS_S = 10.0
 # A server whose model runs a whole batch faster than this is not limited by the model.
 SERVER_FLOOR_S = 0.01
 MEASURED_BATCH = 16
+# Paths are timed in interleaved rounds: at least 3, and at least 1 s in all unless 15 rounds
+# come first (measured at batch 1: one path timed alone right after another's build read
+# 40 ms/image where side by side it ran 25).
+MIN_ROUNDS, MAX_ROUNDS, MEASURE_S = 3, 15, 1.0
 
 
 @dataclass(frozen=True)
@@ -99,21 +103,32 @@ def int8_paths() -> list[str]:
             if all(find_spec(module) for module in needs)]
 
 
-def _time(runner: nn.Module, inputs: torch.Tensor, build_s: float) -> Timing:
-    """Two warm-up calls (the compile happens in the first), then the median of three; the
-    setup is the build plus what the warm-up took beyond two steady calls."""
-    start = time.perf_counter()
+def _time_paths(runners: dict[str, nn.Module], inputs: torch.Tensor,
+                builds: dict[str, float]) -> dict[str, Timing]:
+    """Each path warmed up (two calls; a compile happens in the first), then timed side by
+    side: rounds of one call each, at least `MIN_ROUNDS` and `MEASURE_S` in all (at most
+    `MAX_ROUNDS`), so that a noisy moment on a shared machine slows every path alike; the
+    median call of each. A path's setup is its build plus what its warm-up took beyond two
+    steady calls."""
+    warm_up: dict[str, float] = {}
+    calls: dict[str, list[float]] = {name: [] for name in runners}
     with torch.no_grad():  # as `evaluating` runs it: another grad mode would recompile
-        runner(inputs)
-        runner(inputs)
-        warm_up = time.perf_counter() - start
-        times = []
-        for _ in range(3):
+        for name, runner in runners.items():
             start = time.perf_counter()
             runner(inputs)
-            times.append(time.perf_counter() - start)
-    steady = statistics.median(times)
-    return Timing(build_s + max(0.0, warm_up - 2 * steady), steady / len(inputs))
+            runner(inputs)
+            warm_up[name] = time.perf_counter() - start
+        begin, rounds = time.perf_counter(), 0
+        while rounds < MIN_ROUNDS or (rounds < MAX_ROUNDS
+                                      and time.perf_counter() - begin < MEASURE_S):
+            for name, runner in runners.items():
+                start = time.perf_counter()
+                runner(inputs)
+                calls[name].append(time.perf_counter() - start)
+            rounds += 1
+    steady = {name: statistics.median(times) for name, times in calls.items()}
+    return {name: Timing(builds[name] + max(0.0, warm_up[name] - 2 * steady[name]),
+                         steady[name] / len(inputs)) for name in runners}
 
 
 def _cost(name: str, timing: Timing, images: int | None, built: dict) -> float:
@@ -143,31 +158,38 @@ def choose_backend(
     # keeps the measurement a small part of the work it decides for.
     inputs = model_inputs(model, torch.zeros(min(batch, MEASURED_BATCH), model.config.in_chans,
                                              *model.config.img_size, dtype=torch.uint8), device)
+    builds: dict[str, float] = {}
 
-    def measure(name: str) -> None:
+    def build(name: str) -> None:
         start = time.perf_counter()
         built[name] = build_runner(model, name, dtype, device, calibration)
-        timings[name] = _time(built[name], inputs, time.perf_counter() - start)
-        remember(path, keys[name], vars(timings[name]))
+        builds[name] = time.perf_counter() - start
+
+    def measure(measured: list[str]) -> None:
+        timings.update(_time_paths({n: built[n] for n in measured}, inputs, builds))
+        for name in measured:
+            remember(path, keys[name], vars(timings[name]))
 
     if "eager" not in timings:
-        measure("eager")
-    eager = timings["eager"]
-    too_little = _too_little(eager, batch, images, [t.setup_s for n, t in timings.items()
-                                                    if n != "eager"])
+        build("eager")
+        measure(["eager"])
+    too_little = _too_little(timings["eager"], batch, images,
+                             [t.setup_s for n, t in timings.items() if n != "eager"])
     if too_little:
         return _chosen("eager", too_little, timings, built, model, dtype, device, calibration)
     failed = []
-    for name in names:
-        if name not in timings:
-            try:
-                measure(name)
-            except Exception as error:  # noqa: BLE001 - an optional path: the others remain
-                if name not in INT8_PATHS:
-                    raise
-                failed.append(f"{name} could not be built for this model: "
-                              f"{type(error).__name__}: {str(error).splitlines()[0][:200]}")
-                log.warning("%s", failed[-1])
+    for name in [n for n in names if n not in timings]:
+        try:
+            build(name)
+        except Exception as error:  # noqa: BLE001 - an optional path: the others remain
+            if name not in INT8_PATHS:
+                raise
+            failed.append(f"{name} could not be built for this model: "
+                          f"{type(error).__name__}: {str(error).splitlines()[0][:200]}")
+            log.warning("%s", failed[-1])
+    fresh = [n for n in names if n in builds]  # eager again too, beside what it is weighed
+    if set(fresh) - {"eager"}:                   # against, if it was built here
+        measure(fresh)
     names = [n for n in names if n in timings]
     best = min(names, key=lambda n: _cost(n, timings[n], images, built))
     figures = "; ".join([timings[n].describe(n) for n in names] + failed)
