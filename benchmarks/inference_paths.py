@@ -39,11 +39,12 @@ BATCHES = [32, 1]
 CIFAR_CHECKPOINT = ("runs/scaling-distill/runs/"
                     "vit_cifar_mini_patch4_32_distilled_from_resnet20_f1_s0/checkpoint")
 TITLE = "Inference paths: vitkit's fastest against timm's fastest (issue 24)"
-# --cap-isa: the environment that makes a bigger CPU run as a smaller one, and its title
-CAPS = {"AVX2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"},
-        "AVX512_CORE_VNNI": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"}}
-CAP_TITLES = {"AVX2": "an AVX2-only CPU emulated",
-              "AVX512_CORE_VNNI": "a CPU without AVX-512 BF16 emulated"}
+# --cap-isa: the section's title, and the environment that makes a bigger CPU run as a
+# smaller one
+CAPS = {"AVX2": ("an AVX2-only CPU emulated",
+                 {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}),
+        "AVX512_CORE_VNNI": ("a CPU without AVX-512 BF16 emulated",
+                             {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"})}
 
 
 def rows_of(markdown: str) -> dict[str, float]:
@@ -178,10 +179,10 @@ def cli() -> None:
     if args.auto_choice:
         return print_auto_choice(args.auto_choice[0], int(args.auto_choice[1]))
     if args.cap_isa:  # before anything imports torch, here or in the child processes
-        os.environ.update(CAPS[args.cap_isa])
+        os.environ.update(CAPS[args.cap_isa][1])
     parts = []
     title = TITLE + (f", OMP_WAIT_POLICY={args.omp_wait_policy}" if args.omp_wait_policy
-                     else "") + (f", {CAP_TITLES[args.cap_isa]}" if args.cap_isa else "")
+                     else "") + (f", {CAPS[args.cap_isa][0]}" if args.cap_isa else "")
     if args.accuracy_checkpoint.exists() and args.accuracy_data.exists():
         parts.append(accuracy(args.accuracy_checkpoint, args.accuracy_data))
         print(parts[-1], flush=True)

@@ -416,3 +416,9 @@ def test_paths_are_timed_side_by_side_in_rounds(monkeypatch):
     assert 0.015 / 4 < timings["slow"].image_s < 0.2 / 4
     assert 1.25 < timings["slow"].setup_s < 2.0  # 1 s build + the 0.3 s first call
     assert 0.5 <= timings["fast"].setup_s < 0.8
+
+
+def test_the_command_line_offers_the_library_s_paths():
+    from vitkit.cli.backend_args import PATHS
+
+    assert PATHS == backends.BACKENDS

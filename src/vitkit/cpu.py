@@ -49,7 +49,8 @@ def onednn_cap() -> str | None:
     DNNL_MAX_CPU_ISA), in the names of `ONEDNN_ISAS`; None when it is not capped (unset,
     ALL, DEFAULT, or a name oneDNN would not know either)."""
     value = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or ""
-    value = ONEDNN_ALIASES.get(value.strip().upper(), value.strip().upper())
+    value = value.strip().upper()
+    value = ONEDNN_ALIASES.get(value, value)
     return value if value in ONEDNN_ISAS else None
 
 

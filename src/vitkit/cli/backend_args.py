@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 from .main import CommandError
 
+# `vitkit.infer.backends.BACKENDS`, spelled here so that --help does not import torch
+# (tests/test_backends.py checks the two agree).
 PATHS = ("auto", "eager", "compiled", "int8", "onnx-int8")
 
 

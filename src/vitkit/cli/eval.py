@@ -123,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
     from vitkit.device import default_device, evaluation_dtype, resolve_dtype
     from vitkit.files import write_json
     from vitkit.infer import evaluate
+    from vitkit.infer.backends import INT8_PATHS
     from vitkit.weights import load_pretrained, run_checkpoint
 
     if args.batch_size < 1:
@@ -158,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     metrics = evaluate(model, dataset, batch_size=args.batch_size, dtype=dtype, device=device,
                        backend=args.backend, calibration=calibration)
     out.mkdir(parents=True, exist_ok=True)
-    int8 = args.backend in ("int8", "onnx-int8")
+    int8 = args.backend in INT8_PATHS
     document = {"checkpoint": str(checkpoint), "data": args.data, "split": split,
                 "dtype": "int8" if int8 else str(dtype).replace("torch.", ""),
                 "backend": args.backend, "skipped": dataset.skipped,
