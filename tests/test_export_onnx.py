@@ -109,10 +109,23 @@ def test_int8_quantizes_matrix_products_and_keeps_norms_softmax_gelu_in_float(ex
     assert "MatMul" in fp32 and not ({"MatMulInteger", "DynamicQuantizeLinear"} & fp32)
     assert {"MatMulInteger", "DynamicQuantizeLinear"} & dynamic
     assert {"QLinearMatMul", "QuantizeLinear", "DequantizeLinear"} <= static
+    # the patch projection: float in dynamic int8 (ConvInteger is slow), int8 in static
+    assert "Conv" in dynamic and "ConvInteger" not in dynamic
+    assert "QLinearConv" in static and "Conv" not in static
     for ops in (dynamic, static):
         assert "Softmax" in ops and "Erf" in ops  # softmax and GELU (erf) in float
         assert "LayerNormalization" in ops
     assert paths["dynamic"].stat().st_size < 0.5 * paths["fp32"].stat().st_size
+
+
+def test_onnx_runtime_threads_spin_during_a_run_and_stop_after_it(exported):
+    """Spinning between operators is what makes batch 1 fast; threads still spinning after
+    run() returns would take the CPU from whatever the process does next (measured, not
+    tested here: CPU seconds of an idle process differ by ~0.02 s, too close for a test)."""
+    _, _, paths = exported
+    options = OnnxClassifier(paths["dynamic"], threads=2).session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert options.get_session_config_entry("session.force_spinning_stop") == "1"
 
 
 def test_int8_logits_stay_close_to_fp32(exported):

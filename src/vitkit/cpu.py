@@ -83,3 +83,11 @@ def isa_caps() -> list[str]:
     if "avx512f" in flags and not aten.startswith("AVX512"):
         caps.append(f"ATen kernels at {aten}")
     return caps
+
+
+def omp_threads_sleep() -> bool:
+    """Whether idle OpenMP threads sleep at once (OMP_WAIT_POLICY=PASSIVE, vitkit's default,
+    with no GOMP_SPINCOUNT to make them spin first): every parallel region then pays for
+    waking them, tens of microseconds."""
+    policy = os.environ.get("OMP_WAIT_POLICY", "").strip().upper()
+    return policy == "PASSIVE" and not os.environ.get("GOMP_SPINCOUNT", "").strip()

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.dataset import ImageTensorDataset
+from ..device import compile_options
 from ..infer.optimize import optimize_for_inference
 from ..models import Preprocessing, VisionTransformer, ViTConfig
 
@@ -183,7 +184,8 @@ def training_workloads(
         compiled = VisionTransformer(config).to(device).train()
         optimizer = torch.optim.AdamW(compiled.parameters(), lr=1e-4, **fused)
         workloads.append(Workload(
-            "vitkit compiled", make_step(torch.compile(compiled), optimizer), batch
+            "vitkit compiled",
+            make_step(torch.compile(compiled, options=compile_options(device)), optimizer), batch
         ))
     for library in peers:
         peer = peer_model(library, config).to(device).train()

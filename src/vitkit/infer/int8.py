@@ -97,6 +97,6 @@ def quantize_int8(model: VisionTransformer, calibration: torch.Tensor,
             prepared(model_inputs(float_model, calibration[start:start + CALIBRATION_BATCH]))
         graph = pt2e.convert_pt2e(prepared)
     if compile:
-        graph = compile_frozen(graph)
+        graph = compile_frozen(graph, device="cpu")
     log.info("int8: calibrated on %d images", len(calibration))
     return Int8Model(graph, model.config, len(calibration)).eval()

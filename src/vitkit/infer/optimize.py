@@ -8,7 +8,7 @@ import copy
 import torch
 from torch import nn
 
-from ..device import default_dtype
+from ..device import compile_options, default_dtype
 from ..models import VisionTransformer
 
 
@@ -51,21 +51,22 @@ def optimize_for_inference(
     wrapped = InferenceModel(frozen, dtype).eval()
     if not compile:
         return wrapped
-    return compile_frozen(wrapped, dynamic)
+    return compile_frozen(wrapped, dynamic, device)
 
 
-def compile_frozen(module: nn.Module, dynamic: bool = True) -> nn.Module:
-    """`module` through inductor with its weights frozen (constant-folded, prepacked for
-    oneDNN), for no-grad inference. dynamic: one graph serves every batch size but 1 (which
-    torch specialises), so a run's last short batch or a server's varying batches do not
-    wait for the compiler again."""
+def compile_frozen(module: nn.Module, dynamic: bool = True,
+                   device: torch.device | str = "cpu") -> nn.Module:
+    """`module` (on `device`) through inductor with its weights frozen (constant-folded,
+    prepacked for oneDNN), for no-grad inference. dynamic: one graph serves every batch size
+    but 1 (which torch specialises), so a run's last short batch or a server's varying
+    batches do not wait for the compiler again."""
     import torch._inductor.config as inductor_config
 
     # The global switch, not torch.compile(options=...): the int8 lowering passes read it
     # outside the options' scope (measured: compiling a quantized graph fails without it).
     # It changes only graphs compiled without gradients.
     inductor_config.freezing = True
-    return NoGrad(torch.compile(module, dynamic=dynamic))
+    return NoGrad(torch.compile(module, dynamic=dynamic, options=compile_options(device)))
 
 
 class NoGrad(nn.Module):

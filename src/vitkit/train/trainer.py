@@ -29,7 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data import ImageTensorDataset
-from ..device import default_device, evaluation_dtype
+from ..device import compile_options, default_device, evaluation_dtype
 from ..errors import TrainingError
 from ..infer import evaluate
 from ..models import Preprocessing, VisionTransformer
@@ -330,7 +330,7 @@ def _compiled(net: nn.Module, run: TrainRun, plan: Plan) -> nn.Module:
         return net
     if plan.dist.is_main:
         log.info("compiling the model with torch.compile (the first steps take a while)")
-    return torch.compile(net)
+    return torch.compile(net, options=compile_options(plan.device))
 
 
 # -- one step --------------------------------------------------------------------------------

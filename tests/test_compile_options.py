@@ -1,0 +1,67 @@
+"""inductor's threading on the CPU: while OpenMP's threads sleep between parallel regions
+(vitkit's default OMP_WAIT_POLICY=PASSIVE), kernels too small to repay waking them run on one
+thread; with spinning threads, on CUDA or on one thread, inductor's defaults stand. Every
+compile vitkit makes (inference, int8, the trainer) asks the same function."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from vitkit import device
+from vitkit.device import SLEEPING_THREADS_CHUNK, compile_options, torch_threads
+from vitkit.infer import optimize
+
+
+@pytest.fixture
+def policy(monkeypatch):
+    def set_policy(wait: str | None, spin: str | None = None) -> None:
+        for name, value in (("OMP_WAIT_POLICY", wait), ("GOMP_SPINCOUNT", spin)):
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, value)
+    return set_policy
+
+
+def test_sleeping_threads_leave_small_kernels_to_one_thread(policy):
+    policy("PASSIVE")
+    with torch_threads(2):
+        assert compile_options("cpu") == {"cpp.min_chunk_size": SLEEPING_THREADS_CHUNK}
+    with torch_threads(5):  # waking shared by 4 helpers: a quarter of the work per thread
+        assert compile_options("cpu") == {"cpp.min_chunk_size": SLEEPING_THREADS_CHUNK // 4}
+    policy("passive ")
+    with torch_threads(2):
+        assert compile_options(torch.device("cpu")) is not None
+
+
+@pytest.mark.parametrize(("wait", "spin", "threads", "where"), [
+    ("ACTIVE", None, 2, "cpu"),     # threads spin: inductor's splitting is cheap
+    (None, None, 2, "cpu"),         # libgomp's default spins too
+    ("PASSIVE", "10000", 2, "cpu"),  # a spin count makes PASSIVE threads spin first
+    ("PASSIVE", None, 1, "cpu"),    # nothing to wake
+    ("PASSIVE", None, 2, "cuda"),   # not OpenMP
+])
+def test_inductors_defaults_stand_otherwise(policy, wait, spin, threads, where):
+    policy(wait, spin)
+    with torch_threads(threads):
+        assert compile_options(where) is None
+
+
+def test_every_compile_asks_for_the_options(policy, monkeypatch):
+    """compile_frozen (the compiled and int8 inference paths) and the trainer pass them on."""
+    from vitkit.train import trainer
+
+    seen = []
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: seen.append(kw) or module)
+    policy("PASSIVE")
+    with torch_threads(2):
+        optimize.compile_frozen(nn.Linear(2, 2), device="cpu")
+        run = type("Run", (), {"compile": True})()
+        plan = type("Plan", (), {"device": torch.device("cpu"),
+                                 "dist": type("Dist", (), {"is_main": False})()})()
+        trainer._compiled(nn.Linear(2, 2), run, plan)
+    expected = device.compile_options("cpu")
+    assert expected is not None
+    assert [kw["options"] for kw in seen] == [expected, expected]
