@@ -386,32 +386,39 @@ def test_a_server_of_a_small_model_stays_eager_without_compiling(tmp_path, monke
 
 
 class Sleeper(torch.nn.Module):
-    """A path that takes `seconds` a call (its first call `first` more: a compile), and
-    writes its name in `log` at every call."""
+    """A path that takes `seconds` a call (its first call `first` more: a compile; a call
+    right after another path's `cold` more: caches that path filled), and writes its name in
+    `log` at every call."""
 
-    def __init__(self, name: str, seconds: float, log: list[str], first: float = 0.0) -> None:
+    def __init__(self, name: str, seconds: float, log: list[str], first: float = 0.0,
+                 cold: float = 0.0) -> None:
         super().__init__()
-        self.name, self.seconds, self.log, self.first = name, seconds, log, first
+        self.name, self.seconds, self.log, self.first, self.cold = name, seconds, log, first, cold
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        time.sleep(self.seconds + (self.first if not self.log.count(self.name) else 0.0))
+        extra = self.first if not self.log.count(self.name) else 0.0
+        extra += self.cold if self.log and self.log[-1] != self.name else 0.0
+        time.sleep(self.seconds + extra)
         self.log.append(self.name)
         return images
 
 
 def test_paths_are_timed_side_by_side_in_rounds(monkeypatch):
-    """Every path is warmed up, then timed in rounds of one call each (a noisy moment slows
-    them alike), at least MIN_ROUNDS and at most MAX_ROUNDS; the setup counts the build and
+    """Every path is warmed up, then timed in rounds of two calls each, the second timed (a
+    noisy moment slows them alike, and the timed call finds the caches as a path running
+    alone does), at least MIN_ROUNDS and at most MAX_ROUNDS; the setup counts the build and
     what the warm-up took beyond two steady calls (the compile)."""
     monkeypatch.setattr(backends, "MEASURE_S", 0.2)
     log: list[str] = []
-    runners = {"slow": Sleeper("slow", 0.02, log, first=0.3), "fast": Sleeper("fast", 0.002, log)}
+    runners = {"slow": Sleeper("slow", 0.02, log, first=0.3),
+               "fast": Sleeper("fast", 0.002, log, cold=0.05)}
     inputs = torch.zeros(4, 1, 8, 8)
     timings = backends._time_paths(runners, inputs, {"slow": 1.0, "fast": 0.5})
     assert log[:4] == ["slow", "slow", "fast", "fast"]  # the warm-up, path by path
     rounds = log[4:]
-    assert rounds == ["slow", "fast"] * (len(rounds) // 2)
-    assert backends.MIN_ROUNDS <= len(rounds) // 2 <= backends.MAX_ROUNDS
+    assert rounds == ["slow", "slow", "fast", "fast"] * (len(rounds) // 4)
+    assert backends.MIN_ROUNDS <= len(rounds) // 4 <= backends.MAX_ROUNDS
+    assert timings["fast"].image_s < 0.02 / 4  # its warm calls, not the 0.052 s cold ones
     assert timings["fast"].image_s < timings["slow"].image_s
     assert 0.015 / 4 < timings["slow"].image_s < 0.2 / 4
     assert 1.25 < timings["slow"].setup_s < 2.0  # 1 s build + the 0.3 s first call

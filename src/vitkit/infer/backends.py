@@ -106,10 +106,12 @@ def int8_paths() -> list[str]:
 def _time_paths(runners: dict[str, nn.Module], inputs: torch.Tensor,
                 builds: dict[str, float]) -> dict[str, Timing]:
     """Each path warmed up (two calls; a compile happens in the first), then timed side by
-    side: rounds of one call each, at least `MIN_ROUNDS` and `MEASURE_S` in all (at most
-    `MAX_ROUNDS`), so that a noisy moment on a shared machine slows every path alike; the
-    median call of each. A path's setup is its build plus what its warm-up took beyond two
-    steady calls."""
+    side: rounds of two calls of each path, the second timed, at least `MIN_ROUNDS` and
+    `MEASURE_S` in all (at most `MAX_ROUNDS`), so that a noisy moment on a shared machine
+    slows every path alike, while each timed call finds the caches as the chosen path will,
+    running alone (a call right after another path's read ONNX Runtime's ViT-S/16 at batch 1
+    at 34 ms/image, where it runs at 21); the median timed call of each. A path's setup is
+    its build plus what its warm-up took beyond two steady calls."""
     warm_up: dict[str, float] = {}
     calls: dict[str, list[float]] = {name: [] for name in runners}
     with torch.no_grad():  # as `evaluating` runs it: another grad mode would recompile
@@ -122,6 +124,7 @@ def _time_paths(runners: dict[str, nn.Module], inputs: torch.Tensor,
         while rounds < MIN_ROUNDS or (rounds < MAX_ROUNDS
                                       and time.perf_counter() - begin < MEASURE_S):
             for name, runner in runners.items():
+                runner(inputs)
                 start = time.perf_counter()
                 runner(inputs)
                 calls[name].append(time.perf_counter() - start)
