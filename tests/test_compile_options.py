@@ -9,7 +9,6 @@ import pytest
 import torch
 from torch import nn
 
-from vitkit import device
 from vitkit.device import SLEEPING_THREADS_CHUNK, compile_options, torch_threads
 from vitkit.infer import optimize
 
@@ -62,6 +61,6 @@ def test_every_compile_asks_for_the_options(policy, monkeypatch):
         plan = type("Plan", (), {"device": torch.device("cpu"),
                                  "dist": type("Dist", (), {"is_main": False})()})()
         trainer._compiled(nn.Linear(2, 2), run, plan)
-    expected = device.compile_options("cpu")
+    expected = compile_options("cpu")
     assert expected is not None
     assert [kw["options"] for kw in seen] == [expected, expected]

@@ -25,7 +25,7 @@ from .metadata import INPUT_NAME, read_metadata
 
 log = logging.getLogger("vitkit")
 
-QUANTIZED_OPS = ["MatMul", "Gemm", "Conv"]
+STATIC_OPS = ["MatMul", "Gemm", "Conv"]
 # Dynamic int8 leaves the patch projection (a Conv) in float: ONNX Runtime runs it as
 # ConvInteger, which took 2.2 of 26 ms per ViT-S/16 image, and without it the whole model
 # ran 7% faster at batch 1 and 10% at batch 32 (AVX-512 BF16 EPYC, 2 threads).
@@ -121,7 +121,7 @@ def quantize_static_file(fp32: str | os.PathLike, out: str | os.PathLike,
             # QOperator (QLinearMatMul) runs faster than QDQ on ONNX Runtime's CPU provider
             # (measured: 1.7x fp32 against 1.2x), per-tensor scales at no accuracy cost.
             str(source), str(out), reader, quant_format=quantization.QuantFormat.QOperator,
-            op_types_to_quantize=QUANTIZED_OPS, per_channel=False,
+            op_types_to_quantize=STATIC_OPS, per_channel=False,
             activation_type=quantization.QuantType.QUInt8,
             weight_type=quantization.QuantType.QInt8,
             calibrate_method=quantization.CalibrationMethod.MinMax,
