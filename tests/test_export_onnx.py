@@ -112,9 +112,11 @@ def test_int8_quantizes_matrix_products_and_keeps_norms_softmax_gelu_in_float(ex
     # the patch projection: float in dynamic int8 (ConvInteger is slow), int8 in static
     assert "Conv" in dynamic and "ConvInteger" not in dynamic
     assert "QLinearConv" in static and "Conv" not in static
+    # dynamic: each attention is one QAttention (its softmax inside, in float)
+    assert "QAttention" in dynamic and "Softmax" not in dynamic
+    assert "Softmax" in static and "QAttention" not in static
     for ops in (dynamic, static):
-        assert "Softmax" in ops and "Erf" in ops  # softmax and GELU (erf) in float
-        assert "LayerNormalization" in ops
+        assert "Erf" in ops and "LayerNormalization" in ops  # GELU and the norms in float
     assert paths["dynamic"].stat().st_size < 0.5 * paths["fp32"].stat().st_size
 
 
@@ -231,3 +233,66 @@ def test_missing_extra_is_one_line_naming_it(tmp_path, capsys, monkeypatch):
 def test_predict_onnx_moved_says_where():
     with pytest.raises(ImportError, match="from vitkit.infer import predict_onnx"):
         from vitkit.export import predict_onnx  # noqa: F401
+
+
+def _nodes(path):
+    import onnx
+
+    return list(onnx.load(str(path)).graph.node)
+
+
+@pytest.mark.parametrize("qkv_bias", [True, False])
+def test_dynamic_int8_takes_one_qattention_per_block_or_standard_ops(tmp_path, qkv_bias):
+    """Each block's attention becomes ONNX Runtime's QAttention (and the file is only for ONNX
+    Runtime); with standard_ops the graph keeps standard ONNX operators. Both give the same
+    int8 answers, close to the model's."""
+    model = trained_like(depth=3, qkv_bias=qkv_bias)
+    fused = export_onnx(model, tmp_path / "fused.onnx", int8="dynamic")
+    standard = export_onnx(model, tmp_path / "standard.onnx", int8="dynamic",
+                           standard_ops=True)
+    attention = [n for n in _nodes(fused) if n.op_type == "QAttention"]
+    assert len(attention) == 3 and all(n.domain == "com.microsoft" for n in attention)
+    assert {n.domain for n in _nodes(standard)} <= {"", "ai.onnx"}
+    assert "Softmax" in {n.op_type for n in _nodes(standard)}
+    inputs = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        reference = model(inputs)
+    spread = reference.max() - reference.min()
+    for path in (fused, standard):
+        assert max_diff(OnnxClassifier(path).logits(inputs), reference) < 0.1 * spread, path
+
+
+def test_attention_fusion_is_exact_in_fp32_and_refused_when_it_would_change_outputs(
+        tmp_path, caplog):
+    """The fused fp32 graph gives the exported graph's logits (summation order aside); a
+    fusion that would change them (here: the wrong head count) is dropped with a warning."""
+    import onnx
+    import onnxruntime as ort
+
+    from vitkit.export.fusion import fuse_attention, fused_attention_checked
+
+    model = trained_like(depth=2)
+    path = export_onnx(model, tmp_path / "fp32.onnx")
+    proto = onnx.load(str(path))
+    fused = onnx.ModelProto()
+    fused.CopyFrom(proto)
+    assert fuse_attention(fused, num_heads=model.config.num_heads) == 2
+    assert "Softmax" not in {n.op_type for n in fused.graph.node}
+    batch = np.random.default_rng(1).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    outputs = [ort.InferenceSession(p.SerializeToString(), providers=["CPUExecutionProvider"])
+               .run(None, {"pixel_values": batch})[0] for p in (proto, fused)]
+    assert np.abs(outputs[0] - outputs[1]).max() < 1e-5 * max(1, np.abs(outputs[0]).max())
+    assert fused_attention_checked(proto, model.config.num_heads, (2, 3, 32, 32)) is not proto
+    with caplog.at_level("WARNING", logger="vitkit"):
+        assert fused_attention_checked(proto, 1, (2, 3, 32, 32)) is proto
+    assert "changed the outputs" in caplog.text
+
+
+def test_cli_standard_ops_only_with_int8_dynamic(tmp_path, capsys):
+    checkpoint = tmp_path / "ckpt"
+    vitkit.save_pretrained(trained_like(), checkpoint, class_names=CLASSES)
+    code = main(["export", str(checkpoint), str(tmp_path / "m.onnx"), "--standard-ops"])
+    one_line_error(capsys, code, "--standard-ops is only used with --int8 dynamic")
+    assert main(["export", str(checkpoint), str(tmp_path / "m.onnx"), "--int8", "dynamic",
+                 "--standard-ops"]) == 0
+    assert "QAttention" not in {n.op_type for n in _nodes(tmp_path / "m.onnx")}

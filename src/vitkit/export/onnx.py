@@ -63,10 +63,13 @@ def export_onnx(
     int8: str | None = None,
     calibration: Sequence[str | os.PathLike] | None = None,
     max_calibration_images: int = 512,
+    standard_ops: bool = False,
 ) -> Path:
     """Export `model` to an ONNX file at `path`, in fp32 or, with `int8`, quantized:
 
-    - `int8="dynamic"`: int8 weights, activations quantized per batch at run time;
+    - `int8="dynamic"`: int8 weights, activations quantized per batch at run time, each
+      attention one QAttention of ONNX Runtime's contrib operators (`standard_ops=True`: a
+      graph of standard ONNX operators only, for other runtimes);
     - `int8="static"`: int8 weights and activations, scales calibrated on the image files in
       `calibration` (prepared exactly as `vitkit predict` prepares them).
 
@@ -84,7 +87,7 @@ def export_onnx(
     with tempfile.TemporaryDirectory(prefix="vitkit-onnx-") as work:
         fp32 = export_fp32(model, Path(work) / "fp32.onnx", opset)
         if int8 == "dynamic":
-            quantize_dynamic_file(fp32, path)
+            quantize_dynamic_file(fp32, path, standard_ops)
         else:
             quantize_static_file(fp32, path, calibration or [], max_calibration_images)
     set_metadata(path, metadata_for(model, quantization=f"int8-{int8}"))
