@@ -1,5 +1,5 @@
 """ONNX Runtime's fused attention in an exported ViT: each block's multi-head self-attention,
-exported as a score of reshapes, splits, transposes, products and a softmax between the qkv
+exported as some twenty reshapes, splits, transposes, products and a softmax between the qkv
 and output projections, replaced by one `Attention` node of ONNX Runtime's contrib operators
 (com.microsoft). The dynamic quantizer turns that node into QAttention, whose int8 qkv product
 writes each head's q, k and v where the attention reads them, with no transposes between.
@@ -118,16 +118,17 @@ def fuse_attention(model: Any, num_heads: int) -> int:
         if projection is None:
             order.append(node)
             continue
+        prefix = f"vitkit_attention_{fused}"  # exported node names may be empty
         if add is not None:
             bias = next(name for name in add.input if name != node.output[0])
         else:
-            bias = f"{node.name}/zero_bias"
+            bias = f"{prefix}_zero_bias"
             model.graph.initializer.append(onnx.numpy_helper.from_array(
                 np.zeros(3 * dim, np.float32), bias))
-        fused_out = f"{node.name}/fused_attention"
+        fused_out = f"{prefix}_output"
         order.append(onnx.helper.make_node(
             "Attention", [node.input[0], node.input[1], bias], [fused_out],
-            name=f"{node.name}/Attention", domain=CONTRIB_DOMAIN, num_heads=num_heads))
+            name=prefix, domain=CONTRIB_DOMAIN, num_heads=num_heads))
         projection.input[0] = fused_out
         fused += 1
     del model.graph.node[:]
