@@ -296,3 +296,23 @@ def test_cli_standard_ops_only_with_int8_dynamic(tmp_path, capsys):
     assert main(["export", str(checkpoint), str(tmp_path / "m.onnx"), "--int8", "dynamic",
                  "--standard-ops"]) == 0
     assert "QAttention" not in {n.op_type for n in _nodes(tmp_path / "m.onnx")}
+
+
+@pytest.mark.parametrize("name", ["deit_tiny_distilled_patch16_224",
+                                  "vit_small_patch14_reg4_dinov2",
+                                  "vit_base_patch16_clip_quickgelu_224",
+                                  "vit_base_patch16_siglip_224", "vit_base_r50_s16_224"])
+def test_attention_fuses_in_every_family_as_initialised(tmp_path, name):
+    """Every block's attention fuses in each family vitkit builds (distillation token,
+    registers, CLIP's pre-norm, SigLIP's attention-pooling head left alone, the hybrid), with
+    vitkit's own initialisation: its equal zero biases reach the graph through Identity nodes."""
+    import onnx
+
+    from vitkit.export.fusion import fused_attention_checked
+
+    size = 56 if "patch14" in name else 64
+    model = vitkit.create_model(name, depth=2, embed_dim=64, num_heads=2, num_classes=3,
+                                img_size=size).eval()
+    proto = onnx.load(str(export_onnx(model, tmp_path / "fp32.onnx")))
+    fused = fused_attention_checked(proto, 2, (2, 3, size, size))
+    assert sum(node.op_type == "Attention" for node in fused.graph.node) == 2

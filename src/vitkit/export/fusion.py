@@ -31,11 +31,6 @@ _ATTENTION_OPS = {"Reshape", "Transpose", "Split", "Squeeze", "Unsqueeze", "Mul"
 _MAX_ATTENTION_NODES = 64
 
 
-def _dims(initializers: dict[str, Any], name: str) -> list[int] | None:
-    found = initializers.get(name)
-    return list(found.dims) if found is not None else None
-
-
 class _Graph:
     """The lookups the matcher needs over one ONNX graph."""
 
@@ -43,15 +38,28 @@ class _Graph:
         self.graph = graph
         self.initializers = {i.name: i for i in graph.initializer}
         self.consumers: dict[str, list[Any]] = defaultdict(list)
+        self.producer: dict[str, Any] = {}
         for node in graph.node:
             for name in node.input:
                 self.consumers[name].append(node)
+            for name in node.output:
+                self.producer[name] = node
+
+    def dims(self, name: str) -> list[int] | None:
+        """The shape of the constant `name` (through the Identity nodes the exporter puts in
+        place of initializers equal to another, such as two zero biases), or None."""
+        while name not in self.initializers:
+            node = self.producer.get(name)
+            if node is None or node.op_type != "Identity":
+                return None
+            name = node.input[0]
+        return list(self.initializers[name].dims)
 
     def weight(self, node: Any) -> list[int] | None:
         """The shape of a MatMul's constant right operand, or None."""
         if node.op_type != "MatMul":
             return None
-        return _dims(self.initializers, node.input[1])
+        return self.dims(node.input[1])
 
     def qkv_bias(self, product: Any, width: int) -> Any | None:
         """The Add of a constant (width,) bias that alone takes the qkv product, or None."""
@@ -60,7 +68,7 @@ class _Graph:
             return None
         add = users[0]
         bias = [name for name in add.input if name != product.output[0]]
-        if len(bias) == 1 and _dims(self.initializers, bias[0]) == [width]:
+        if len(bias) == 1 and self.dims(bias[0]) == [width]:
             return add
         return None
 
