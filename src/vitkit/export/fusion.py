@@ -35,7 +35,6 @@ class _Graph:
     """The lookups the matcher needs over one ONNX graph."""
 
     def __init__(self, graph: Any) -> None:
-        self.graph = graph
         self.initializers = {i.name: i for i in graph.initializer}
         self.consumers: dict[str, list[Any]] = defaultdict(list)
         self.producer: dict[str, Any] = {}
@@ -61,15 +60,15 @@ class _Graph:
             return None
         return self.dims(node.input[1])
 
-    def qkv_bias(self, product: Any, width: int) -> Any | None:
-        """The Add of a constant (width,) bias that alone takes the qkv product, or None."""
+    def qkv_bias(self, product: Any, width: int) -> tuple[str, str] | None:
+        """(the sum, the bias) of the Add of a constant (width,) bias that alone takes the qkv
+        product, or None."""
         users = self.consumers[product.output[0]]
         if len(users) != 1 or users[0].op_type != "Add":
             return None
-        add = users[0]
-        bias = [name for name in add.input if name != product.output[0]]
+        bias = [name for name in users[0].input if name != product.output[0]]
         if len(bias) == 1 and self.dims(bias[0]) == [width]:
-            return add
+            return users[0].output[0], bias[0]
         return None
 
     def output_projection(self, start: str, dim: int) -> Any | None:
@@ -121,15 +120,13 @@ def fuse_attention(model: Any, num_heads: int) -> int:
             order.append(node)
             continue
         dim = dims[0]
-        add = graph.qkv_bias(node, 3 * dim)
-        projection = graph.output_projection((add or node).output[0], dim)
+        start, bias = graph.qkv_bias(node, 3 * dim) or (node.output[0], None)
+        projection = graph.output_projection(start, dim)
         if projection is None:
             order.append(node)
             continue
         prefix = f"vitkit_attention_{fused}"  # exported node names may be empty
-        if add is not None:
-            bias = next(name for name in add.input if name != node.output[0])
-        else:
+        if bias is None:
             bias = f"{prefix}_zero_bias"
             model.graph.initializer.append(onnx.numpy_helper.from_array(
                 np.zeros(3 * dim, np.float32), bias))

@@ -51,18 +51,18 @@ def _preprocessed(fp32: Path, work: Path) -> Path:
     return out
 
 
-def _attention_fused(source: Path, work: Path, meta: dict[str, Any]) -> Path:
+def _attention_fused(source: Path, work: Path, meta: dict[str, Any]) -> Path | None:
     """`source` with ONNX Runtime's fused attention, checked against it on a random batch (the
-    shape from vitkit's metadata `meta`); `source` itself where there is nothing to fuse."""
+    shape from vitkit's metadata `meta`), written in `work`; None where nothing fused."""
     onnx = require("onnx", "serve", "int8 export")
     num_heads = meta.get("config", {}).get("num_heads")
     if not num_heads:
-        return source
+        return None
     model = onnx.load(str(source))
     checked = fused_attention_checked(model, int(num_heads),
                                       (2, int(meta["in_chans"]), *meta["img_size"]))
     if checked is model:
-        return source
+        return None
     out = work / "fused.onnx"
     onnx.save(checked, str(out))
     return out
@@ -78,10 +78,10 @@ def quantize_dynamic_file(fp32: str | os.PathLike, out: str | os.PathLike,
     with tempfile.TemporaryDirectory(prefix="vitkit-q-") as work:
         source = _preprocessed(Path(fp32), Path(work))
         ops = DYNAMIC_OPS
-        if not standard_ops:
-            fused = _attention_fused(source, Path(work), read_metadata(fp32))
-            ops = DYNAMIC_OPS + ["Attention"] if fused != source else DYNAMIC_OPS
-            source = fused
+        fused = None if standard_ops else _attention_fused(source, Path(work),
+                                                           read_metadata(fp32))
+        if fused is not None:
+            source, ops = fused, DYNAMIC_OPS + ["Attention"]
         quantization.quantize_dynamic(
             str(source), str(out), weight_type=quantization.QuantType.QInt8,
             op_types_to_quantize=ops, per_channel=False,
