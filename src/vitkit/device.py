@@ -55,6 +55,22 @@ def has_fast_bf16(device: torch.device | str) -> bool:
     return False
 
 
+# The compute capability from which NVIDIA GPUs multiply float8 matrices natively (Ada
+# Lovelace 8.9, Hopper 9.0, Blackwell 10.0 and newer).
+FLOAT8_CAPABILITY = (8, 9)
+
+
+def has_float8(device: torch.device | str) -> bool:
+    """Whether `device` multiplies float8 matrices natively: a CUDA GPU of compute capability
+    8.9 or newer. Elsewhere torchao's float8 is emulated (slower than bf16) or refused."""
+    import torch
+
+    device = torch.device(device)
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return False
+    return torch.cuda.get_device_capability(device) >= FLOAT8_CAPABILITY
+
+
 def default_dtype(device: torch.device | str, fp32: bool = False) -> torch.dtype:
     """The compute dtype vitkit's commands use by default: bf16 where native, else fp32."""
     import torch
@@ -75,6 +91,9 @@ def evaluation_dtype(device: torch.device | str) -> torch.dtype:
 
 
 PRECISIONS = ("auto", "fp32", "bf16")
+# Training may also put its linear layers in float8 (bf16 autocast for the rest; see
+# `vitkit.train.precision.to_float8_training`).
+TRAINING_PRECISIONS = (*PRECISIONS, "fp8")
 
 
 def resolve_dtype(device: torch.device | str, precision: str = "auto") -> torch.dtype:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.dataset import ImageTensorDataset
-from ..device import compile_options
+from ..device import compile_options, has_float8
 from ..infer.optimize import optimize_for_inference
 from ..models import Preprocessing, VisionTransformer, ViTConfig
 
@@ -81,7 +81,8 @@ def inference_workloads(
     """Forward passes: vitkit's fast path (a frozen copy in the compute dtype), vitkit and each
     peer under autocast (as their users run them, the like-for-like comparison), and with
     `compile` each of those compiled too, plus vitkit's int8 paths on the CPU (PyTorch int8
-    through inductor, and ONNX Runtime int8 of `vitkit export`) where installed."""
+    through inductor, and ONNX Runtime int8 of `vitkit export`) where installed, and on a
+    GPU the compiled path replayed as CUDA graphs and, where it has float8 units, fp8."""
     torch.manual_seed(0)
     model = VisionTransformer(config).eval()
     images = torch.randn(batch, config.in_chans, *config.img_size, device=device)
@@ -93,6 +94,8 @@ def inference_workloads(
         workloads.append(Workload("vitkit compiled", lambda: compiled(images), batch))
     if compile and device.type == "cpu":
         workloads += int8_workloads(model, images)
+    if compile and device.type == "cuda":
+        workloads += gpu_workloads(model, images, dtype)
     contenders = [("vitkit autocast", model.to(device))]
     contenders += [(library, peer_model(library, config).to(device).eval()) for library in peers]
     for name, module in contenders:
@@ -128,6 +131,42 @@ def int8_workloads(model: VisionTransformer, images: torch.Tensor) -> list[Workl
     return workloads
 
 
+def float8_rows(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether to time fp8: in bf16 runs (fp8 computes the rest of the model in bf16), on a
+    device with float8 units, with torchao installed."""
+    return (dtype == torch.bfloat16 and has_float8(device)
+            and importlib.util.find_spec("torchao") is not None)
+
+
+def gpu_workloads(model: VisionTransformer, images: torch.Tensor,
+                  dtype: torch.dtype) -> list[Workload]:
+    """vitkit's compiled path replayed as CUDA graphs, and `backend='fp8'` (`float8_rows`)."""
+    batch, device = len(images), images.device
+    graphs = optimize_for_inference(model, dtype=dtype, device=device, compile=True,
+                                    cuda_graphs=True)
+    workloads = [Workload("vitkit compiled, CUDA graphs", lambda: graphs(images), batch)]
+    if float8_rows(device, dtype):
+        from ..infer.float8 import quantize_float8
+
+        fp8 = quantize_float8(model, device)
+        workloads.append(Workload("vitkit fp8 compiled", lambda: fp8(images), batch))
+    return workloads
+
+
+def float8_training_workload(config: ViTConfig, device: torch.device, make_step: Callable,
+                             batch: int) -> Workload:
+    """vitkit compiled with its encoder's linear layers in float8, as precision='fp8' trains
+    (the steps run in bf16 autocast around them)."""
+    from ..train.precision import to_float8_training
+
+    model = VisionTransformer(config).to(device).train()
+    to_float8_training(model, device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    step = make_step(torch.compile(model, options=compile_options(device)), optimizer,
+                     torch.bfloat16)
+    return Workload("vitkit fp8 compiled", step, batch)
+
+
 Batches = Callable[[], tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -157,16 +196,18 @@ def training_workloads(
 ) -> list[Workload]:
     """Training steps (forward, backward, AdamW step): on a fixed random batch, or, when
     `batches` is given, on a fresh batch from it inside every timed step (the data pipeline
-    is then part of each library's time)."""
+    is then part of each library's time). With `compile` on a GPU, also vitkit compiled
+    with CUDA graphs, and `precision='fp8'` compiled (`float8_rows`)."""
     torch.manual_seed(0)
     fixed = (torch.randn(batch, config.in_chans, *config.img_size, device=device),
              torch.randint(0, config.num_classes, (batch,), device=device))
 
-    def make_step(model: nn.Module, optimizer: torch.optim.Optimizer) -> Callable[[], object]:
+    def make_step(model: nn.Module, optimizer: torch.optim.Optimizer,
+                  autocast: torch.dtype = dtype) -> Callable[[], object]:
         def step() -> None:
             images, labels = batches() if batches is not None else fixed
             images, labels = images.to(device), labels.to(device)
-            with _autocast(device, dtype):
+            with _autocast(device, autocast):
                 loss = F.cross_entropy(model(images), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -187,6 +228,13 @@ def training_workloads(
             "vitkit compiled",
             make_step(torch.compile(compiled, options=compile_options(device)), optimizer), batch
         ))
+    if compile and device.type == "cuda":  # forward and backward replayed as CUDA graphs
+        graphs = VisionTransformer(config).to(device).train()
+        optimizer = torch.optim.AdamW(graphs.parameters(), lr=1e-4, **fused)
+        workloads.append(Workload("vitkit compiled, CUDA graphs", make_step(
+            torch.compile(graphs, options={"triton.cudagraphs": True}), optimizer), batch))
+    if compile and float8_rows(device, dtype):
+        workloads.append(float8_training_workload(config, device, make_step, batch))
     for library in peers:
         peer = peer_model(library, config).to(device).train()
         optimizer = torch.optim.AdamW(peer.parameters(), lr=1e-4)

@@ -10,7 +10,7 @@ from .main import CommandError
 
 # `vitkit.infer.backends.BACKENDS`, spelled here so that --help does not import torch
 # (tests/test_backends.py checks the two agree).
-PATHS = ("auto", "eager", "compiled", "int8", "onnx-int8")
+PATHS = ("auto", "eager", "compiled", "int8", "onnx-int8", "fp8")
 
 
 def add_backend_options(add: Callable, serving: bool = False, onnx: bool = False,
@@ -24,7 +24,8 @@ def add_backend_options(add: Callable, serving: bool = False, onnx: bool = False
             "paths only with --calibration)")
     add("--backend", choices=choices, default="auto",
         help="eager, compiled (torch.compile, frozen weights), int8 (static, calibrated), "
-        "onnx-int8 (ONNX Runtime, int8 dynamic) "
+        "onnx-int8 (ONNX Runtime, int8 dynamic), fp8 (float8 linear layers, on GPUs of "
+        "compute capability 8.9+) "
         + ("or onnx (ONNX Runtime, the default for an .onnx file); " if onnx else "or ")
         + f"auto (default): {auto}")
     add("--calibration", nargs="+", default=None, metavar="IMAGE_OR_FOLDER",

@@ -8,7 +8,7 @@ import argparse
 import dataclasses
 import typing
 
-from vitkit.device import PRECISIONS
+from vitkit.device import TRAINING_PRECISIONS
 from vitkit.train.recipes import Recipe, list_recipes
 
 HELP = {
@@ -71,9 +71,10 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="the run's seed (default 0)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last checkpoint")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+    parser.add_argument("--precision", choices=TRAINING_PRECISIONS, default="auto",
                         help="autocast dtype: auto (bf16 where the hardware is native at it, "
-                        "else fp32), fp32 or bf16")
+                        "else fp32), fp32, bf16, or fp8 (bf16 with the encoder's linear layers "
+                        "in float8, for GPUs of compute capability 8.9+)")
     parser.add_argument("--fp32", dest="precision", action="store_const", const="fp32",
                         help="the same as --precision fp32")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")

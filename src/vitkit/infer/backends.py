@@ -1,8 +1,9 @@
 """Which inference path runs a model, chosen by measurement: eager (the frozen copy in the
 compute dtype), compiled (the same through inductor with frozen weights), int8 (static
-quantization, `vitkit.infer.int8`) or onnx-int8 (ONNX Runtime running the int8 export,
-`vitkit.export.onnx_int8_runner`). The int8 paths are candidates only when calibration images
-are given, which is how a caller accepts int8's numbers in place of the model's own.
+quantization, `vitkit.infer.int8`), onnx-int8 (ONNX Runtime running the int8 export,
+`vitkit.export.onnx_int8_runner`) or fp8 (float8 linear layers on GPUs that have them,
+`vitkit.infer.float8`). The int8 paths are candidates only when calibration images are given,
+which is how a caller accepts int8's numbers in place of the model's own; fp8 only when asked.
 
 `choose_backend` times each path on this machine the first time it meets this model, batch
 and dtype, remembers the figures ($VITKIT_CACHE/backend.json, keyed by CPU, torch, threads,
@@ -28,7 +29,7 @@ from .optimize import optimize_for_inference
 
 log = logging.getLogger("vitkit")
 
-BACKENDS = ("auto", "eager", "compiled", "int8", "onnx-int8")
+BACKENDS = ("auto", "eager", "compiled", "int8", "onnx-int8", "fp8")
 # A guess at what building a faster path costs, before any has been measured on this machine:
 # work that takes less than this eagerly is run eagerly without measuring anything.
 SETUP_GUESS_S = 10.0
@@ -67,8 +68,9 @@ class BackendChoice:
 
 def build_runner(model: VisionTransformer, backend: str, dtype: torch.dtype,
                  device: torch.device, calibration: torch.Tensor | None = None) -> nn.Module:
-    """The module that runs `model` on `backend` ('eager', 'compiled', 'int8' or
-    'onnx-int8'): normalised float images in, logits out."""
+    """The module that runs `model` on `backend` ('eager', 'compiled', 'int8', 'onnx-int8'
+    or 'fp8', which computes in bf16 whatever `dtype`): normalised float images in, logits
+    out."""
     if backend == "eager":
         return inference_module(model, dtype, device)
     if backend == "compiled":
@@ -89,6 +91,10 @@ def build_runner(model: VisionTransformer, backend: str, dtype: torch.dtype,
         from ..export import onnx_int8_runner
 
         return onnx_int8_runner(model)
+    if backend == "fp8":
+        from .float8 import quantize_float8
+
+        return quantize_float8(model, device)
     raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
 
 

@@ -35,14 +35,16 @@ def optimize_for_inference(
     compile: bool = False,
     device: torch.device | str | None = None,
     dynamic: bool = True,
+    cuda_graphs: bool = False,
 ) -> nn.Module:
     """A module computing the same logits as `model` (within `dtype` rounding), faster.
 
     dtype defaults to bf16 where the hardware has bf16 matrix units and fp32 elsewhere (see
     `vitkit.device`). With compile=True the model goes through `torch.compile` with frozen
     weights (constant-folded, prepacked matrices); the first call then takes a while
-    (`vitkit.infer.backends` decides when that pays).
-    The original model is left untouched.
+    (`vitkit.infer.backends` decides when that pays); cuda_graphs (CUDA only) replays each
+    batch size's kernels as one CUDA graph, which saves the launches that dominate small
+    batches. The original model is left untouched.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     dtype = dtype or default_dtype(device)
@@ -51,22 +53,29 @@ def optimize_for_inference(
     wrapped = InferenceModel(frozen, dtype).eval()
     if not compile:
         return wrapped
-    return compile_frozen(wrapped, dynamic, device)
+    return compile_frozen(wrapped, dynamic, device, cuda_graphs)
 
 
-def compile_frozen(module: nn.Module, dynamic: bool = True,
-                   device: torch.device | str = "cpu") -> nn.Module:
+def compile_frozen(module: nn.Module, dynamic: bool = True, device: torch.device | str = "cpu",
+                   cuda_graphs: bool = False) -> nn.Module:
     """`module` (on `device`) through inductor with its weights frozen (constant-folded,
     prepacked for oneDNN), for no-grad inference. dynamic: one graph serves every batch size
     but 1 (which torch specialises), so a run's last short batch or a server's varying
-    batches do not wait for the compiler again."""
+    batches do not wait for the compiler again. cuda_graphs: inductor records each batch
+    size's kernels once as a CUDA graph and replays it (ignored off CUDA); the graph reuses
+    its output buffer, so each output is copied out."""
     import torch._inductor.config as inductor_config
 
     # The global switch, not torch.compile(options=...): the int8 lowering passes read it
     # outside the options' scope (measured: compiling a quantized graph fails without it).
     # It changes only graphs compiled without gradients.
     inductor_config.freezing = True
-    return NoGrad(torch.compile(module, dynamic=dynamic, options=compile_options(device)))
+    options = compile_options(device) or {}
+    graphs = cuda_graphs and torch.device(device).type == "cuda"
+    if graphs:
+        options["triton.cudagraphs"] = True
+    return NoGrad(torch.compile(module, dynamic=dynamic, options=options or None),
+                  copy_output=graphs)
 
 
 class NoGrad(nn.Module):
@@ -74,13 +83,15 @@ class NoGrad(nn.Module):
     only for graphs compiled without them (measured: an int8 graph compiled with gradients
     on ran at a third of its speed)."""
 
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, module: nn.Module, copy_output: bool = False) -> None:
         super().__init__()
         self.module = module
+        self.copy_output = copy_output  # a CUDA graph's output is overwritten by its next run
 
     def forward(self, *args: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return self.module(*args)
+            output = self.module(*args)
+            return output.clone() if self.copy_output else output
 
     def train(self, mode: bool = True) -> NoGrad:
         self.training = mode  # an inference graph: nothing below changes mode

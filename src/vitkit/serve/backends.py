@@ -76,9 +76,9 @@ class TorchBackend(Backend):
     def __init__(self, model: VisionTransformer, device: str | torch.device | None = None,
                  fp32: bool = False, backend: str = "eager", max_batch: int = 32,
                  calibration: torch.Tensor | None = None) -> None:
-        """`backend`: 'eager', 'compiled', 'int8' (calibrated on `calibration`), 'onnx-int8'
-        or 'auto': the fastest at `max_batch` images, measured (`vitkit.infer.backends`). A
-        compiled path is warmed at batch 1 and `max_batch` here, so no request waits for the
+        """`backend`: 'eager', 'compiled', 'int8' (calibrated on `calibration`), 'onnx-int8',
+        'fp8' (GPUs with float8 units) or 'auto': the fastest at `max_batch` images, measured
+        (`vitkit.infer.backends`). A compiled path is warmed at batch 1 and `max_batch` here, so no request waits for the
         compiler."""
         self.device = torch.device(device or default_device())
         self.model = model.to(self.device).eval()
@@ -92,7 +92,8 @@ class TorchBackend(Backend):
             self.runner = build_runner(self.model, backend, dtype, self.device, calibration)
         self.path = backend
         self.quantization = {"int8": "int8 static",
-                             "onnx-int8": "int8 dynamic"}.get(backend, "none")
+                             "onnx-int8": "int8 dynamic",
+                             "fp8": "float8 dynamic"}.get(backend, "none")
         config, meta = model.config, model.meta
         self.name = meta.name or "vitkit model"
         self.class_names = meta.class_names or [str(i) for i in range(config.num_classes)]

@@ -3,7 +3,10 @@ bf16 autocast is faster for wide models but slower for narrow ones (measured on 
 with AVX-512 BF16: the digits preset trains 1.8x slower in bf16, ViT-S/16 infers 2.2x
 faster), so `--precision auto` times a few steps of this model in both and keeps the faster,
 cached per machine, torch version, model and batch. CPUs without bf16 units (AVX2) get fp32
-without a probe (their bf16 is emulated); GPUs get bf16 where supported."""
+without a probe (their bf16 is emulated); GPUs get bf16 where supported.
+
+`precision='fp8'` trains in bf16 autocast with the encoder's linear layers swapped for
+torchao's Float8Linear (`to_float8_training`), for GPUs that multiply float8 matrices."""
 
 from __future__ import annotations
 
@@ -16,7 +19,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..device import cpu_has_bf16_matrix_units, default_dtype, resolve_dtype
+from ..device import (
+    TRAINING_PRECISIONS,
+    cpu_has_bf16_matrix_units,
+    default_dtype,
+    has_float8,
+    resolve_dtype,
+)
+from ..errors import require
+from ..infer.float8 import float8_layer
 from ..measured import cache_file, choice_key, read_choices, remember
 from .objectives import Classification, Objective
 
@@ -28,7 +39,12 @@ def training_dtype(model: nn.Module, precision: str, device: torch.device, batch
                    ) -> torch.dtype:
     """The autocast dtype to train `model` in: fp32 or bf16 when asked, else (precision
     'auto') the device's rule, measured for this model and `objective` (classification by
-    default) on CPUs with bf16 units."""
+    default) on CPUs with bf16 units. 'fp8' autocasts to bf16 around its float8 layers."""
+    if precision not in TRAINING_PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(TRAINING_PRECISIONS)}, not "
+                         f"{precision!r}")
+    if precision == "fp8":
+        return torch.bfloat16
     if precision != "auto":
         return resolve_dtype(device, precision)
     if device.type != "cpu":
@@ -81,3 +97,32 @@ def pass_seconds(model: nn.Module, count: int, device: torch.device, dtype: torc
                 torch.cuda.synchronize(device)
             times.append(time.perf_counter() - start)
     return times[1:]
+
+
+def check_float8_training(precision: str, lora_rank: int, fsdp: bool) -> None:
+    """Refuse the combinations with precision='fp8' that vitkit has not tested."""
+    if precision != "fp8":
+        return
+    if lora_rank:
+        raise ValueError("precision='fp8' trains full weights; with lora_rank= use "
+                         "precision='bf16'")
+    if fsdp:
+        raise ValueError("precision='fp8' is not tested with fsdp=True; use precision='bf16' "
+                         "with fsdp=True")
+
+
+def to_float8_training(model: nn.Module, device: torch.device) -> int:
+    """Swap the encoder's linear layers (`vitkit.infer.float8.float8_layer`) for torchao's
+    Float8Linear, in place: their products run in float8, forward and backward, with dynamic
+    per-tensor scales, while the weights stay in full precision under the same names (a
+    checkpoint loads into a plain model). Returns how many layers were swapped. Off a GPU of
+    compute capability 8.9+, float8 is emulated: right, but slower than bf16."""
+    float8 = require("torchao.float8", "fp8", "float8 training")
+    linear = require("torchao.float8.float8_linear", "fp8", "float8 training").Float8Linear
+    if not has_float8(device):
+        log.warning("precision fp8: %s has no float8 matrix units, so float8 is emulated "
+                    "(slower than bf16; for checking a run before it goes to a GPU)", device)
+    float8.convert_to_float8_training(model, module_filter_fn=float8_layer)
+    swapped = sum(isinstance(m, linear) for m in model.modules())
+    log.info("precision fp8: %d linear layers compute in float8, the rest in bf16", swapped)
+    return swapped

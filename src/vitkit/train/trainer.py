@@ -50,7 +50,7 @@ from .lora import add_lora, has_lora, merged_state
 from .metrics import MetricsLog
 from .objectives import Classification, Objective
 from .optim import build_optimizer, lr_at, set_lr
-from .precision import training_dtype
+from .precision import check_float8_training, to_float8_training, training_dtype
 from .recipes import Recipe
 from .sharding import (
     check_fsdp,
@@ -76,7 +76,7 @@ class TrainRun:
     out_dir: Path
     val_set: ImageTensorDataset | None = None
     seed: int = 0
-    precision: str = "auto"  # 'auto' (bf16 where native), 'fp32' or 'bf16' autocast
+    precision: str = "auto"  # 'auto' (bf16 where native), 'fp32', 'bf16', 'fp8' (see precision)
     device: str | None = None
     mean: list[float] | None = None  # None: the training set's own channel statistics
     std: list[float] | None = None
@@ -203,6 +203,7 @@ def make_plan(run: TrainRun, saved: dict[str, Any] | None = None) -> Plan:
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
     check_fsdp(run.fsdp, run.recipe.ema, dist)
+    check_float8_training(run.precision, run.recipe.lora_rank, run.fsdp)
     mean, std = (run.mean, run.std) if run.mean is not None and run.std is not None else (
         channel_stats(data.images))
     model.to(device)
@@ -275,13 +276,15 @@ def read_saved_state(run: TrainRun) -> dict[str, Any] | None:
 def start_or_resume(run: TrainRun, plan: Plan, saved: dict[str, Any] | None) -> State:
     """A fresh optimizer and EMA, or everything restored from OUT/state with --resume; a
     run folder that already holds a run needs --resume. LoRA adapters (lora_rank=) are added
-    first, then with --fsdp the model is sharded, so that the optimizer holds only this
-    rank's trainable shards."""
+    first, then float8 layers swapped in (precision='fp8'), then with --fsdp the model is
+    sharded, so that the optimizer holds only this rank's trainable shards."""
     out, model = Path(run.out_dir), run.model
     if saved is not None:
         check_same_structure(saved.get("recipe", {}), run.recipe)
     if run.recipe.lora_rank:
         add_lora(model, run.recipe)  # before sharding and the optimizer: they see the adapters
+    if run.precision == "fp8":
+        to_float8_training(model, plan.device)  # before the optimizer and the EMA copy
     if run.fsdp:
         shard_model(model, plan.dist, plan.device)
     optimizer = build_optimizer(model, run.recipe)
