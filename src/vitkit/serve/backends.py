@@ -78,8 +78,8 @@ class TorchBackend(Backend):
                  calibration: torch.Tensor | None = None) -> None:
         """`backend`: 'eager', 'compiled', 'int8' (calibrated on `calibration`), 'onnx-int8',
         'fp8' (GPUs with float8 units) or 'auto': the fastest at `max_batch` images, measured
-        (`vitkit.infer.backends`). A compiled path is warmed at batch 1 and `max_batch` here, so no request waits for the
-        compiler."""
+        (`vitkit.infer.backends`). A compiled path is warmed at batch 1 and `max_batch` here,
+        so no request waits for the compiler."""
         self.device = torch.device(device or default_device())
         self.model = model.to(self.device).eval()
         dtype = default_dtype(self.device, fp32=fp32)
