@@ -93,3 +93,19 @@ def test_missing_extra_error_and_help_give_the_hint(monkeypatch, capsys):
             main([command, "--help"])
         shown = " ".join(capsys.readouterr().out.split())  # argparse wraps the text
         assert install_hint("serve") in shown, command
+
+
+def test_an_optional_import_says_nothing_meant_for_that_packages_developers():
+    """torch's pytree registry warns torchao about a deprecated registration when it is first
+    imported; `require` keeps that line off the user's terminal and restores the logger."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("torchao")
+    code = ("import logging; from vitkit.errors import require; "
+            "require('torchao.float8', 'fp8', 'float8 training'); "
+            "print(logging.getLogger('torch.utils._pytree').level)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert "Enum subclass" not in done.stderr
+    assert done.stdout.strip() == "0"  # the logger's level as it was

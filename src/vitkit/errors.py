@@ -96,12 +96,26 @@ class MissingExtra(ValueError):
     (a ValueError, so the command line prints it as one line)."""
 
 
+# Loggers whose warnings at an optional package's import speak to that package's developers,
+# not to vitkit's users: torch's pytree registry tells torchao (0.18, beside torch 2.14) that
+# its Enum registration is deprecated, a line on every command that quantizes.
+IMPORT_NOISE = ("torch.utils._pytree",)
+
+
 def require(module: str, extra: str, purpose: str):  # noqa: ANN201 - returns a module
     """Import `module` or raise MissingExtra naming the pip extra that installs it."""
     import importlib
+    import logging
 
+    loggers = [logging.getLogger(name) for name in IMPORT_NOISE]
+    levels = [logger.level for logger in loggers]
     try:
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
         return importlib.import_module(module)
     except ImportError as error:
         raise MissingExtra(f"{purpose} needs {module.split('.')[0]}, which is not installed: "
                            f"{install_hint(extra)}") from error
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
