@@ -72,9 +72,11 @@ def test_the_table_gives_each_path_beside_timm_eager_and_compiled() -> None:
 
     rows = [Row("inference", "bf16", name, rate, 10.0, 0.5) for name, rate in (
         ("vitkit int8", 60.0), ("vitkit onnx-int8", 45.0), ("timm", 20.0),
-        ("timm compiled", 40.0))]
+        ("timm compiled", 40.0), ("vitkit fp8 compiled", 80.0))]
     lines = format_table(rows).splitlines()
     assert "| vs timm | vs timm compiled |" in lines[0]
     assert lines[2] == "| inference | bf16 | vitkit int8 | 60.0 | 3.00x | 1.50x | 10 | - |"
     assert lines[5] == "| inference | bf16 | timm compiled | 40.0 | 2.00x | 1.00x | 10 | 50% |"
+    # no MFU against the bf16 peak for float8 products
+    assert lines[6] == "| inference | bf16 | vitkit fp8 compiled | 80.0 | 4.00x | 2.00x | 10 | - |"
     assert "vs timm compiled" not in format_table(rows[:3])  # no compiled peer timed

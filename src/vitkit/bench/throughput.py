@@ -95,7 +95,8 @@ def run(
 
 def format_table(rows: list[Row], baseline: str = "timm") -> str:
     """A Markdown table with each row's ratio to the baseline of its mode and precision, and to
-    that baseline compiled where it was timed. int8 rows have no MFU (no int8 peak measured)."""
+    that baseline compiled where it was timed. int8 and fp8 rows have no MFU (no int8 or
+    float8 peak measured)."""
     compiled = f"{baseline} compiled"
     with_compiled = any(r.name == compiled for r in rows)
     lines = [
@@ -109,7 +110,7 @@ def format_table(rows: list[Row], baseline: str = "timm") -> str:
             base = next((r for r in rows if r.name == name and r.mode == row.mode
                          and r.precision == row.precision), None)
             cells.append(f"{row.ratio_to(base):.2f}x" if base else "-")
-        mfu = "-" if "int8" in row.name else f"{100 * row.mfu:.0f}%"
+        mfu = "-" if "int8" in row.name or "fp8" in row.name else f"{100 * row.mfu:.0f}%"
         lines.append("| " + " | ".join(cells + [f"{row.peak_mib:.0f}", mfu]) + " |")
     return "\n".join(lines)
 
