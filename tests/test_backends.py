@@ -337,6 +337,16 @@ def test_backend_flags_that_cannot_work_are_refused(trained, tmp_path, capsys, a
     one_line_error(capsys, code, phrase)
 
 
+def test_fp8_is_refused_on_a_device_without_float8_units(trained, tmp_path, capsys):
+    from PIL import Image
+
+    Image.new("L", (8, 8)).save(tmp_path / "digit.png")
+    code = main(["predict", "--checkpoint", str(trained), str(tmp_path), "--backend", "fp8",
+                 "--device", "cpu"])
+    line = one_line_error(capsys, code, "--backend fp8 needs a GPU that multiplies float8")
+    assert "use --backend compiled" in line
+
+
 def test_a_server_runs_the_compiled_path_warmed(trained):
     from fastapi.testclient import TestClient
 
