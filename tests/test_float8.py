@@ -184,3 +184,20 @@ def test_bench_times_fp8_training_and_inference_where_float8_is_native(float8_un
     assert [w.name for w in gpu_rows] == ["vitkit compiled, CUDA graphs", "vitkit fp8 compiled"]
     for workload in (train_rows[-1], gpu_rows[-1]):  # the CUDA-graph row is plain on the CPU
         workload.step()
+
+
+def test_an_optional_path_that_fails_here_is_left_out_and_the_others_are_timed(capsys):
+    from vitkit.bench.throughput import measure
+    from vitkit.bench.workloads import Workload
+
+    def broken() -> None:
+        raise RuntimeError("no kernel for this GPU\nlong traceback text")
+
+    workloads = [Workload("plain", lambda: None, 1),
+                 Workload("vitkit fp8 compiled", broken, 1, optional=True)]
+    results = measure(workloads, torch.device("cpu"), rounds=1, min_time=0.0)
+    assert list(results) == ["plain"]
+    assert ("vitkit fp8 compiled left out: it failed here: RuntimeError: no kernel for this GPU"
+            in capsys.readouterr().out)
+    with pytest.raises(RuntimeError):  # a path that is not optional still fails the run
+        measure([Workload("plain", broken, 1)], torch.device("cpu"), rounds=1, min_time=0.0)

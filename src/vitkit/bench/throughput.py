@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from ..cpu import cpu_facts, isa_caps
+from ..errors import first_line
 from ..models import ViTConfig, forward_flops
 from .timing import PeakMemory, matmul_peak_flops, synchronize, time_call
 from .workloads import Batches, Workload, inference_workloads, training_workloads
@@ -54,14 +55,25 @@ def machine_description(device: torch.device | str | None = None) -> str:
 def measure(workloads: list[Workload], device: torch.device, rounds: int,
             min_time: float) -> dict[str, tuple[float, float]]:
     """Seconds per step and peak memory of each workload, interleaving them round by round
-    so that a noisy neighbour slows all of them alike."""
-    seconds: dict[str, list[float]] = {w.name: [] for w in workloads}
+    so that a noisy neighbour slows all of them alike. An optional workload that fails its
+    warm-up is left out, saying why (a GPU session must not lose its other rows to it)."""
     memory: dict[str, float] = {}
+    warmed = []
     for workload in workloads:  # warm-up (and compilation) outside the timed rounds
-        with PeakMemory(device) as peak:
-            workload.step()
-            synchronize(device)
+        try:
+            with PeakMemory(device) as peak:
+                workload.step()
+                synchronize(device)
+        except Exception as error:  # noqa: BLE001 - an optional path: the others remain
+            if not workload.optional:
+                raise
+            print(f"{workload.name} left out: it failed here: {type(error).__name__}: "
+                  f"{first_line(error)[:300]}", flush=True)
+            continue
         memory[workload.name] = peak.peak_bytes
+        warmed.append(workload)
+    workloads = warmed
+    seconds: dict[str, list[float]] = {w.name: [] for w in workloads}
     for _ in range(rounds):
         for workload in workloads:
             seconds[workload.name].append(

@@ -28,6 +28,7 @@ class Workload:
     name: str
     step: Callable[[], object]
     batch: int
+    optional: bool = False  # a path that may fail to build here: left out, not fatal
 
 
 def peer_model(library: str, config: ViTConfig) -> nn.Module:
@@ -138,18 +139,40 @@ def float8_rows(device: torch.device, dtype: torch.dtype) -> bool:
             and importlib.util.find_spec("torchao") is not None)
 
 
+def built_on_first_call(build: Callable[[], Callable[[], object]]) -> Callable[[], object]:
+    """A step that builds what it runs on its first call, inside the warm-up, where a path
+    that fails to build here is left out (`Workload.optional`) instead of ending the run."""
+    built: list[Callable[[], object]] = []
+
+    def step() -> object:
+        if not built:
+            built.append(build())
+        return built[0]()
+
+    return step
+
+
 def gpu_workloads(model: VisionTransformer, images: torch.Tensor,
                   dtype: torch.dtype) -> list[Workload]:
     """vitkit's compiled path replayed as CUDA graphs, and `backend='fp8'` (`float8_rows`)."""
     batch, device = len(images), images.device
-    graphs = optimize_for_inference(model, dtype=dtype, device=device, compile=True,
-                                    cuda_graphs=True)
-    workloads = [Workload("vitkit compiled, CUDA graphs", lambda: graphs(images), batch)]
-    if float8_rows(device, dtype):
+
+    def graphs() -> Callable[[], object]:
+        runner = optimize_for_inference(model, dtype=dtype, device=device, compile=True,
+                                        cuda_graphs=True)
+        return lambda: runner(images)
+
+    def fp8() -> Callable[[], object]:
         from ..infer.float8 import quantize_float8
 
-        fp8 = quantize_float8(model, device)
-        workloads.append(Workload("vitkit fp8 compiled", lambda: fp8(images), batch))
+        runner = quantize_float8(model, device)
+        return lambda: runner(images)
+
+    workloads = [Workload("vitkit compiled, CUDA graphs", built_on_first_call(graphs), batch,
+                          optional=True)]
+    if float8_rows(device, dtype):
+        workloads.append(Workload("vitkit fp8 compiled", built_on_first_call(fp8), batch,
+                                  optional=True))
     return workloads
 
 
@@ -157,14 +180,17 @@ def float8_training_workload(config: ViTConfig, device: torch.device, make_step:
                              batch: int) -> Workload:
     """vitkit compiled with its encoder's linear layers in float8, as precision='fp8' trains
     (the steps run in bf16 autocast around them)."""
-    from ..train.precision import to_float8_training
 
-    model = VisionTransformer(config).to(device).train()
-    to_float8_training(model, device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
-    step = make_step(torch.compile(model, options=compile_options(device)), optimizer,
-                     torch.bfloat16)
-    return Workload("vitkit fp8 compiled", step, batch)
+    def build() -> Callable[[], object]:
+        from ..train.precision import to_float8_training
+
+        model = VisionTransformer(config).to(device).train()
+        to_float8_training(model, device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+        return make_step(torch.compile(model, options=compile_options(device)), optimizer,
+                         torch.bfloat16)
+
+    return Workload("vitkit fp8 compiled", built_on_first_call(build), batch, optional=True)
 
 
 Batches = Callable[[], tuple[torch.Tensor, torch.Tensor]]
@@ -232,7 +258,8 @@ def training_workloads(
         graphs = VisionTransformer(config).to(device).train()
         optimizer = torch.optim.AdamW(graphs.parameters(), lr=1e-4, **fused)
         workloads.append(Workload("vitkit compiled, CUDA graphs", make_step(
-            torch.compile(graphs, options={"triton.cudagraphs": True}), optimizer), batch))
+            torch.compile(graphs, options={"triton.cudagraphs": True}), optimizer), batch,
+            optional=True))
     if compile and float8_rows(device, dtype):
         workloads.append(float8_training_workload(config, device, make_step, batch))
     for library in peers:
