@@ -159,9 +159,10 @@ def run(args: argparse.Namespace) -> int:
     metrics = evaluate(model, dataset, batch_size=args.batch_size, dtype=dtype, device=device,
                        backend=args.backend, calibration=calibration)
     out.mkdir(parents=True, exist_ok=True)
-    int8 = args.backend in INT8_PATHS
+    computed_in = ("int8" if args.backend in INT8_PATHS else "float8" if args.backend == "fp8"
+                   else str(dtype).replace("torch.", ""))
     document = {"checkpoint": str(checkpoint), "data": args.data, "split": split,
-                "dtype": "int8" if int8 else str(dtype).replace("torch.", ""),
+                "dtype": computed_in,
                 "backend": args.backend, "skipped": dataset.skipped,
                 **metrics}
     write_json(out / "metrics.json", document)
