@@ -60,7 +60,6 @@ def test_fp8_inference_is_refused_without_float8_units_saying_what_to_use():
 
 
 def test_fp8_inference_quantizes_the_encoders_linears_and_stays_close(float8_units):
-    from vitkit.infer.backends import build_runner
     from vitkit.infer.float8 import quantize_float8
 
     model = randomise(tiny_model(), scale=0.3).eval()
@@ -73,13 +72,11 @@ def test_fp8_inference_quantizes_the_encoders_linears_and_stays_close(float8_uni
     assert {kinds[f"blocks.{i}.{layer}"] for i in range(2) for layer in ENCODER_LINEARS} == {
         "Float8Tensor"}
     assert kinds["head"] == "Parameter" and eager.model.head.weight.dtype == torch.bfloat16
-    compiled = build_runner(model, "fp8", torch.float32, torch.device("cpu"))
     spread = (reference.max() - reference.min()).item()
-    for runner in (eager, compiled):
-        with torch.no_grad():
-            out = runner(images)
-        assert out.dtype == torch.float32 and out.shape == reference.shape
-        assert (out - reference).abs().max().item() < 0.1 * spread
+    with torch.no_grad():
+        out = eager(images)
+    assert out.dtype == torch.float32 and out.shape == reference.shape
+    assert (out - reference).abs().max().item() < 0.1 * spread  # compiled: the eval test below
     assert all(type(p).__name__ == "Parameter" for p in model.parameters())  # left untouched
 
 
@@ -201,3 +198,22 @@ def test_an_optional_path_that_fails_here_is_left_out_and_the_others_are_timed(c
             in capsys.readouterr().out)
     with pytest.raises(RuntimeError):  # a path that is not optional still fails the run
         measure([Workload("plain", broken, 1)], torch.device("cpu"), rounds=1, min_time=0.0)
+
+
+def test_eval_with_fp8_runs_the_float8_path_and_says_so(float8_units, tmp_path):
+    import json
+
+    from vitkit.cli.main import main
+
+    checkpoint = tmp_path / "checkpoint"
+    model = randomise(tiny_model(), scale=0.3)
+    model.meta.class_names = [str(i) for i in range(10)]
+    vitkit.save_pretrained(model, checkpoint)
+    results = {}
+    for backend in ("eager", "fp8"):
+        out = tmp_path / backend
+        assert main(["eval", "--checkpoint", str(checkpoint), "--data", "digits", "--backend",
+                     backend, "--out", str(out), "--no-progress"]) == 0
+        results[backend] = json.loads((out / "metrics.json").read_text())
+    assert results["fp8"]["dtype"] == "float8" and results["fp8"]["backend"] == "fp8"
+    assert abs(results["fp8"]["top1"] - results["eager"]["top1"]) < 0.1
