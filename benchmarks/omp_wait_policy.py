@@ -26,15 +26,18 @@ TRAIN = ["--model", "vit_digits_patch2_8", "--mode", "train", "--precision", "fp
 INFERENCE = ["--model", "vit_small_patch16_224", "--batch-size", "1", "--compile", "--peers",
              "timm", "--rounds", "3"]
 HOG = "while True: pass"
+# libgomp's own default, as a process without vitkit has it (threads spin 300,000 times
+# before they sleep, fewer when there are more threads than cores). 'undefined' is a value
+# libgomp ignores, so it acts as if unset, while its presence stops vitkit setting PASSIVE.
+LIBGOMP_DEFAULT = {"OMP_WAIT_POLICY": "undefined"}
 
 
 def settings(spins: list[int]) -> dict[str, dict[str, str]]:
-    """Environment of each setting. 'undefined' is an unknown value, which libgomp ignores
-    (as if unset: vitkit only sets PASSIVE when the variable is absent)."""
+    """Environment of each setting (`LIBGOMP_DEFAULT` and spin counts on top of it)."""
     found = {"PASSIVE (vitkit's default)": {"OMP_WAIT_POLICY": "PASSIVE"}}
     for count in spins:
-        found[f"spin {count}"] = {"OMP_WAIT_POLICY": "undefined", "GOMP_SPINCOUNT": str(count)}
-    found["libgomp's default (spin 300000)"] = {"OMP_WAIT_POLICY": "undefined"}
+        found[f"spin {count}"] = {**LIBGOMP_DEFAULT, "GOMP_SPINCOUNT": str(count)}
+    found["libgomp's default (spin 300000)"] = dict(LIBGOMP_DEFAULT)
     found["ACTIVE"] = {"OMP_WAIT_POLICY": "ACTIVE"}
     return found
 
