@@ -125,14 +125,19 @@ def torch_threads(count: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def compile_options(device: torch.device | str) -> dict[str, int] | None:
+def compile_options(device: torch.device | str,
+                    cuda_graphs: bool = False) -> dict[str, int | bool] | None:
     """inductor options for `torch.compile` on `device`: on the CPU, with OpenMP threads that
     sleep between parallel regions, a kernel too small to repay waking them runs on one
     thread. The waking is shared among the helper threads, so the threshold shrinks as they
-    grow (measured at 2 threads only)."""
+    grow (measured at 2 threads only). cuda_graphs: on CUDA, the compiled kernels are
+    recorded once per input shape as a CUDA graph and replayed (ignored elsewhere)."""
     import torch
 
+    kind = torch.device(device).type
+    if kind == "cuda" and cuda_graphs:
+        return {"triton.cudagraphs": True}
     threads = torch.get_num_threads()
-    if torch.device(device).type != "cpu" or threads < 2 or not omp_threads_sleep():
+    if kind != "cpu" or threads < 2 or not omp_threads_sleep():
         return None
     return {"cpp.min_chunk_size": max(512, SLEEPING_THREADS_CHUNK // (threads - 1))}

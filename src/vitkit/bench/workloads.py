@@ -257,9 +257,9 @@ def training_workloads(
     if compile and device.type == "cuda":  # forward and backward replayed as CUDA graphs
         graphs = VisionTransformer(config).to(device).train()
         optimizer = torch.optim.AdamW(graphs.parameters(), lr=1e-4, **fused)
-        workloads.append(Workload("vitkit compiled, CUDA graphs", make_step(
-            torch.compile(graphs, options={"triton.cudagraphs": True}), optimizer), batch,
-            optional=True))
+        replayed = torch.compile(graphs, options=compile_options(device, cuda_graphs=True))
+        workloads.append(Workload("vitkit compiled, CUDA graphs", make_step(replayed, optimizer),
+                                  batch, optional=True))
     if compile and float8_rows(device, dtype):
         workloads.append(float8_training_workload(config, device, make_step, batch))
     for library in peers:

@@ -70,12 +70,9 @@ def compile_frozen(module: nn.Module, dynamic: bool = True, device: torch.device
     # outside the options' scope (measured: compiling a quantized graph fails without it).
     # It changes only graphs compiled without gradients.
     inductor_config.freezing = True
-    options = compile_options(device) or {}
-    graphs = cuda_graphs and torch.device(device).type == "cuda"
-    if graphs:
-        options["triton.cudagraphs"] = True
-    return NoGrad(torch.compile(module, dynamic=dynamic, options=options or None),
-                  copy_output=graphs)
+    options = compile_options(device, cuda_graphs)
+    return NoGrad(torch.compile(module, dynamic=dynamic, options=options),
+                  copy_output=bool(options and options.get("triton.cudagraphs")))
 
 
 class NoGrad(nn.Module):
