@@ -171,6 +171,19 @@ def accuracy(checkpoint: Path, data: Path) -> str:
                     "lrrrr"))
 
 
+def cpu_kind() -> str:
+    """The kind of CPU, as the section title names it: the best path differs between them,
+    so each kind keeps its own section."""
+    from vitkit.cpu import cpu_facts
+
+    _, flags = cpu_facts()
+    if "amx_bf16" in flags:
+        return "a CPU with AMX"
+    if "avx512_bf16" in flags:
+        return "a CPU with AVX-512 BF16, no AMX"
+    return "an AVX2-only CPU" if "avx512f" not in flags else "an AVX-512 CPU without BF16"
+
+
 def onnx_ignores_cap() -> bool:
     """Whether the instruction-set cap in force takes away kernels ONNX Runtime uses on this
     CPU (AVX-512, VNNI), which it would still use: its figures then are not the smaller
@@ -204,7 +217,7 @@ def cli() -> None:
         os.environ.update(CAPS[args.cap_isa][1])
     parts = []
     title = TITLE + (f", OMP_WAIT_POLICY={args.omp_wait_policy}" if args.omp_wait_policy
-                     else "") + (f", {CAPS[args.cap_isa][0]}" if args.cap_isa else "")
+                     else "") + f", {CAPS[args.cap_isa][0] if args.cap_isa else cpu_kind()}"
     if args.accuracy_checkpoint.exists() and args.accuracy_data.exists():
         parts.append(accuracy(args.accuracy_checkpoint, args.accuracy_data))
         print(parts[-1], flush=True)
