@@ -59,8 +59,8 @@ def test_compiled_and_int8_compute_the_models_answers(trained):
         int8 = build_runner(model, "int8", torch.float32, CPU, load_digits("train").images[:256])
         quantized = int8(inputs)
         # Not bit-equal across batch sizes: on AMX oneDNN picks other kernels per batch, and
-        # the attention products are bf16 (a relative step of 2^-8). Same answer, logits
-        # within 1% of their range.
+        # where the CPU has bf16 units the values between the int8 layers are bf16 (a
+        # relative step of 2^-8). Same answer, logits within 1% of their range.
         scale = quantized.abs().max()
         for rows in (slice(0, 1), slice(0, 7)):
             part = int8(inputs[rows])
@@ -218,6 +218,24 @@ def test_auto_measures_again_on_another_cpu(monkeypatch, tmp_path):
     assert len(json.loads(cache.read_text())) == 4
 
 
+def test_auto_measures_int8_again_when_its_activations_change(monkeypatch, tmp_path):
+    """The int8 figure holds for the dtype between its layers: capping oneDNN below the bf16
+    units (or a vitkit that changes the recipe) makes it measured afresh, nothing else."""
+    from vitkit.infer import int8
+
+    fake = FakePaths(monkeypatch, TIMINGS)
+    cache, model = tmp_path / "backend.json", tiny_model()
+    calibration = torch.zeros(4, 1, 8, 8, dtype=torch.uint8)
+    monkeypatch.setattr(int8, "has_fast_bf16", lambda device: True)
+    choose_backend(model, torch.float32, CPU, 32, None, calibration, cache=cache)
+    monkeypatch.setattr(int8, "has_fast_bf16", lambda device: False)
+    fake.built.clear()
+    choose_backend(model, torch.float32, CPU, 32, None, calibration, cache=cache)
+    assert fake.built == ["int8"]  # the others read back
+    assert len(json.loads(cache.read_text())) == 5  # a figure for each int8 recipe
+    assert backends.recipe("int8") == "int8, float32 between layers"
+
+
 @pytest.mark.parametrize("images, calibrated, expected", [
     (100, False, "eager"),  # 1 s of eager work: nothing else can pay for itself
     (5_000, False, "eager"),  # 50 s eagerly; 20 s + 30 s compiled: not won back
@@ -362,25 +380,34 @@ def test_a_server_runs_the_compiled_path_warmed(trained):
 
 
 @pytest.mark.parametrize("bf16_units", [True, False])
-def test_int8_takes_the_attention_products_in_bf16_only_where_native(monkeypatch, trained,
-                                                                     bf16_units):
+def test_int8_runs_bf16_between_its_layers_only_where_native(monkeypatch, trained, bf16_units):
     """Both branches of the int8 graph, forced (a CPU with or without bf16 units), uncompiled:
-    the products are cast to bf16 only with the units, and either way the answers stay."""
+    bf16 between the int8 layers (the graph runs under autocast) only with the units, and
+    either way the answers stay."""
     from vitkit.infer import int8
 
     monkeypatch.setattr(int8, "has_fast_bf16", lambda device: bf16_units)
     model = vitkit.load_pretrained(trained)
     test = load_digits("test")
     quantized = int8.quantize_int8(model, load_digits("train").images[:128], compile=False)
-    casts = [n for n in quantized.graph.graph.nodes
-             if n.op == "call_function" and torch.bfloat16 in (*n.args, *n.kwargs.values())]
-    assert bool(casts) == bf16_units
-    assert all(m.product_dtype is None for m in model.modules()
-               if isinstance(m, vitkit.models.vit.MultiHeadSelfAttention))  # left untouched
+    assert quantized.activations == (torch.bfloat16 if bf16_units else torch.float32)
     inputs = model_inputs(model, test.images)
+    seen = []
+    quantized.graph.register_forward_hook(
+        lambda module, args, output: seen.append(torch.is_autocast_enabled("cpu")))
     with torch.no_grad():
-        agree = (quantized(inputs).argmax(1) == model(inputs).argmax(1)).float().mean()
+        answers = quantized(inputs)
+        agree = (answers.argmax(1) == model(inputs).argmax(1)).float().mean()
+    assert seen == [bf16_units] and answers.dtype == torch.float32
     assert agree > 0.97
+    assert next(model.parameters()).dtype == torch.float32  # left untouched
+
+
+def test_int8_refuses_activations_it_cannot_run(trained):
+    with pytest.raises(ValueError, match="activations must be torch.bfloat16 or torch.float32"):
+        vitkit.infer.int8.quantize_int8(vitkit.load_pretrained(trained),
+                                        load_digits("train").images[:8], compile=False,
+                                        activations=torch.float16)
 
 
 def test_a_server_of_a_small_model_stays_eager_without_compiling(tmp_path, monkeypatch):

@@ -140,6 +140,16 @@ def _time_paths(runners: dict[str, nn.Module], inputs: torch.Tensor,
                          steady[name] / len(inputs)) for name in runners}
 
 
+def recipe(name: str) -> str:
+    """The path and what decides its speed beyond the machine, so that a cached figure is
+    measured again when that changes (int8: the dtype between its layers)."""
+    if name == "int8":
+        from .int8 import int8_activations
+
+        return f"int8, {str(int8_activations()).removeprefix('torch.')} between layers"
+    return name
+
+
 def _cost(name: str, timing: Timing, images: int | None, built: dict) -> float:
     """Seconds to finish `images` on this path (per image when the work is open-ended)."""
     if images is None:
@@ -158,7 +168,7 @@ def choose_backend(
     names = ["eager", "compiled"] + (int8_paths() if calibration is not None
                                       and device.type == "cpu" else [])
     path = cache or cache_file("backend")
-    keys = {name: choice_key("backend", model.config, name, dtype, device.type, batch)
+    keys = {name: choice_key("backend", model.config, recipe(name), dtype, device.type, batch)
             for name in names}
     known = read_choices(path)
     timings = {n: Timing(**known[k]) for n, k in keys.items() if k in known}

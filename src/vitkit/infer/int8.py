@@ -4,8 +4,10 @@ prepared by the one preprocessing path), then compiled so that oneDNN runs every
 as an int8 matrix product.
 
 The weights are quantized per output channel, the activations per tensor; the patch
-embedding, LayerNorm, softmax and GELU stay in float. The two attention products run in bf16
-where the CPU is native at it (`MultiHeadSelfAttention.product_dtype`), else in fp32."""
+embedding, LayerNorm, softmax and GELU stay in float. Where the CPU has bf16 units (AMX,
+AVX-512 BF16) the graph is compiled and run under bf16 autocast, PyTorch's "int8-mixed-bf16"
+recipe: what flows between the int8 layers (the residual stream, LayerNorm, GELU, the fused
+attention) is bf16, half the memory traffic of fp32; elsewhere it stays fp32."""
 
 from __future__ import annotations
 
@@ -19,7 +21,6 @@ from torch import nn
 from ..device import has_fast_bf16
 from ..errors import require
 from ..models import VisionTransformer
-from ..models.vit import MultiHeadSelfAttention
 from .batches import model_inputs
 from .optimize import compile_frozen
 
@@ -29,19 +30,29 @@ CALIBRATION_BATCH = 32
 MAX_BATCH = 4096  # the largest batch the exported graph accepts
 
 
+def int8_activations() -> torch.dtype:
+    """The dtype between the int8 layers on this CPU: bf16 where its matrix units take it."""
+    return torch.bfloat16 if has_fast_bf16("cpu") else torch.float32
+
+
 class Int8Model(nn.Module):
     """A quantized, compiled ViT that takes normalised float images and returns fp32 logits;
-    `calibrated_on` says how many images set its activation ranges."""
+    `calibrated_on` says how many images set its activation ranges, `activations` what
+    dtype flows between its int8 layers."""
 
-    def __init__(self, graph: nn.Module, config: object, calibrated_on: int) -> None:
+    def __init__(self, graph: nn.Module, config: object, calibrated_on: int,
+                 activations: torch.dtype = torch.float32) -> None:
         super().__init__()
         self.graph = graph
         self.config = config
         self.calibrated_on = calibrated_on
-        self.dtype = torch.float32
+        self.activations = activations
+        self.dtype = torch.float32  # what it takes in
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        with warnings.catch_warnings():  # inductor's int8 lowering warns about its own code
+        bf16 = self.activations == torch.bfloat16
+        with warnings.catch_warnings(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            # inductor's int8 lowering warns about its own code
             warnings.filterwarnings("ignore", message="To copy construct from a tensor")
             return self.graph(images.float()).float()
 
@@ -53,13 +64,17 @@ class Int8Model(nn.Module):
 
 
 def quantize_int8(model: VisionTransformer, calibration: torch.Tensor,
-                  compile: bool = True) -> Int8Model:
+                  compile: bool = True, activations: torch.dtype | None = None) -> Int8Model:
     """`model` with int8 weights and activations, calibrated on `calibration`: uint8
     (N, C, H, W) images at the model's size, as `vitkit.data.load_image` makes them (a few
     hundred suffice). The model itself is left untouched; the result runs on the CPU.
 
-    Without `compile` the graph runs as reference (de)quantize ops in float: correct, slow,
-    for checking accuracy without waiting for the compiler."""
+    activations: the dtype between the int8 layers, bf16 or fp32 (default: bf16 where the
+    CPU has bf16 units, `int8_activations`). Without `compile` the graph runs as reference
+    (de)quantize ops in float: correct, slow, for checking accuracy without the compiler."""
+    activations = activations or int8_activations()
+    if activations not in (torch.bfloat16, torch.float32):
+        raise ValueError(f"activations must be torch.bfloat16 or torch.float32, not {activations}")
     if calibration.dtype != torch.uint8 or calibration.ndim != 4 or len(calibration) == 0:
         raise ValueError("calibration must be uint8 images (N, C, H, W) with N >= 1, got "
                          f"{calibration.dtype} {tuple(calibration.shape)}")
@@ -79,10 +94,6 @@ def quantize_int8(model: VisionTransformer, calibration: torch.Tensor,
     # shapes (1 channel, 2x2 patches), and the first layer is where int8 costs most accuracy.
     quantizer.set_module_type_qconfig(nn.Conv2d, None)
     float_model = copy.deepcopy(model).float().cpu().eval()
-    products = torch.bfloat16 if has_fast_bf16("cpu") else None
-    for module in float_model.modules():
-        if isinstance(module, MultiHeadSelfAttention):
-            module.product_dtype = products
     example = model_inputs(float_model, calibration[:2])
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     with torch.no_grad():
@@ -98,5 +109,6 @@ def quantize_int8(model: VisionTransformer, calibration: torch.Tensor,
         graph = pt2e.convert_pt2e(prepared)
     if compile:
         graph = compile_frozen(graph, device="cpu")
-    log.info("int8: calibrated on %d images", len(calibration))
-    return Int8Model(graph, model.config, len(calibration)).eval()
+    log.info("int8: calibrated on %d images, %s between the int8 layers", len(calibration),
+             str(activations).removeprefix("torch."))
+    return Int8Model(graph, model.config, len(calibration), activations).eval()
