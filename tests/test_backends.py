@@ -226,6 +226,7 @@ def test_auto_measures_int8_again_when_its_activations_change(monkeypatch, tmp_p
     fake = FakePaths(monkeypatch, TIMINGS)
     cache, model = tmp_path / "backend.json", tiny_model()
     calibration = torch.zeros(4, 1, 8, 8, dtype=torch.uint8)
+    monkeypatch.setattr(int8, "has_int8_dot_products", lambda: True)
     monkeypatch.setattr(int8, "has_fast_bf16", lambda device: True)
     choose_backend(model, torch.float32, CPU, 32, None, calibration, cache=cache)
     monkeypatch.setattr(int8, "has_fast_bf16", lambda device: False)
@@ -234,6 +235,11 @@ def test_auto_measures_int8_again_when_its_activations_change(monkeypatch, tmp_p
     assert fake.built == ["int8"]  # the others read back
     assert len(json.loads(cache.read_text())) == 5  # a figure for each int8 recipe
     assert backends.recipe("int8") == "int8, float32 between layers"
+    monkeypatch.setattr(int8, "has_int8_dot_products", lambda: False)  # capped below VNNI
+    fake.built.clear()
+    choose_backend(model, torch.float32, CPU, 32, None, calibration, cache=cache)
+    assert fake.built == ["int8"]
+    assert backends.recipe("int8") == "int8, float32 between layers, 7-bit activations"
 
 
 @pytest.mark.parametrize("images, calibrated, expected", [
@@ -401,6 +407,27 @@ def test_int8_runs_bf16_between_its_layers_only_where_native(monkeypatch, traine
     assert seen == [bf16_units] and answers.dtype == torch.float32
     assert agree > 0.97
     assert next(model.parameters()).dtype == torch.float32  # left untouched
+
+
+@pytest.mark.parametrize("vnni", [True, False])
+def test_int8_activations_get_7_bits_only_without_vnni(monkeypatch, trained, vnni):
+    """Both branches forced (a CPU with VNNI, one with AVX2 only), uncompiled: without VNNI
+    every activation is quantized to 0..127, so that the kernels' 16-bit sums of two u8 x s8
+    products cannot saturate; with it, to 0..255. The answers stay either way."""
+    from vitkit.infer import int8
+
+    monkeypatch.setattr(int8, "has_int8_dot_products", lambda: vnni)
+    model = vitkit.load_pretrained(trained)
+    test = load_digits("test")
+    quantized = int8.quantize_int8(model, load_digits("train").images[:128], compile=False)
+    assert quantized.reduce_range is not vnni
+    ranges = {tuple(node.args[3:5]) for node in quantized.graph.graph.nodes
+              if "quantize_per_tensor" in str(node.target) and "dequantize" not in str(node.target)}
+    assert ranges == {(0, 255 if vnni else 127)}
+    inputs = model_inputs(model, test.images)
+    with torch.no_grad():
+        agree = (quantized(inputs).argmax(1) == model(inputs).argmax(1)).float().mean()
+    assert agree > 0.97
 
 
 def test_int8_refuses_activations_it_cannot_run(trained):

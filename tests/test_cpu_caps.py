@@ -13,8 +13,10 @@ from vitkit import cpu, device, measured
 from vitkit.bench.throughput import machine_description
 
 ZEN4 = ("AMD EPYC", frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "fma"}))
-SAPPHIRE = ("Intel Xeon", frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16",
-                                     "amx_bf16", "amx_int8", "amx_tile"}))
+SAPPHIRE = ("Intel Xeon", frozenset({"avx2", "avx_vnni", "avx512f", "avx512_vnni",
+                                     "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile"}))
+ALDER_LAKE = ("Intel Core i7-12700H", frozenset({"avx2", "avx_vnni", "fma"}))  # no AVX-512
+ROME = ("AMD EPYC 7B12", frozenset({"avx2", "fma"}))
 
 
 @pytest.fixture
@@ -61,7 +63,8 @@ def test_the_older_variable_name_caps_too(monkeypatch):
     (ZEN4, None, True, ("avx2", "avx512f", "avx512_vnni", "avx512_bf16")),
     (ZEN4, "AVX512_CORE_VNNI", False, ("avx2", "avx512f", "avx512_vnni")),
     (ZEN4, "AVX2", False, ("avx2",)),
-    (SAPPHIRE, "AVX512_CORE_BF16", True, ("avx2", "avx512f", "avx512_vnni", "avx512_bf16")),
+    (SAPPHIRE, "AVX512_CORE_BF16", True,
+     ("avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16")),
     (SAPPHIRE, "AVX512_CORE_AMX", True, cpu.KERNEL_FLAGS),
     (SAPPHIRE, "AVX2", False, ("avx2",)),
 ])
@@ -72,8 +75,20 @@ def test_bf16_is_native_only_where_the_kernels_may_use_it(simulated, facts, cap,
     assert cpu.kernel_flags() == flags
 
 
+@pytest.mark.parametrize(("facts", "cap", "vnni"), [
+    (ZEN4, None, True), (ZEN4, "AVX512_CORE", False), (ZEN4, "AVX2", False),
+    (SAPPHIRE, None, True), (SAPPHIRE, "AVX2", False),
+    (ALDER_LAKE, None, True), (ROME, None, False),
+])
+def test_int8_dot_products_are_32_bit_only_with_vnni_or_amx(simulated, facts, cap, vnni):
+    """Without VNNI (AVX2 only, or capped there) int8 kernels sum u8 x s8 products in 16
+    bits, so int8 quantization must leave them headroom: the question follows the cap."""
+    simulated(facts, cap)
+    assert cpu.has_int8_dot_products() is vnni
+
+
 def test_a_cap_the_cpu_is_under_anyway_changes_nothing(simulated):
-    avx2_only = ("AMD EPYC 7B12", frozenset({"avx2", "fma"}))
+    avx2_only = ROME
     simulated(avx2_only, None)
     uncapped = measured.choice_key("vit_small_patch16_224", 32)
     simulated(avx2_only, "AVX2")

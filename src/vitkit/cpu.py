@@ -10,7 +10,8 @@ import functools
 import os
 
 # The /proc/cpuinfo flags that decide which matrix kernels oneDNN and inductor pick.
-KERNEL_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+KERNEL_FLAGS = ("avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16",
+                "amx_int8")
 
 # oneDNN's instruction-set levels, lowest first (its dnnl_cpu_isa_t), each taking in the ones
 # before it; older names of the same level on the right.
@@ -20,9 +21,9 @@ ONEDNN_ISAS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE"
 ONEDNN_ALIASES = {"AVX512_CORE_FP16": "AVX10_1_512", "AVX512_CORE_AMX": "AVX10_1_512_AMX",
                   "AVX512_CORE_AMX_FP16": "AVX10_1_512_AMX_FP16"}
 # The lowest oneDNN level at which the kernels behind each flag run.
-FLAG_NEEDS = {"avx2": "AVX2", "avx512f": "AVX512_CORE", "avx512_vnni": "AVX512_CORE_VNNI",
-              "avx512_bf16": "AVX512_CORE_BF16", "amx_bf16": "AVX10_1_512_AMX",
-              "amx_int8": "AVX10_1_512_AMX"}
+FLAG_NEEDS = {"avx2": "AVX2", "avx_vnni": "AVX2_VNNI", "avx512f": "AVX512_CORE",
+              "avx512_vnni": "AVX512_CORE_VNNI", "avx512_bf16": "AVX512_CORE_BF16",
+              "amx_bf16": "AVX10_1_512_AMX", "amx_int8": "AVX10_1_512_AMX"}
 
 
 @functools.cache
@@ -66,6 +67,13 @@ def kernel_flags() -> tuple[str, ...]:
     """The `KERNEL_FLAGS` this CPU has and its kernels may use."""
     _, flags = cpu_facts()
     return tuple(f for f in KERNEL_FLAGS if f in flags and kernels_may_use(f))
+
+
+def has_int8_dot_products() -> bool:
+    """Whether the CPU's int8 kernels may use VNNI or AMX-INT8, which sum u8 x s8 products in
+    32 bits. Without them (AVX2, AVX-512 before Cascade Lake) oneDNN adds pairs of products
+    in 16 bits that saturate (vpmaddubsw) once activations use all 8 bits."""
+    return any(f in kernel_flags() for f in ("avx_vnni", "avx512_vnni", "amx_int8"))
 
 
 def isa_caps() -> list[str]:

@@ -142,11 +142,13 @@ def _time_paths(runners: dict[str, nn.Module], inputs: torch.Tensor,
 
 def recipe(name: str) -> str:
     """The path and what decides its speed beyond the machine, so that a cached figure is
-    measured again when that changes (int8: the dtype between its layers)."""
+    measured again when that changes (int8: the dtype between its layers, the activation
+    bits)."""
     if name == "int8":
-        from .int8 import int8_activations
+        from .int8 import int8_activations, int8_reduce_range
 
-        return f"int8, {str(int8_activations()).removeprefix('torch.')} between layers"
+        return (f"int8, {str(int8_activations()).removeprefix('torch.')} between layers"
+                + (", 7-bit activations" if int8_reduce_range() else ""))
     return name
 
 

@@ -7,7 +7,9 @@ The weights are quantized per output channel, the activations per tensor; the pa
 embedding, LayerNorm, softmax and GELU stay in float. Where the CPU has bf16 units (AMX,
 AVX-512 BF16) the graph is compiled and run under bf16 autocast, PyTorch's "int8-mixed-bf16"
 recipe: what flows between the int8 layers (the residual stream, LayerNorm, GELU, the fused
-attention) is bf16, half the memory traffic of fp32; elsewhere it stays fp32."""
+attention) is bf16, half the memory traffic of fp32; elsewhere it stays fp32. Where the CPU
+has no VNNI (AVX2 only), the activations are quantized to 7 bits, as torchao advises for such
+CPUs: their int8 kernels add pairs of u8 x s8 products in 16 bits, which saturate at 8."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import warnings
 import torch
 from torch import nn
 
+from ..cpu import has_int8_dot_products
 from ..device import has_fast_bf16
 from ..errors import require
 from ..models import VisionTransformer
@@ -35,18 +38,25 @@ def int8_activations() -> torch.dtype:
     return torch.bfloat16 if has_fast_bf16("cpu") else torch.float32
 
 
+def int8_reduce_range() -> bool:
+    """Whether activations get 7 bits instead of 8 on this CPU: where its int8 kernels have
+    no VNNI or AMX-INT8 (capped or absent), so that 16-bit pair sums cannot saturate."""
+    return not has_int8_dot_products()
+
+
 class Int8Model(nn.Module):
     """A quantized, compiled ViT that takes normalised float images and returns fp32 logits;
     `calibrated_on` says how many images set its activation ranges, `activations` what
-    dtype flows between its int8 layers."""
+    dtype flows between its int8 layers, `reduce_range` whether activations have 7 bits."""
 
     def __init__(self, graph: nn.Module, config: object, calibrated_on: int,
-                 activations: torch.dtype = torch.float32) -> None:
+                 activations: torch.dtype = torch.float32, reduce_range: bool = False) -> None:
         super().__init__()
         self.graph = graph
         self.config = config
         self.calibrated_on = calibrated_on
         self.activations = activations
+        self.reduce_range = reduce_range
         self.dtype = torch.float32  # what it takes in
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -64,15 +74,18 @@ class Int8Model(nn.Module):
 
 
 def quantize_int8(model: VisionTransformer, calibration: torch.Tensor,
-                  compile: bool = True, activations: torch.dtype | None = None) -> Int8Model:
+                  compile: bool = True, activations: torch.dtype | None = None,
+                  reduce_range: bool | None = None) -> Int8Model:
     """`model` with int8 weights and activations, calibrated on `calibration`: uint8
     (N, C, H, W) images at the model's size, as `vitkit.data.load_image` makes them (a few
     hundred suffice). The model itself is left untouched; the result runs on the CPU.
 
     activations: the dtype between the int8 layers, bf16 or fp32 (default: bf16 where the
-    CPU has bf16 units, `int8_activations`). Without `compile` the graph runs as reference
+    CPU has bf16 units, `int8_activations`). reduce_range: 7-bit activations (default: where
+    the CPU has no VNNI, `int8_reduce_range`). Without `compile` the graph runs as reference
     (de)quantize ops in float: correct, slow, for checking accuracy without the compiler."""
     activations = activations or int8_activations()
+    reduce_range = int8_reduce_range() if reduce_range is None else reduce_range
     if activations not in (torch.bfloat16, torch.float32):
         raise ValueError(f"activations must be torch.bfloat16 or torch.float32, not {activations}")
     if calibration.dtype != torch.uint8 or calibration.ndim != 4 or len(calibration) == 0:
@@ -88,7 +101,8 @@ def quantize_int8(model: VisionTransformer, calibration: torch.Tensor,
     finally:
         pytree_log.setLevel(level)
     quantizer = x86.X86InductorQuantizer()
-    quantizer.set_global(x86.get_default_x86_inductor_quantization_config())
+    quantizer.set_global(x86.get_default_x86_inductor_quantization_config(
+        reduce_range=reduce_range))
     # The patch embedding (a convolution, about 1% of a ViT's multiply-adds) stays in float:
     # inductor's int8 convolution with a dynamic batch fails its own stride check for some
     # shapes (1 channel, 2x2 patches), and the first layer is where int8 costs most accuracy.
@@ -109,6 +123,6 @@ def quantize_int8(model: VisionTransformer, calibration: torch.Tensor,
         graph = pt2e.convert_pt2e(prepared)
     if compile:
         graph = compile_frozen(graph, device="cpu")
-    log.info("int8: calibrated on %d images, %s between the int8 layers", len(calibration),
-             str(activations).removeprefix("torch."))
-    return Int8Model(graph, model.config, len(calibration), activations).eval()
+    log.info("int8: calibrated on %d images, %s between the int8 layers, %d-bit activations",
+             len(calibration), str(activations).removeprefix("torch."), 7 if reduce_range else 8)
+    return Int8Model(graph, model.config, len(calibration), activations, reduce_range).eval()
