@@ -8,7 +8,7 @@ import torch
 
 import vitkit
 from tests.conftest import randomise
-from vitkit.bench.timing import PeakMemory
+from vitkit.bench.timing import PeakMemory, time_call
 from vitkit.cli.main import main
 from vitkit.infer.optimize import optimize_for_inference
 
@@ -80,3 +80,15 @@ def test_the_table_gives_each_path_beside_timm_eager_and_compiled() -> None:
     # no MFU against the bf16 peak for float8 products
     assert lines[6] == "| inference | bf16 | vitkit fp8 compiled | 80.0 | 4.00x | 2.00x | 10 | - |"
     assert "vs timm compiled" not in format_table(rows[:3])  # no compiled peer timed
+
+
+def test_the_peak_counts_the_fastest_call_and_a_workload_its_median():
+    """A neighbour's burst slows some calls: the matmul peak takes the fastest (else MFU
+    reads above 100%), a workload's time the median (else it flatters the workload)."""
+    def calls(seconds):
+        pauses = iter(seconds)
+        return lambda: time.sleep(next(pauses))
+
+    cpu = torch.device("cpu")
+    assert time_call(calls([0.03, 0.03, 0.001, 0.03]), cpu, min_time=0, best=True) < 0.02
+    assert time_call(calls([0.03, 0.03, 0.001, 0.03]), cpu, min_time=0) > 0.02
