@@ -1,0 +1,83 @@
+"""int8 inference with fp32 against bf16 between the int8 layers, side by side in one process:
+which recipe `vitkit.infer.int8.int8_activations` should pick on this CPU. vitkit takes bf16
+wherever the CPU has bf16 units; the lead for it came from a CPU with AMX, so each CPU kind
+needs its own figures.
+
+    python benchmarks/int8_between_layers.py [--models vit_small_patch16_224 ...] [--batches 32 1]
+
+Random weights and images (speed only), calibrated on 64 random images; each pair is timed in
+6 interleaved rounds of about 64 images, after two warm-up calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from inference_paths import cpu_kind
+from results_writer import add_options, table, write_section
+
+ROUNDS = 6
+
+
+def measure(name: str, batch: int) -> list[list[str]]:
+    """Images/s (median and best round) of both recipes for `name` at `batch`."""
+    import torch
+
+    import vitkit
+    from vitkit.infer.batches import model_inputs
+    from vitkit.infer.int8 import int8_activations, quantize_int8
+
+    generator = torch.Generator().manual_seed(0)
+    model = vitkit.create_model(name).eval()
+    shape = (model.config.in_chans, *model.config.img_size)
+    pixels = torch.randint(0, 256, (64, *shape), dtype=torch.uint8, generator=generator)
+    inputs = model_inputs(model, torch.randint(0, 256, (batch, *shape), dtype=torch.uint8,
+                                               generator=generator))
+    paths, builds = {}, {}
+    with torch.no_grad():
+        for dtype in (torch.float32, torch.bfloat16):
+            start = time.perf_counter()
+            paths[dtype] = quantize_int8(model, pixels, activations=dtype)
+            paths[dtype](inputs)
+            paths[dtype](inputs)
+            builds[dtype] = time.perf_counter() - start
+        calls = max(1, 64 // batch)
+        rates: dict = {dtype: [] for dtype in paths}
+        for _ in range(ROUNDS):
+            for dtype, path in paths.items():
+                start = time.perf_counter()
+                for _ in range(calls):
+                    path(inputs)
+                rates[dtype].append(calls * batch / (time.perf_counter() - start))
+    return [[name, str(batch), str(dtype).removeprefix("torch."),
+             "yes" if dtype == int8_activations() else "",
+             f"{statistics.median(rates[dtype]):.1f}", f"{max(rates[dtype]):.1f}",
+             f"{statistics.median(rates[dtype]) / statistics.median(rates[torch.float32]):.2f}x",
+             f"{builds[dtype]:.0f}"] for dtype in paths]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+",
+                        default=["vit_small_patch16_224", "vit_base_patch16_224"])
+    parser.add_argument("--batches", nargs="+", type=int, default=[32, 1])
+    add_options(parser)
+    args = parser.parse_args()
+    rows = []
+    for name in args.models:
+        for batch in args.batches:
+            rows += measure(name, batch)
+            print(rows[-2], rows[-1], sep="\n", flush=True)
+    body = table(["model", "batch", "between the int8 layers", "vitkit's default here",
+                  "images/s median", "images/s best", "median vs fp32", "build s"], rows,
+                 "lrllrrrr")
+    print(body)
+    if not args.no_record:
+        write_section(f"int8 with fp32 or bf16 between its layers, {cpu_kind()} "
+                      "(benchmarks/int8_between_layers.py)", body, path=args.results)
+
+
+if __name__ == "__main__":
+    main()
