@@ -171,19 +171,6 @@ def accuracy(checkpoint: Path, data: Path) -> str:
                     "lrrrr"))
 
 
-def cpu_kind() -> str:
-    """The kind of CPU, as the section title names it: the best path differs between them,
-    so each kind keeps its own section."""
-    from vitkit.cpu import cpu_facts
-
-    _, flags = cpu_facts()
-    if "amx_bf16" in flags:
-        return "a CPU with AMX"
-    if "avx512_bf16" in flags:
-        return "a CPU with AVX-512 BF16, no AMX"
-    return "an AVX2-only CPU" if "avx512f" not in flags else "an AVX-512 CPU without BF16"
-
-
 def onnx_ignores_cap() -> bool:
     """Whether the instruction-set cap in force takes away kernels ONNX Runtime uses on this
     CPU (AVX-512, VNNI), which it would still use: its figures then are not the smaller
@@ -215,6 +202,8 @@ def cli() -> None:
         return print_auto_choice(args.auto_choice[0], int(args.auto_choice[1]))
     if args.cap_isa:  # before anything imports torch, here or in the child processes
         os.environ.update(CAPS[args.cap_isa][1])
+    from vitkit.bench.throughput import cpu_kind
+
     parts = []
     title = TITLE + (f", OMP_WAIT_POLICY={args.omp_wait_policy}" if args.omp_wait_policy
                      else "") + f", {CAPS[args.cap_isa][0] if args.cap_isa else cpu_kind()}"

@@ -15,7 +15,6 @@ import argparse
 import statistics
 import time
 
-from inference_paths import cpu_kind
 from results_writer import add_options, table, write_section
 
 ROUNDS = 6
@@ -75,6 +74,8 @@ def main() -> None:
                  "lrllrrrr")
     print(body)
     if not args.no_record:
+        from vitkit.bench.throughput import cpu_kind
+
         write_section(f"int8 with fp32 or bf16 between its layers, {cpu_kind()} "
                       "(benchmarks/int8_between_layers.py)", body, path=args.results)
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from vitkit import cpu, device, measured
+from vitkit.bench import throughput
 from vitkit.bench.throughput import machine_description
 
 ZEN4 = ("AMD EPYC", frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "fma"}))
@@ -103,3 +104,14 @@ def test_choices_made_without_the_cap_are_measured_again_under_it(simulated):
     simulated(ZEN4, "AVX2")
     assert measured.choice_key("vit_small_patch16_224", 32) != uncapped
     assert "oneDNN capped at AVX2" in machine_description()
+
+
+@pytest.mark.parametrize(("facts", "kind"), [
+    (SAPPHIRE, "a CPU with AMX"), (ZEN4, "a CPU with AVX-512 BF16, no AMX"),
+    (("Intel Xeon Gold 6248", frozenset({"avx2", "avx512f", "avx512_vnni"})),
+     "an AVX-512 CPU without BF16"),
+    (ALDER_LAKE, "an AVX2-only CPU"), (ROME, "an AVX2-only CPU"),
+])
+def test_each_cpu_kind_keeps_its_own_results_section(monkeypatch, facts, kind):
+    monkeypatch.setattr(throughput, "cpu_facts", lambda: facts)
+    assert throughput.cpu_kind() == kind

@@ -52,6 +52,17 @@ def machine_description(device: torch.device | str | None = None) -> str:
     return ", ".join(parts)
 
 
+def cpu_kind() -> str:
+    """The kind of CPU in words, as RESULTS.md's section titles name it: the fastest path
+    differs between kinds (AMX, AVX-512 BF16, AVX-512, AVX2), so each keeps its own section."""
+    _, flags = cpu_facts()
+    if "amx_bf16" in flags:
+        return "a CPU with AMX"
+    if "avx512_bf16" in flags:
+        return "a CPU with AVX-512 BF16, no AMX"
+    return "an AVX2-only CPU" if "avx512f" not in flags else "an AVX-512 CPU without BF16"
+
+
 def measure(workloads: list[Workload], device: torch.device, rounds: int,
             min_time: float) -> dict[str, tuple[float, float]]:
     """Seconds per step and peak memory of each workload, interleaving them round by round
