@@ -141,20 +141,29 @@ def print_auto_choice(model_name: str, batch: int) -> None:
     print(f"{choice.backend} ({figures})")
 
 
-def accuracy(checkpoint: Path, data: Path) -> str:
-    """Top-1 of the checkpoint on the test split: eager fp32, then each int8 path."""
-    import torch
-
+def checkpoint_on_test(checkpoint: Path, data: Path) -> tuple:
+    """The checkpoint's model, `data`'s test split read as the checkpoint's preprocessing
+    reads it, and 512 of its training images to calibrate int8 on."""
     import vitkit
     from vitkit.data import find_images, load_splits
-    from vitkit.infer import calibration_images, evaluate
+    from vitkit.infer import calibration_images
 
-    model = vitkit.load_pretrained(checkpoint)
+    model = vitkit.load_pretrained(checkpoint).eval()
     prep = model.meta.preprocessing
     test = load_splits(str(data), img_size=tuple(model.config.img_size),
                        in_chans=model.config.in_chans, crop_pct=prep.crop_pct,
                        interpolation=prep.interpolation, only="test").test
     pixels = calibration_images(model, find_images([str(data / "train")]), 512)
+    return model, test, pixels
+
+
+def accuracy(checkpoint: Path, data: Path) -> str:
+    """Top-1 of the checkpoint on the test split: eager fp32, then each int8 path."""
+    import torch
+
+    from vitkit.infer import evaluate
+
+    model, test, pixels = checkpoint_on_test(checkpoint, data)
     rows = []
     for backend in ("eager", "int8", "onnx-int8"):
         start = time.perf_counter()

@@ -21,6 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from inference_paths import checkpoint_on_test
 from results_writer import add_options, table, write_section
 
 CAPS = {"none": {}, "AVX2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}}
@@ -31,18 +32,10 @@ def measure(checkpoint: Path, data: Path, images: int) -> list[dict]:
     so only the bits differ), on the first `images` test images, calibrated on 512 train."""
     import torch
 
-    import vitkit
-    from vitkit.data import find_images, load_splits
-    from vitkit.infer import calibration_images
     from vitkit.infer.batches import model_inputs
     from vitkit.infer.int8 import int8_reduce_range, quantize_int8
 
-    model = vitkit.load_pretrained(checkpoint).eval()
-    prep = model.meta.preprocessing
-    test = load_splits(str(data), img_size=tuple(model.config.img_size),
-                       in_chans=model.config.in_chans, crop_pct=prep.crop_pct,
-                       interpolation=prep.interpolation, only="test").test
-    pixels = calibration_images(model, find_images([str(data / "train")]), 512)
+    model, test, pixels = checkpoint_on_test(checkpoint, data)
     inputs = model_inputs(model, test.images[:images])
     labels = test.targets[:images]
     batches = range(0, len(inputs), 256)

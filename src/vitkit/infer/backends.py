@@ -145,10 +145,9 @@ def recipe(name: str) -> str:
     measured again when that changes (int8: the dtype between its layers, the activation
     bits)."""
     if name == "int8":
-        from .int8 import int8_activations, int8_reduce_range
+        from .int8 import int8_recipe
 
-        return (f"int8, {str(int8_activations()).removeprefix('torch.')} between layers"
-                + (", 7-bit activations" if int8_reduce_range() else ""))
+        return f"int8, {int8_recipe()}"
     return name
 
 

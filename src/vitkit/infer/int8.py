@@ -44,6 +44,16 @@ def int8_reduce_range() -> bool:
     return not has_int8_dot_products()
 
 
+def int8_recipe(activations: torch.dtype | None = None, reduce_range: bool | None = None
+                ) -> str:
+    """What decides int8's numbers and speed beyond the machine, in words (this CPU's
+    defaults for whatever is None): the dtype between its layers and the activation bits."""
+    activations = activations or int8_activations()
+    reduce_range = int8_reduce_range() if reduce_range is None else reduce_range
+    return (f"{str(activations).removeprefix('torch.')} between layers"
+            + (", 7-bit activations" if reduce_range else ""))
+
+
 class Int8Model(nn.Module):
     """A quantized, compiled ViT that takes normalised float images and returns fp32 logits;
     `calibrated_on` says how many images set its activation ranges, `activations` what
@@ -123,6 +133,6 @@ def quantize_int8(model: VisionTransformer, calibration: torch.Tensor,
         graph = pt2e.convert_pt2e(prepared)
     if compile:
         graph = compile_frozen(graph, device="cpu")
-    log.info("int8: calibrated on %d images, %s between the int8 layers, %d-bit activations",
-             len(calibration), str(activations).removeprefix("torch."), 7 if reduce_range else 8)
+    log.info("int8: calibrated on %d images, %s", len(calibration),
+             int8_recipe(activations, reduce_range))
     return Int8Model(graph, model.config, len(calibration), activations, reduce_range).eval()
