@@ -107,7 +107,9 @@ def test_choices_made_without_the_cap_are_measured_again_under_it(simulated):
 
 
 @pytest.mark.parametrize(("facts", "kind"), [
-    (SAPPHIRE, "a CPU with AMX"), (ZEN4, "a CPU with AVX-512 BF16, no AMX"),
+    (SAPPHIRE, "a CPU with AMX"), (ZEN4, "an AMD CPU with AVX-512 BF16, no AMX"),
+    (("Intel(R) Xeon(R) Processor", SAPPHIRE[1] - {"amx_bf16", "amx_int8", "amx_tile"}),
+     "an Intel CPU with AVX-512 BF16, no AMX"),
     (("Intel Xeon Gold 6248", frozenset({"avx2", "avx512f", "avx512_vnni"})),
      "an AVX-512 CPU without BF16"),
     (ALDER_LAKE, "an AVX2-only CPU"), (ROME, "an AVX2-only CPU"),

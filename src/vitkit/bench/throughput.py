@@ -54,13 +54,38 @@ def machine_description(device: torch.device | str | None = None) -> str:
 
 def cpu_kind() -> str:
     """The kind of CPU in words, as RESULTS.md's section titles name it: the fastest path
-    differs between kinds (AMX, AVX-512 BF16, AVX-512, AVX2), so each keeps its own section."""
-    _, flags = cpu_facts()
+    differs between kinds (AMX, AVX-512 BF16 by vendor, AVX-512, AVX2), so each keeps its own
+    section."""
+    name, flags = cpu_facts()
     if "amx_bf16" in flags:
         return "a CPU with AMX"
-    if "avx512_bf16" in flags:
-        return "a CPU with AVX-512 BF16, no AMX"
+    if "avx512_bf16" in flags:  # AMD's and Intel's differ: on one Intel Xeon bf16 was slower
+        vendor = next((v for v in ("AMD", "Intel") if v in name), None)
+        return f"{'an ' + vendor if vendor else 'a'} CPU with AVX-512 BF16, no AMX"
     return "an AVX2-only CPU" if "avx512f" not in flags else "an AVX-512 CPU without BF16"
+
+
+def bench_precisions(choices: list[str], mode: str, config: ViTConfig, batch: int,
+                     device: torch.device) -> list[str]:
+    """The precisions ('fp32', 'bf16') to time `mode` in, each once, in the order asked;
+    'auto' is the one vitkit's commands pick for this model and batch: for inference
+    `vitkit.infer.precision.inference_dtype`, for training `--precision auto`'s
+    (`vitkit.train.precision.training_dtype`), both measured on CPUs with bf16 units."""
+    from ..infer.precision import inference_dtype
+    from ..models import VisionTransformer
+    from ..train.precision import training_dtype
+
+    names = {torch.float32: "fp32", torch.bfloat16: "bf16"}
+    resolved: list[str] = []
+    for choice in choices:
+        if choice == "auto":
+            model = VisionTransformer(config)
+            dtype = (inference_dtype(model.to(device), device, batch) if mode == "inference"
+                     else training_dtype(model.to(device), "auto", device, batch))
+            choice = names[dtype]
+        if choice not in resolved:
+            resolved.append(choice)
+    return resolved
 
 
 def measure(workloads: list[Workload], device: torch.device, rounds: int,

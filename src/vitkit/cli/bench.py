@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         default=["inference"])
     parser.add_argument("--precision", nargs="+", choices=["auto", "fp32", "bf16"],
                         default=["auto"],
-                        help="'auto': bf16 where the hardware has bf16 matrix units, else fp32")
+                        help="'auto': what vitkit's commands pick for this model: fp32, or bf16 "
+                        "where the hardware has bf16 matrix units and it measures faster")
     parser.add_argument("--compile", action="store_true",
                         help="also time torch.compile, and on the CPU vitkit's int8 paths "
                         "(torchao through inductor; ONNX Runtime int8 of `vitkit export`)")
@@ -58,10 +59,15 @@ def measure(args: argparse.Namespace) -> Measured:
     """Time vitkit beside its peers as `args` asks, printing progress as it goes."""
     import torch
 
-    from vitkit.bench.throughput import format_table, machine_description, peaks_line
+    from vitkit.bench.throughput import (
+        bench_precisions,
+        format_table,
+        machine_description,
+        peaks_line,
+    )
     from vitkit.bench.throughput import run as run_bench
     from vitkit.bench.timing import matmul_peak_flops
-    from vitkit.device import default_device, has_fast_bf16
+    from vitkit.device import default_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -82,14 +88,11 @@ def measure(args: argparse.Namespace) -> Measured:
         if not importlib.util.find_spec(PEER_MODULES[peer]):
             raise CommandError(f"peer {peer!r} needs `pip install {PEER_MODULES[peer]}`")
     device = default_device()
-    precisions = []
-    for choice in args.precision:
-        if choice == "auto":
-            choice = "bf16" if has_fast_bf16(device) else "fp32"
-        if choice not in precisions:
-            precisions.append(choice)
+    precisions = {mode: bench_precisions(args.precision, mode, config, args.batch_size, device)
+                  for mode in args.mode}
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
-    peaks = {p: matmul_peak_flops(dtypes[p], device) for p in precisions}
+    peaks = {p: matmul_peak_flops(dtypes[p], device)
+             for p in dtypes if any(p in chosen for chosen in precisions.values())}
     machine = machine_description(device)
     print(f"{machine}\n{peaks_line(peaks)}", flush=True)
     batches = None
@@ -105,7 +108,7 @@ def measure(args: argparse.Namespace) -> Measured:
               "augmentation inside each timed step", flush=True)
     rows = []
     for mode in args.mode:
-        for precision in precisions:
+        for precision in precisions[mode]:
             print(f"timing {args.model} {mode} {precision} batch {args.batch_size} "
                   f"({', '.join(['vitkit'] + peers)})...", flush=True)
             rows += run_bench(config, mode, args.batch_size, dtypes[precision], device, peers,

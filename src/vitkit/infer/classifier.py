@@ -9,11 +9,11 @@ from collections.abc import Sequence
 
 import torch
 
-from ..device import default_dtype
 from ..models import VisionTransformer
 from ..weights import create_pretrained
 from .backends import BACKENDS, BackendChoice, build_runner, choose_backend
 from .batches import model_device
+from .precision import inference_dtype
 from .predict import ImageInput, predict_with
 
 
@@ -74,8 +74,8 @@ class Classifier:
         if self._runner is not None and (self.backend != "auto" or self._seen < self._next_choice
                                          or self.choice.backend != "eager"):
             return self._runner
-        dtype = default_dtype(self.device, fp32=self.fp32)
         batch = min(batch_size, max(count, 2))
+        dtype = inference_dtype(self.model, self.device, batch, self.fp32)
         if self.backend == "auto":
             self.choice, self._runner = choose_backend(self.model, dtype, self.device, batch,
                                                        self._seen, self.calibration)

@@ -17,11 +17,11 @@ from ..data import spread_evenly
 from ..data.decode import default_workers, load_image
 from ..data.images import ImageDecodeError, to_tensor
 from ..data.transforms import resize_crop
-from ..device import default_dtype
 from ..errors import renamed_keyword
 from ..models import VisionTransformer, evaluating
 from .backends import select_runner
 from .batches import model_device, model_inputs
+from .precision import inference_dtype
 
 if TYPE_CHECKING:
     from ..export import OnnxClassifier
@@ -95,10 +95,11 @@ def predict(
 
     Each image is prepared as `vitkit eval` prepares its files (`prepare_input`: resized and
     centre-cropped by the model's img_size, crop_pct and interpolation), then normalised
-    with its mean/std. Computes in bf16 only where the hardware is native at it
-    (`vitkit.device.default_dtype`), fp32 when `fp32` is set. `backend` is 'eager',
-    'compiled', 'int8' (needs `calibration`: uint8 images, see `calibration_images`) or
-    'auto': the fastest for this many images, measured (`vitkit.infer.backends`).
+    with its mean/std. Computes in bf16 only where the hardware has bf16 units and bf16 is
+    the faster for this model (`vitkit.infer.precision`), fp32 when `fp32` is set.
+    `backend` is 'eager', 'compiled', 'int8' (needs `calibration`: uint8 images, see
+    `calibration_images`) or 'auto': the fastest for this many images, measured
+    (`vitkit.infer.backends`).
     """
     top_k = renamed_keyword("predict", "topk", "top_k", topk, top_k)
     _check_sizes(top_k, batch_size)
@@ -106,9 +107,9 @@ def predict(
     model.to(device)
     if not paths_or_images:
         return []
-    runner = select_runner(model, backend, default_dtype(device, fp32=fp32), device,
-                           min(batch_size, len(paths_or_images)), len(paths_or_images),
-                           calibration)
+    batch = min(batch_size, len(paths_or_images))
+    runner = select_runner(model, backend, inference_dtype(model, device, batch, fp32), device,
+                           batch, len(paths_or_images), calibration)
     return predict_with(runner, model, paths_or_images, top_k, batch_size, device)
 
 

@@ -12,9 +12,10 @@ import torch
 
 from ..analysis import attention_rollout
 from ..data import find_images, load_image, model_input
-from ..device import default_device, default_dtype
+from ..device import default_device
 from ..export import OnnxClassifier
 from ..infer.backends import build_runner, choose_backend
+from ..infer.precision import inference_dtype
 from ..infer.predict import calibration_images
 from ..models import Preprocessing, VisionTransformer, evaluating
 from ..weights import load_pretrained
@@ -68,7 +69,8 @@ class Backend:
 
 
 class TorchBackend(Backend):
-    """A vitkit model run by PyTorch (bf16 only where the hardware is native at it)."""
+    """A vitkit model run by PyTorch (bf16 only where the CPU has bf16 units and bf16 is the
+    faster for this model, `vitkit.infer.precision`)."""
 
     kind = "torch"
     can_explain = True
@@ -82,7 +84,7 @@ class TorchBackend(Backend):
         so no request waits for the compiler."""
         self.device = torch.device(device or default_device())
         self.model = model.to(self.device).eval()
-        dtype = default_dtype(self.device, fp32=fp32)
+        dtype = inference_dtype(self.model, self.device, max_batch, fp32)
         self.choice = None
         if backend == "auto":
             self.choice, self.runner = choose_backend(self.model, dtype, self.device,

@@ -1,0 +1,83 @@
+"""The inference dtype by measurement. bf16 units on a CPU (AVX-512 BF16, AMX) do not make
+every model faster in bf16 on every CPU: measured at batch 32, ViT-S/16 ran 2.2x faster in bf16
+than in fp32 on an AMD EPYC with AVX-512 BF16, and 0.68x as fast (10.9 against 16.0 images/s)
+on an Intel Xeon with AVX-512 BF16 and no AMX. So where bf16 could pay, the model's forward
+pass is timed once in both dtypes and the faster kept, cached per machine, torch version,
+model and batch, as `--precision auto` does for training. CPUs without bf16 units get fp32
+without a probe (their bf16 is emulated); GPUs get bf16 where supported."""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from ..device import cpu_has_bf16_matrix_units, default_dtype
+from ..measured import cache_file, choice_key, read_choices, remember
+from ..models import VisionTransformer
+from .batches import inference_module
+
+log = logging.getLogger("vitkit")
+
+# The forward pass is timed on up to this many images (per image within noise of larger CPU
+# batches, and a ViT-B/16 probe stays near 10 s), in this many interleaved rounds.
+PROBE_IMAGES, PROBE_ROUNDS = 8, 3
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def inference_dtype(model: VisionTransformer, device: torch.device | str, batch: int,
+                    fp32: bool = False, cache: Path | None = None) -> torch.dtype:
+    """The dtype to run `model` in at `batch` images a call on `device`: fp32 when `fp32`
+    is set or the CPU has no bf16 units, bf16 on a GPU that supports it, and on a CPU with
+    bf16 units the faster of the two for this model, measured the first time (logged, and
+    kept in $VITKIT_CACHE/precision.json)."""
+    device = torch.device(device)
+    if fp32:
+        return torch.float32
+    if device.type != "cpu":
+        return default_dtype(device)
+    if not cpu_has_bf16_matrix_units():
+        return torch.float32  # bf16 would be emulated
+    images = max(1, min(batch, PROBE_IMAGES))
+    key = choice_key("inference", model.config, images)
+    path = cache or cache_file("precision")
+    known = read_choices(path).get(key)
+    if known and known.get("dtype") in DTYPES:
+        return DTYPES[known["dtype"]]
+    seconds = forward_seconds(model, images, device)
+    choice = min(seconds, key=seconds.get)
+    log.info("inference precision: %s (a forward pass of %d images took %.3f s in fp32, "
+             "%.3f s in bf16 on this CPU; cached in %s)", choice, images, seconds["fp32"],
+             seconds["bf16"], path)
+    remember(path, key, {"dtype": choice, **{f"{k}_s": round(v, 5) for k, v in seconds.items()}})
+    return DTYPES[choice]
+
+
+def forward_seconds(model: VisionTransformer, images: int, device: torch.device
+                    ) -> dict[str, float]:
+    """Median seconds of one no-grad forward pass of `images` random inputs through the
+    module vitkit's commands run (`inference_module`) in fp32 and in bf16: one warm-up call
+    each, then `PROBE_ROUNDS` rounds timing each once, interleaved so that a noisy moment
+    slows both alike. `model` itself is left as it was."""
+    config = model.config
+    inputs = torch.randn(images, config.in_chans, *config.img_size, device=device,
+                         generator=torch.Generator(device).manual_seed(0))
+    training = model.training
+    runners = {name: inference_module(model.eval(), dtype, device)
+               for name, dtype in DTYPES.items()}
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    try:
+        with torch.no_grad():
+            for runner in runners.values():
+                runner(inputs)
+            for _ in range(PROBE_ROUNDS):
+                for name, runner in runners.items():
+                    start = time.perf_counter()
+                    runner(inputs)
+                    times[name].append(time.perf_counter() - start)
+    finally:
+        model.train(training)
+    return {name: statistics.median(seconds) for name, seconds in times.items()}
