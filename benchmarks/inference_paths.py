@@ -2,7 +2,9 @@
 batch 32 (throughput) and batch 1 (latency), every path timed side by side in one process
 (`vitkit bench --compile`), and the accuracy the int8 paths keep on a held-out set. timm is
 timed twice: beside vitkit, under vitkit's OpenMP settings, and again under libgomp's
-default, as a timm user runs it; its faster figure is the one to beat.
+default, as a timm user runs it, there in fp32 and, where the CPU has bf16 units, bf16; its
+fastest figure is the one to beat. vitkit runs in the dtype its commands pick
+(`bench --precision auto`).
 
     python benchmarks/inference_paths.py [--quick] [--models vit_small_patch16_224 ...]
         [--accuracy-checkpoint RUN/checkpoint --accuracy-data data/cifar10]
@@ -19,8 +21,9 @@ calibration images, for serving) in a fresh process with an empty cache, and set
 beside the fastest path of the side-by-side run.
 
 The accuracy part evaluates a trained checkpoint on the data's test split in fp32 (eager) and
-int8 (calibrated on 512 train images spread evenly) and onnx-int8 (ONNX Runtime, int8
-dynamic), through `vitkit.infer.evaluate`.
+int8 (calibrated on 512 train images spread evenly; fp32 between its layers, and bf16 too
+where the CPU has bf16 units) and onnx-int8 (ONNX Runtime, int8 dynamic), through
+`vitkit.infer.evaluate`.
 """
 
 from __future__ import annotations
@@ -51,12 +54,13 @@ CAPS = {"AVX2": ("an AVX2-only CPU emulated",
 
 
 def rows_of(markdown: str) -> dict[str, float]:
-    """images/s of each implementation in a `vitkit bench` table."""
-    found = {}
-    for line in markdown.splitlines()[2:]:
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        found[cells[2]] = float(cells[3])
-    return found
+    """images/s of each implementation in a `vitkit bench` table, named with its precision
+    where the table has more than one."""
+    rows = [[c.strip() for c in line.strip("|").split("|")]
+            for line in markdown.splitlines()[2:]]
+    several = len({cells[1] for cells in rows}) > 1
+    return {f"{cells[2]} ({cells[1]})" if several else cells[2]: float(cells[3])
+            for cells in rows}
 
 
 # timm as its users run it: in a process without vitkit's OMP_WAIT_POLICY=PASSIVE, under
@@ -65,10 +69,11 @@ def rows_of(markdown: str) -> dict[str, float]:
 # Measured: timm compiled at batch 1 ran 26.0 images/s under PASSIVE and 32.0 so.
 
 
-def bench(model: str, batch: int, timing: list[str], env: dict[str, str]) -> tuple[str, str]:
+def bench(model: str, batch: int, timing: list[str], env: dict[str, str],
+          precisions: tuple[str, ...] = ("auto",)) -> tuple[str, str]:
     """One `vitkit bench --compile` child process: its machine line and its table."""
     argv = [sys.executable, "-m", "vitkit", "bench", "--model", model, "--batch-size",
-            str(batch), "--compile", "--peers", "timm", *timing]
+            str(batch), "--compile", "--peers", "timm", "--precision", *precisions, *timing]
     out = subprocess.run(argv, capture_output=True, text=True, check=True,
                          env={**os.environ, **env}).stdout
     return out.splitlines()[0], "\n".join(line for line in out.splitlines()
@@ -89,7 +94,7 @@ def speed(models: list[str], batches: list[int], quick: bool, wait_policy: str |
         for batch in batches:
             machine, ours_table = bench(model, batch, timing,
                                         {"OMP_WAIT_POLICY": wait_policy} if wait_policy else {})
-            _, theirs_table = bench(model, batch, timing, LIBGOMP_DEFAULT)
+            _, theirs_table = bench(model, batch, timing, LIBGOMP_DEFAULT, timm_precisions())
             tables.append(f"{model}, batch {batch}, vitkit's settings:\n\n{ours_table}")
             tables.append(f"{model}, batch {batch}, libgomp's default (timm as its users run "
                           f"it):\n\n{theirs_table}")
@@ -108,6 +113,15 @@ def speed(models: list[str], batches: list[int], quick: bool, wait_policy: str |
     header = ["model", "batch", "timm's fastest", "images/s", "vitkit's fastest", "images/s",
               "ratio", "--backend auto picks"]
     return table(header, summary, "llrrlrrl"), machine, tables
+
+
+def timm_precisions() -> tuple[str, ...]:
+    """The dtypes timm is timed in as its users run it: fp32, and bf16 where the CPU has bf16
+    units (bf16 is not always the faster there: on an Intel Xeon with AVX-512 BF16 and no AMX
+    timm compiled ran ViT-S/16 at 17.6 images/s in fp32 against 11.1 in bf16)."""
+    from vitkit.device import cpu_has_bf16_matrix_units
+
+    return ("fp32", "bf16") if cpu_has_bf16_matrix_units() else ("fp32",)
 
 
 def auto_choice(model: str, batch: int, wait_policy: str | None) -> str:
@@ -158,18 +172,23 @@ def checkpoint_on_test(checkpoint: Path, data: Path) -> tuple:
 
 
 def accuracy(checkpoint: Path, data: Path) -> str:
-    """Top-1 of the checkpoint on the test split: eager fp32, then each int8 path."""
+    """Top-1 of the checkpoint on the test split: eager fp32, then each int8 path (torchao's
+    with fp32 between its layers, and with bf16 where the CPU has bf16 units)."""
     import torch
 
+    from vitkit.device import cpu_has_bf16_matrix_units
     from vitkit.infer import evaluate
 
     model, test, pixels = checkpoint_on_test(checkpoint, data)
+    runs = [("eager", torch.float32), ("int8", torch.float32), ("onnx-int8", torch.float32)]
+    if cpu_has_bf16_matrix_units():  # where the speed runs may take int8 with bf16 between
+        runs.insert(2, ("int8", torch.bfloat16))
     rows = []
-    for backend in ("eager", "int8", "onnx-int8"):
+    for backend, dtype in runs:
         start = time.perf_counter()
-        metrics = evaluate(model, test, dtype=torch.float32, backend=backend,
-                                  calibration=pixels)
-        rows.append([backend, metrics["count"], f"{100 * metrics['top1']:.2f}",
+        metrics = evaluate(model, test, dtype=dtype, backend=backend, calibration=pixels)
+        label = f"{backend}, bf16 between layers" if dtype == torch.bfloat16 else backend
+        rows.append([label, metrics["count"], f"{100 * metrics['top1']:.2f}",
                      f"{time.perf_counter() - start:.1f}"])
     rows[0].append("")
     for row in rows[1:]:

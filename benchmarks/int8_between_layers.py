@@ -1,7 +1,8 @@
 """int8 inference with fp32 against bf16 between the int8 layers, side by side in one process:
-which recipe `vitkit.infer.int8.int8_activations` should pick on this CPU. vitkit takes bf16
-wherever the CPU has bf16 units; the lead for it came from a CPU with AMX, so each CPU kind
-needs its own figures.
+which recipe `vitkit.infer.int8.int8_activations` should pick on this CPU. vitkit takes the
+dtype the model's float forward pass runs faster in (bf16 only where the CPU has bf16 units
+and it measures faster, `vitkit.infer.precision`); this checks that guess against int8
+itself, per CPU kind.
 
     python benchmarks/int8_between_layers.py [--models vit_small_patch16_224 ...] [--batches 32 1]
 
@@ -20,8 +21,9 @@ from results_writer import add_options, table, write_section
 ROUNDS = 6
 
 
-def measure(name: str, batch: int) -> list[list[str]]:
-    """Images/s (median and best round) of both recipes for `name` at `batch`."""
+def measure(name: str, batch: int, bf16_first: bool = False) -> list[list[str]]:
+    """Images/s (median and best round) of both recipes for `name` at `batch`, built fp32
+    first unless `bf16_first` (a graph built second in a process may run slower)."""
     import torch
 
     import vitkit
@@ -36,12 +38,14 @@ def measure(name: str, batch: int) -> list[list[str]]:
                                                generator=generator))
     paths, builds = {}, {}
     with torch.no_grad():
-        for dtype in (torch.float32, torch.bfloat16):
+        order = (torch.float32, torch.bfloat16)
+        for dtype in reversed(order) if bf16_first else order:
             start = time.perf_counter()
             paths[dtype] = quantize_int8(model, pixels, activations=dtype)
             paths[dtype](inputs)
             paths[dtype](inputs)
             builds[dtype] = time.perf_counter() - start
+        default = int8_activations(model)
         calls = max(1, 64 // batch)
         rates: dict = {dtype: [] for dtype in paths}
         for _ in range(ROUNDS):
@@ -51,10 +55,10 @@ def measure(name: str, batch: int) -> list[list[str]]:
                     path(inputs)
                 rates[dtype].append(calls * batch / (time.perf_counter() - start))
     return [[name, str(batch), str(dtype).removeprefix("torch."),
-             "yes" if dtype == int8_activations() else "",
+             "yes" if dtype == default else "",
              f"{statistics.median(rates[dtype]):.1f}", f"{max(rates[dtype]):.1f}",
              f"{statistics.median(rates[dtype]) / statistics.median(rates[torch.float32]):.2f}x",
-             f"{builds[dtype]:.0f}"] for dtype in paths]
+             f"{builds[dtype]:.0f}"] for dtype in sorted(paths, key=str, reverse=True)]
 
 
 def main() -> None:
@@ -62,12 +66,14 @@ def main() -> None:
     parser.add_argument("--models", nargs="+",
                         default=["vit_small_patch16_224", "vit_base_patch16_224"])
     parser.add_argument("--batches", nargs="+", type=int, default=[32, 1])
+    parser.add_argument("--bf16-first", action="store_true",
+                        help="build the bf16 recipe first (default: fp32 first)")
     add_options(parser)
     args = parser.parse_args()
     rows = []
     for name in args.models:
         for batch in args.batches:
-            rows += measure(name, batch)
+            rows += measure(name, batch, args.bf16_first)
             print(rows[-2], rows[-1], sep="\n", flush=True)
     body = table(["model", "batch", "between the int8 layers", "vitkit's default here",
                   "images/s median", "images/s best", "median vs fp32", "build s"], rows,

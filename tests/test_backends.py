@@ -218,28 +218,24 @@ def test_auto_measures_again_on_another_cpu(monkeypatch, tmp_path):
     assert len(json.loads(cache.read_text())) == 4
 
 
-def test_auto_measures_int8_again_when_its_activations_change(monkeypatch, tmp_path):
-    """The int8 figure holds for the dtype between its layers: capping oneDNN below the bf16
-    units (or a vitkit that changes the recipe) makes it measured afresh, nothing else."""
+def test_auto_measures_int8_again_when_its_activation_bits_change(monkeypatch, tmp_path):
+    """The int8 figure holds for its recipe: capping oneDNN below VNNI (7-bit activations,
+    or a vitkit that changes the recipe) makes it measured afresh, nothing else."""
     from vitkit.infer import int8
 
     fake = FakePaths(monkeypatch, TIMINGS)
     cache, model = tmp_path / "backend.json", tiny_model()
     calibration = torch.zeros(4, 1, 8, 8, dtype=torch.uint8)
     monkeypatch.setattr(int8, "has_int8_dot_products", lambda: True)
-    monkeypatch.setattr(int8, "has_fast_bf16", lambda device: True)
     choose_backend(model, torch.float32, CPU, 32, None, calibration, cache=cache)
-    monkeypatch.setattr(int8, "has_fast_bf16", lambda device: False)
-    fake.built.clear()
-    choose_backend(model, torch.float32, CPU, 32, None, calibration, cache=cache)
-    assert fake.built == ["int8"]  # the others read back
-    assert len(json.loads(cache.read_text())) == 5  # a figure for each int8 recipe
-    assert backends.recipe("int8") == "int8, float32 between layers"
+    assert backends.recipe("int8", torch.float32) == "int8, float32 between layers"
+    assert backends.recipe("int8", torch.bfloat16) == "int8, bfloat16 between layers"
     monkeypatch.setattr(int8, "has_int8_dot_products", lambda: False)  # capped below VNNI
     fake.built.clear()
     choose_backend(model, torch.float32, CPU, 32, None, calibration, cache=cache)
     assert fake.built == ["int8"]
-    assert backends.recipe("int8") == "int8, float32 between layers, 7-bit activations"
+    assert backends.recipe("int8", torch.float32) == ("int8, float32 between layers, "
+                                                      "7-bit activations")
 
 
 @pytest.mark.parametrize("images, calibrated, expected", [
@@ -386,13 +382,15 @@ def test_a_server_runs_the_compiled_path_warmed(trained):
 
 
 @pytest.mark.parametrize("bf16_units", [True, False])
-def test_int8_runs_bf16_between_its_layers_only_where_native(monkeypatch, trained, bf16_units):
-    """Both branches of the int8 graph, forced (a CPU with or without bf16 units), uncompiled:
-    bf16 between the int8 layers (the graph runs under autocast) only with the units, and
-    either way the answers stay."""
+def test_int8_runs_bf16_between_its_layers_only_where_it_pays(monkeypatch, trained, bf16_units):
+    """Both branches of the int8 graph, uncompiled, on a CPU where the model's forward pass
+    measures faster in bf16 or in fp32 (`inference_dtype`, forced): bf16 between the int8
+    layers (the graph runs under autocast) only in the first, and either way the answers
+    stay."""
     from vitkit.infer import int8
 
-    monkeypatch.setattr(int8, "has_fast_bf16", lambda device: bf16_units)
+    monkeypatch.setattr(int8, "inference_dtype", lambda model, device, batch: (
+        torch.bfloat16 if bf16_units else torch.float32))
     model = vitkit.load_pretrained(trained)
     test = load_digits("test")
     quantized = int8.quantize_int8(model, load_digits("train").images[:128], compile=False)

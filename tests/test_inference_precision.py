@@ -115,3 +115,17 @@ def test_bench_auto_times_what_the_commands_would_run(timed, private_cache):
         "bf16", "fp32"]
     state["faster"] = "bf16"
     assert bench_precisions(["auto", "fp32"], "inference", config, 4, cpu) == ["bf16", "fp32"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_int8_runs_the_runs_dtype_between_its_layers(monkeypatch, dtype):
+    """What flows between the int8 layers is the dtype the run computes in, so `eval` (fp32
+    on a CPU) gets the same int8 numbers on every CPU, and a server the faster recipe."""
+    from vitkit.infer import backends, int8
+
+    asked = []
+    monkeypatch.setattr(int8, "quantize_int8", lambda model, calibration, activations=None:
+                        asked.append(activations))
+    calibration = torch.zeros(4, 1, 8, 8, dtype=torch.uint8)
+    backends.build_runner(tiny_model(), "int8", dtype, torch.device("cpu"), calibration)
+    assert asked == [dtype]

@@ -94,7 +94,7 @@ def inference_workloads(
         compiled = optimize_for_inference(model, dtype=dtype, device=device, compile=True)
         workloads.append(Workload("vitkit compiled", lambda: compiled(images), batch))
     if compile and device.type == "cpu":
-        workloads += int8_workloads(model, images)
+        workloads += int8_workloads(model, images, dtype)
     if compile and device.type == "cuda":
         workloads += gpu_workloads(model, images, dtype)
     contenders = [("vitkit autocast", model.to(device))]
@@ -111,10 +111,12 @@ def inference_workloads(
     return workloads
 
 
-def int8_workloads(model: VisionTransformer, images: torch.Tensor) -> list[Workload]:
-    """vitkit's int8 paths that are installed: `backend='int8'` (torchao) and
-    `backend='onnx-int8'` (ONNX Runtime running `vitkit export --int8 dynamic`). Calibrated
-    on random pixels: speed only."""
+def int8_workloads(model: VisionTransformer, images: torch.Tensor,
+                   dtype: torch.dtype = torch.float32) -> list[Workload]:
+    """vitkit's int8 paths that are installed: `backend='int8'` (torchao) with `dtype`
+    between its layers, as a run computing in `dtype` builds it, and `backend='onnx-int8'`
+    (ONNX Runtime running `vitkit export --int8 dynamic`). Calibrated on random pixels:
+    speed only."""
     workloads = []
     batch = len(images)
     pixels = torch.randint(0, 256, (16, *images.shape[1:]), dtype=torch.uint8,
@@ -122,7 +124,7 @@ def int8_workloads(model: VisionTransformer, images: torch.Tensor) -> list[Workl
     if importlib.util.find_spec("torchao"):
         from ..infer.int8 import quantize_int8
 
-        int8 = quantize_int8(model, pixels)
+        int8 = quantize_int8(model, pixels, activations=dtype)
         workloads.append(Workload("vitkit int8", lambda: int8(images), batch))
     if importlib.util.find_spec("onnxruntime"):
         from ..export import onnx_int8_runner

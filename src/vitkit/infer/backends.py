@@ -83,7 +83,7 @@ def build_runner(model: VisionTransformer, backend: str, dtype: torch.dtype,
             raise ValueError(f"backend='int8' runs on the CPU's int8 units, not on {device}")
         from .int8 import quantize_int8
 
-        return quantize_int8(model, calibration)
+        return quantize_int8(model, calibration, activations=int8_between(dtype))
     if backend == "onnx-int8":
         if device.type != "cpu":
             raise ValueError(f"backend='onnx-int8' runs on ONNX Runtime's CPU provider, not on "
@@ -140,14 +140,20 @@ def _time_paths(runners: dict[str, nn.Module], inputs: torch.Tensor,
                          steady[name] / len(inputs)) for name in runners}
 
 
-def recipe(name: str) -> str:
+def int8_between(dtype: torch.dtype) -> torch.dtype:
+    """The dtype between the int8 layers of a run computing in `dtype`: the same, where
+    int8 can take it (bf16 or fp32), else fp32."""
+    return dtype if dtype in (torch.bfloat16, torch.float32) else torch.float32
+
+
+def recipe(name: str, dtype: torch.dtype) -> str:
     """The path and what decides its speed beyond the machine, so that a cached figure is
     measured again when that changes (int8: the dtype between its layers, the activation
     bits)."""
     if name == "int8":
         from .int8 import int8_recipe
 
-        return f"int8, {int8_recipe()}"
+        return f"int8, {int8_recipe(int8_between(dtype))}"
     return name
 
 
@@ -169,8 +175,8 @@ def choose_backend(
     names = ["eager", "compiled"] + (int8_paths() if calibration is not None
                                       and device.type == "cpu" else [])
     path = cache or cache_file("backend")
-    keys = {name: choice_key("backend", model.config, recipe(name), dtype, device.type, batch)
-            for name in names}
+    keys = {name: choice_key("backend", model.config, recipe(name, dtype), dtype, device.type,
+                             batch) for name in names}
     known = read_choices(path)
     timings = {n: Timing(**known[k]) for n, k in keys.items() if k in known}
     built: dict[str, nn.Module] = {}

@@ -5,9 +5,12 @@ as an int8 matrix product.
 
 The weights are quantized per output channel, the activations per tensor; the patch
 embedding, LayerNorm, softmax and GELU stay in float. Where the CPU has bf16 units (AMX,
-AVX-512 BF16) the graph is compiled and run under bf16 autocast, PyTorch's "int8-mixed-bf16"
-recipe: what flows between the int8 layers (the residual stream, LayerNorm, GELU, the fused
-attention) is bf16, half the memory traffic of fp32; elsewhere it stays fp32. Where the CPU
+AVX-512 BF16) and bf16 measures faster for the model (`vitkit.infer.precision`), the graph is
+compiled and run under bf16 autocast, PyTorch's "int8-mixed-bf16" recipe: what flows between
+the int8 layers (the residual stream, LayerNorm, GELU, the fused attention) is bf16, half the
+memory traffic of fp32; elsewhere it stays fp32 (measured on an Intel Xeon with AVX-512 BF16
+and no AMX, where fp32 is the faster: int8 ViT-S/16 with bf16 between ran 0.91-0.95x of fp32
+between). Where the CPU
 has no VNNI (AVX2 only), the activations are quantized to 7 bits, as torchao advises for such
 CPUs: their int8 kernels add pairs of u8 x s8 products in 16 bits, which saturate at 8."""
 
@@ -21,11 +24,11 @@ import torch
 from torch import nn
 
 from ..cpu import has_int8_dot_products
-from ..device import has_fast_bf16
 from ..errors import require
 from ..models import VisionTransformer
 from .batches import model_inputs
 from .optimize import compile_frozen
+from .precision import inference_dtype
 
 log = logging.getLogger("vitkit")
 
@@ -33,9 +36,11 @@ CALIBRATION_BATCH = 32
 MAX_BATCH = 4096  # the largest batch the exported graph accepts
 
 
-def int8_activations() -> torch.dtype:
-    """The dtype between the int8 layers on this CPU: bf16 where its matrix units take it."""
-    return torch.bfloat16 if has_fast_bf16("cpu") else torch.float32
+def int8_activations(model: VisionTransformer) -> torch.dtype:
+    """The dtype between `model`'s int8 layers on this CPU: the one its float forward pass
+    runs faster in (`inference_dtype`, measured where the CPU has bf16 units), fp32
+    elsewhere."""
+    return inference_dtype(model, "cpu", CALIBRATION_BATCH)
 
 
 def int8_reduce_range() -> bool:
@@ -44,11 +49,10 @@ def int8_reduce_range() -> bool:
     return not has_int8_dot_products()
 
 
-def int8_recipe(activations: torch.dtype | None = None, reduce_range: bool | None = None
-                ) -> str:
+def int8_recipe(activations: torch.dtype, reduce_range: bool | None = None) -> str:
     """What decides int8's numbers and speed beyond the machine, in words (this CPU's
-    defaults for whatever is None): the dtype between its layers and the activation bits."""
-    activations = activations or int8_activations()
+    default bits when `reduce_range` is None): the dtype between its layers and the
+    activation bits."""
     reduce_range = int8_reduce_range() if reduce_range is None else reduce_range
     return (f"{str(activations).removeprefix('torch.')} between layers"
             + (", 7-bit activations" if reduce_range else ""))
@@ -90,11 +94,11 @@ def quantize_int8(model: VisionTransformer, calibration: torch.Tensor,
     (N, C, H, W) images at the model's size, as `vitkit.data.load_image` makes them (a few
     hundred suffice). The model itself is left untouched; the result runs on the CPU.
 
-    activations: the dtype between the int8 layers, bf16 or fp32 (default: bf16 where the
-    CPU has bf16 units, `int8_activations`). reduce_range: 7-bit activations (default: where
+    activations: the dtype between the int8 layers, bf16 or fp32 (default: the faster for
+    this model on this CPU, `int8_activations`). reduce_range: 7-bit activations (default: where
     the CPU has no VNNI, `int8_reduce_range`). Without `compile` the graph runs as reference
     (de)quantize ops in float: correct, slow, for checking accuracy without the compiler."""
-    activations = activations or int8_activations()
+    activations = activations or int8_activations(model)
     reduce_range = int8_reduce_range() if reduce_range is None else reduce_range
     if activations not in (torch.bfloat16, torch.float32):
         raise ValueError(f"activations must be torch.bfloat16 or torch.float32, not {activations}")
