@@ -90,6 +90,8 @@ def test_finetune_eval_and_predict_with_their_defaults(tmp_path, capsys, cpu_kin
     capsys.readouterr()
     assert main(["predict", "--checkpoint", str(out), str(image)]) == 0
     assert "digit.png" in capsys.readouterr().out
+    inference = [p for p in _probed(private_cache) if p.get("for") == "inference"]
+    assert len(inference) == (cpu_kind == "bf16 units")  # predict measured its dtype once
 
 
 def test_demo_with_its_defaults(tmp_path, capsys, cpu_kind, private_cache):

@@ -42,7 +42,8 @@ def test_a_cpu_with_bf16_units_gets_the_faster_dtype_measured_once(tmp_path, tim
     assert precision.inference_dtype(model, "cpu", 32, cache=cache) == expected
     assert len(calls) == 1  # read back from the cache
     [entry] = json.loads(cache.read_text()).values()
-    assert entry["dtype"] == faster and entry["fp32_s"] > 0 and entry["bf16_s"] > 0
+    assert entry["dtype"] == faster and entry["for"] == "inference"
+    assert entry["fp32_s"] > 0 and entry["bf16_s"] > 0
     assert precision.inference_dtype(model, "cpu", 1, cache=cache) != expected  # batch 1:
     assert len(calls) == 2                                                   # measured afresh
     assert precision.inference_dtype(model, "cpu", 32, fp32=True, cache=cache) == torch.float32

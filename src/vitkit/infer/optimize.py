@@ -40,11 +40,12 @@ def optimize_for_inference(
     """A module computing the same logits as `model` (within `dtype` rounding), faster.
 
     dtype defaults to bf16 where the hardware has bf16 matrix units and fp32 elsewhere (see
-    `vitkit.device`). With compile=True the model goes through `torch.compile` with frozen
-    weights (constant-folded, prepacked matrices); the first call then takes a while
-    (`vitkit.infer.backends` decides when that pays); cuda_graphs (CUDA only) replays each
-    batch size's kernels as one CUDA graph, which saves the launches that dominate small
-    batches. The original model is left untouched.
+    `vitkit.device`); `vitkit.infer.precision.inference_dtype` measures which of the two is
+    faster for a model on this CPU, as vitkit's commands do. With compile=True the model
+    goes through `torch.compile` with frozen weights (constant-folded, prepacked matrices);
+    the first call then takes a while (`vitkit.infer.backends` decides when that pays);
+    cuda_graphs (CUDA only) replays each batch size's kernels as one CUDA graph, which saves
+    the launches that dominate small batches. The original model is left untouched.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     dtype = dtype or default_dtype(device)

@@ -52,7 +52,8 @@ def inference_dtype(model: VisionTransformer, device: torch.device | str, batch:
     log.info("inference precision: %s (a forward pass of %d images took %.3f s in fp32, "
              "%.3f s in bf16 on this CPU; cached in %s)", choice, images, seconds["fp32"],
              seconds["bf16"], path)
-    remember(path, key, {"dtype": choice, **{f"{k}_s": round(v, 5) for k, v in seconds.items()}})
+    remember(path, key, {"dtype": choice, "for": "inference",
+                         **{f"{k}_s": round(v, 5) for k, v in seconds.items()}})
     return DTYPES[choice]
 
 
