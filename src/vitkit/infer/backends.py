@@ -12,8 +12,8 @@ compile only pays when there are enough images to win its cost back."""
 
 from __future__ import annotations
 
+import functools
 import logging
-import statistics
 import time
 from dataclasses import dataclass, field
 from importlib.util import find_spec
@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..measured import cache_file, choice_key, read_choices, remember
+from ..measured import cache_file, choice_key, read_choices, remember, side_by_side
 from ..models import VisionTransformer
 from .batches import inference_module, model_inputs
 from .optimize import optimize_for_inference
@@ -81,7 +81,7 @@ def build_runner(model: VisionTransformer, backend: str, dtype: torch.dtype,
                              "(N, C, H, W) images prepared like the inputs)")
         if device.type != "cpu":
             raise ValueError(f"backend='int8' runs on the CPU's int8 units, not on {device}")
-        from .int8 import quantize_int8
+        from .int8 import int8_between, quantize_int8
 
         return quantize_int8(model, calibration, activations=int8_between(dtype))
     if backend == "onnx-int8":
@@ -119,31 +119,17 @@ def _time_paths(runners: dict[str, nn.Module], inputs: torch.Tensor,
     at 34 ms/image, where it runs at 21); the median timed call of each. A path's setup is
     its build plus what its warm-up took beyond two steady calls."""
     warm_up: dict[str, float] = {}
-    calls: dict[str, list[float]] = {name: [] for name in runners}
     with torch.no_grad():  # as `evaluating` runs it: another grad mode would recompile
         for name, runner in runners.items():
             start = time.perf_counter()
             runner(inputs)
             runner(inputs)
             warm_up[name] = time.perf_counter() - start
-        begin, rounds = time.perf_counter(), 0
-        while rounds < MIN_ROUNDS or (rounds < MAX_ROUNDS
-                                      and time.perf_counter() - begin < MEASURE_S):
-            for name, runner in runners.items():
-                runner(inputs)
-                start = time.perf_counter()
-                runner(inputs)
-                calls[name].append(time.perf_counter() - start)
-            rounds += 1
-    steady = {name: statistics.median(times) for name, times in calls.items()}
+        steady = side_by_side({name: functools.partial(runner, inputs)
+                               for name, runner in runners.items()},
+                              MIN_ROUNDS, MAX_ROUNDS, MEASURE_S, settle=1)
     return {name: Timing(builds[name] + max(0.0, warm_up[name] - 2 * steady[name]),
                          steady[name] / len(inputs)) for name in runners}
-
-
-def int8_between(dtype: torch.dtype) -> torch.dtype:
-    """The dtype between the int8 layers of a run computing in `dtype`: the same, where
-    int8 can take it (bf16 or fp32), else fp32."""
-    return dtype if dtype in (torch.bfloat16, torch.float32) else torch.float32
 
 
 def recipe(name: str, dtype: torch.dtype) -> str:
@@ -151,7 +137,7 @@ def recipe(name: str, dtype: torch.dtype) -> str:
     measured again when that changes (int8: the dtype between its layers, the activation
     bits)."""
     if name == "int8":
-        from .int8 import int8_recipe
+        from .int8 import int8_between, int8_recipe
 
         return f"int8, {int8_recipe(int8_between(dtype))}"
     return name

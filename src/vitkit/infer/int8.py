@@ -43,6 +43,12 @@ def int8_activations(model: VisionTransformer) -> torch.dtype:
     return inference_dtype(model, "cpu", CALIBRATION_BATCH)
 
 
+def int8_between(dtype: torch.dtype) -> torch.dtype:
+    """The dtype between the int8 layers of a run computing in `dtype`: the same, where
+    int8 can take it (bf16 or fp32), else fp32."""
+    return dtype if dtype in (torch.bfloat16, torch.float32) else torch.float32
+
+
 def int8_reduce_range() -> bool:
     """Whether activations get 7 bits instead of 8 on this CPU: where its int8 kernels have
     no VNNI or AMX-INT8 (capped or absent), so that 16-bit pair sums cannot saturate."""

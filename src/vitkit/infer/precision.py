@@ -8,19 +8,15 @@ without a probe (their bf16 is emulated); GPUs get bf16 where supported."""
 
 from __future__ import annotations
 
-import logging
-import statistics
-import time
+import functools
 from pathlib import Path
 
 import torch
 
 from ..device import cpu_has_bf16_matrix_units, default_dtype
-from ..measured import cache_file, choice_key, read_choices, remember
+from ..measured import cache_file, choice_key, fastest_dtype, side_by_side
 from ..models import VisionTransformer
 from .batches import inference_module
-
-log = logging.getLogger("vitkit")
 
 # The forward pass is timed on up to this many images (per image within noise of larger CPU
 # batches, and a ViT-B/16 probe stays near 10 s), in this many interleaved rounds.
@@ -42,18 +38,11 @@ def inference_dtype(model: VisionTransformer, device: torch.device | str, batch:
     if not cpu_has_bf16_matrix_units():
         return torch.float32  # bf16 would be emulated
     images = max(1, min(batch, PROBE_IMAGES))
-    key = choice_key("inference", model.config, images)
-    path = cache or cache_file("precision")
-    known = read_choices(path).get(key)
-    if known and known.get("dtype") in DTYPES:
-        return DTYPES[known["dtype"]]
-    seconds = forward_seconds(model, images, device)
-    choice = min(seconds, key=seconds.get)
-    log.info("inference precision: %s (a forward pass of %d images took %.3f s in fp32, "
-             "%.3f s in bf16 on this CPU; cached in %s)", choice, images, seconds["fp32"],
-             seconds["bf16"], path)
-    remember(path, key, {"dtype": choice, "for": "inference",
-                         **{f"{k}_s": round(v, 5) for k, v in seconds.items()}})
+    choice = fastest_dtype(cache or cache_file("precision"),
+                           choice_key("inference", model.config, images),
+                           lambda: forward_seconds(model, images, device),
+                           "inference precision", f"a forward pass of {images} images",
+                           note={"for": "inference"})
     return DTYPES[choice]
 
 
@@ -69,16 +58,11 @@ def forward_seconds(model: VisionTransformer, images: int, device: torch.device
     training = model.training
     runners = {name: inference_module(model.eval(), dtype, device)
                for name, dtype in DTYPES.items()}
-    times: dict[str, list[float]] = {name: [] for name in runners}
     try:
         with torch.no_grad():
             for runner in runners.values():
                 runner(inputs)
-            for _ in range(PROBE_ROUNDS):
-                for name, runner in runners.items():
-                    start = time.perf_counter()
-                    runner(inputs)
-                    times[name].append(time.perf_counter() - start)
+            return side_by_side({name: functools.partial(runner, inputs)
+                                 for name, runner in runners.items()}, PROBE_ROUNDS)
     finally:
         model.train(training)
-    return {name: statistics.median(seconds) for name, seconds in times.items()}

@@ -28,7 +28,7 @@ from ..device import (
 )
 from ..errors import require
 from ..infer.float8 import float8_layer
-from ..measured import cache_file, choice_key, read_choices, remember
+from ..measured import cache_file, choice_key, fastest_dtype
 from .objectives import Classification, Objective
 
 log = logging.getLogger("vitkit")
@@ -52,18 +52,13 @@ def training_dtype(model: nn.Module, precision: str, device: torch.device, batch
     if not cpu_has_bf16_matrix_units():
         return torch.float32  # bf16 would be emulated
     objective = objective or Classification()
-    key = choice_key(getattr(model, "config", None), type(objective).__name__, min(batch, 32))
-    path = cache or cache_file("precision")
-    known = read_choices(path)
-    if key in known:
-        return torch.bfloat16 if known[key]["dtype"] == "bf16" else torch.float32
     images = min(batch, 32)
-    times = {name: statistics.median(pass_seconds(model, images, device, dtype, objective, 3))
-             for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
-    choice = min(times, key=times.get)
-    log.info("precision auto: %s (a training step of this model took %.3f s in fp32, %.3f s "
-             "in bf16 on this CPU; cached in %s)", choice, times["fp32"], times["bf16"], path)
-    remember(path, key, {"dtype": choice, **{f"{k}_s": round(v, 5) for k, v in times.items()}})
+    choice = fastest_dtype(
+        cache or cache_file("precision"),
+        choice_key(getattr(model, "config", None), type(objective).__name__, images),
+        lambda: {name: statistics.median(pass_seconds(model, images, device, dtype, objective, 3))
+                 for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))},
+        "precision auto", "a training step of this model")
     return torch.bfloat16 if choice == "bf16" else torch.float32
 
 
