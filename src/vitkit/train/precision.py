@@ -28,6 +28,7 @@ from ..device import (
 )
 from ..errors import require
 from ..infer.float8 import float8_layer
+from ..infer.precision import DTYPES
 from ..measured import cache_file, choice_key, fastest_dtype
 from .objectives import Classification, Objective
 
@@ -57,9 +58,9 @@ def training_dtype(model: nn.Module, precision: str, device: torch.device, batch
         cache or cache_file("precision"),
         choice_key(getattr(model, "config", None), type(objective).__name__, images),
         lambda: {name: statistics.median(pass_seconds(model, images, device, dtype, objective, 3))
-                 for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))},
+                 for name, dtype in DTYPES.items()},
         "precision auto", "a training step of this model")
-    return torch.bfloat16 if choice == "bf16" else torch.float32
+    return DTYPES[choice]
 
 
 def step_seconds(model: nn.Module, batch: int, device: torch.device, dtype: torch.dtype,
