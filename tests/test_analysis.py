@@ -69,9 +69,9 @@ def test_attention_maps_materialise_only_the_layers_asked_for(monkeypatch) -> No
     for block in model.blocks:
         original = block.attn.forward
 
-        def spy(x, need_weights=False, _original=original):
+        def spy(x, need_weights=False, queries=None, _original=original):
             asked.append(need_weights)
-            return _original(x, need_weights)
+            return _original(x, need_weights, queries)
 
         monkeypatch.setattr(block.attn, "forward", spy)
     maps = attention_maps(model, images_for(model, batch=2), layers=[1, -1])

@@ -122,6 +122,50 @@ def test_attention_weights_only_for_requested_layers_and_same_output() -> None:
     assert sorted(all_maps) == [0, 1, 2]
 
 
+HEADS_READ = {"token": dict(), "distilled": dict(distilled=True),
+              "registers": dict(reg_tokens=2), "avg": dict(global_pool="avg"),
+              "map": dict(global_pool="map", class_token=False)}
+
+
+@pytest.mark.parametrize("head", sorted(HEADS_READ))
+def test_the_last_block_computes_only_what_the_head_reads(head: str) -> None:
+    """forward's last block computes the tokens the head reads (x_class, and DeiT's
+    distillation token), and gives forward_head(forward_features(x))'s logits and gradients;
+    its FLOPs, counted on the real forward, are what `forward_flops` says."""
+    from vitkit.models import forward_flops
+    from vitkit.models.flops import counted_flops
+
+    config = tiny_config(depth=3, **HEADS_READ[head])
+    model = randomise(VisionTransformer(config))
+    x = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    results = []
+    for run in (model, lambda x: model.forward_head(model.forward_features(x))):
+        model.zero_grad()
+        logits = run(x)
+        logits.square().sum().backward()
+        results.append((logits.detach(), [p.grad.clone() for p in model.parameters()]))
+    (logits, grads), (full_logits, full_grads) = results
+    torch.testing.assert_close(logits, full_logits, rtol=1e-5, atol=1e-6)
+    for grad, full_grad in zip(grads, full_grads, strict=True):
+        torch.testing.assert_close(grad, full_grad, rtol=1e-4, atol=1e-6)
+    if head != "map":  # FlopCounterMode fails inside SigLIP's pooling (torch's MHA) on meta
+        assert counted_flops(config) == forward_flops(config)
+    reads = {"token": 1, "distilled": 2, "registers": 1}.get(head)
+    assert config.head_tokens == reads
+
+
+def test_the_last_block_is_shortened_with_gradient_checkpointing_too() -> None:
+    model = randomise(VisionTransformer(tiny_config(depth=2))).train()
+    model.set_grad_checkpointing(True)
+    seen = []
+    model.blocks[-1].mlp.register_forward_hook(lambda module, args, out: seen.append(out.shape))
+    x = torch.randn(2, 3, 8, 8)
+    model(x).sum().backward()
+    assert seen[0] == (2, 1, 12)  # the [class] token alone reaches the last MLP
+    model.set_grad_checkpointing(False)
+    torch.testing.assert_close(model.forward_head(model.forward_features(x)), model(x))
+
+
 def test_resampling_to_the_native_grid_is_the_identity() -> None:
     pos = torch.randn(1, 1 + 16, 8)
     assert torch.equal(resample_pos_embed(pos, (4, 4), (4, 4)), pos)

@@ -134,6 +134,13 @@ class ViTConfig(ConfigRecord):
         return int(self.class_token) + int(self.distilled) + self.reg_tokens
 
     @property
+    def head_tokens(self) -> int | None:
+        """How many leading tokens of z_L the head reads: x_class (and DeiT's distillation
+        token) when it classifies from the [class] token; None where it reads every token
+        (mean and attention pooling)."""
+        return 1 + int(self.distilled) if self.global_pool == "token" else None
+
+    @property
     def num_pos_prefix_tokens(self) -> int:
         """Prefix tokens that carry a position embedding (none with `no_embed_class`)."""
         return 0 if self.no_embed_class else self.num_prefix_tokens
