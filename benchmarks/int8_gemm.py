@@ -3,7 +3,10 @@ tokens) in fp32 (PyTorch, ONNX Runtime) against ONNX Runtime's u8 x s8 integer p
 kernel its int8 path runs. On a CPU whose int8 units are no faster than its fp32 ones (AVX2
 without VNNI) no int8 path can be much faster than fp32 overall.
 
-    python benchmarks/int8_gemm.py [--rows 6304]
+    python benchmarks/int8_gemm.py [--rows 6304] [--shapes 384x1152 4096x4096]
+
+A large square product (`--shapes 4096x4096`) shows each kind's ceiling, where neither is held
+back by memory or by the shape.
 """
 
 from __future__ import annotations
@@ -51,12 +54,15 @@ def ort_matmul(op: str, rows: int, k: int, n: int, a_type: int, b: np.ndarray, y
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=32 * 197)
+    parser.add_argument("--shapes", nargs="+", default=[f"{k}x{n}" for k, n in SHAPES],
+                        help="the weights' shapes, K x N (default: ViT-S/16's qkv, fc1, fc2)")
     args = parser.parse_args()
+    shapes = [tuple(int(d) for d in shape.split("x")) for shape in args.shapes]
     threads, rng = torch.get_num_threads(), np.random.default_rng(0)
     print(f"{threads} threads; GFLOP/s (int8: GOP/s)")
     print("| K x N | torch fp32 | ORT fp32 | ORT int8 (u8 x s8) | int8 / torch fp32 |")
     print("|---|---:|---:|---:|---:|")
-    for k, n in SHAPES:
+    for k, n in shapes:
         a = torch.randn(args.rows, k)
         w = torch.randn(k, n)
         fp32 = median_seconds(lambda a=a, w=w: a @ w)
