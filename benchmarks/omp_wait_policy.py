@@ -2,10 +2,11 @@
 sleep at once) before torch loads; libgomp's other settings spin first for GOMP_SPINCOUNT
 iterations. Each setting runs `vitkit bench` in a process of its own (the policy is read
 once, when torch loads OpenMP): a small model's training step (many short parallel regions)
-on a quiet CPU and beside busy processes, and ViT-S/16 inference at batch 1 with every path
-and timm compiled side by side.
+on a quiet CPU and beside busy processes, and ViT-S/16 inference (batch 1, and 32 with
+`--batch-sizes 1 32`) with every path and timm compiled side by side.
 
     python benchmarks/omp_wait_policy.py [--spins 2000 10000] [--hogs 2] [--no-inference]
+        [--batch-sizes 1 32]
 
 The numbers decide whether a short spin may become the default on this CPU kind: it must
 not lose much when other processes want the cores (PASSIVE's reason to be).
@@ -23,8 +24,8 @@ from results_writer import add_options, table, write_section
 
 TRAIN = ["--model", "vit_digits_patch2_8", "--mode", "train", "--precision", "fp32",
          "--batch-size", "64", "--peers", "--rounds", "2", "--min-time", "3"]
-INFERENCE = ["--model", "vit_small_patch16_224", "--batch-size", "1", "--compile", "--peers",
-             "timm", "--rounds", "3"]
+INFERENCE = ["--model", "vit_small_patch16_224", "--compile", "--peers", "timm", "--rounds", "3"]
+PATHS = ("vitkit int8", "vitkit compiled", "vitkit onnx-int8", "timm compiled")
 HOG = "while True: pass"
 # libgomp's own default, as a process without vitkit has it (threads spin 300,000 times
 # before they sleep, fewer when there are more threads than cores). 'undefined' is a value
@@ -66,33 +67,37 @@ def main() -> None:
     parser.add_argument("--spins", nargs="+", type=int, default=[2000, 10000])
     parser.add_argument("--hogs", type=int, default=2, help="busy processes beside the run")
     parser.add_argument("--no-inference", action="store_true")
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1],
+                        help="ViT-S/16 inference batches")
     add_options(parser)
     args = parser.parse_args()
-    train_rows, inference_rows = [], []
+    batches = [] if args.no_inference else args.batch_sizes
+    train_rows, inference_rows = [], {batch: [] for batch in batches}
     for name, env in settings(args.spins).items():
         quiet = bench(TRAIN, env)["vitkit"]
         loaded = bench(TRAIN, env, args.hogs)["vitkit"]
         train_rows.append([name, f"{quiet:.0f}", f"{loaded:.0f}"])
         print(train_rows[-1], flush=True)
-        if not args.no_inference:
-            rates = bench(INFERENCE, env)
-            inference_rows.append([name] + [f"{rates.get(k, float('nan')):.1f}" for k in
-                                            ("vitkit int8", "vitkit compiled", "vitkit onnx-int8",
-                                             "timm compiled")]
-                                  + [f"{rates['vitkit int8'] / rates['timm compiled']:.2f}x"])
-            print(inference_rows[-1], flush=True)
+        for batch in batches:
+            rates = bench([*INFERENCE, "--batch-size", str(batch)], env)
+            inference_rows[batch].append(
+                [name] + [f"{rates.get(k, float('nan')):.1f}" for k in PATHS]
+                + [f"{max(rates[k] for k in PATHS[:3]) / rates['timm compiled']:.2f}x"])
+            print(batch, inference_rows[batch][-1], flush=True)
     body = ("vit_digits_patch2_8, training step, fp32, batch 64, images/s:\n\n"
             + table(["setting", "quiet", f"beside {args.hogs} busy processes"], train_rows,
                     "lrr"))
-    if inference_rows:
-        body += ("\n\nvit_small_patch16_224, inference, batch 1, images/s (one process each, "
-                 "every path side by side):\n\n"
-                 + table(["setting", "vitkit int8", "vitkit compiled", "vitkit onnx-int8",
-                          "timm compiled", "int8 / timm compiled"], inference_rows, "lrrrrr"))
+    for batch, rows in inference_rows.items():
+        body += (f"\n\nvit_small_patch16_224, inference, batch {batch}, images/s (one process "
+                 "each, every path side by side):\n\n"
+                 + table(["setting", *PATHS, "vitkit's fastest / timm compiled"], rows,
+                         "lrrrrr"))
     print(body)
     if not args.no_record:
-        write_section("OpenMP wait policy: PASSIVE against a short spin (benchmarks/"
-                      "omp_wait_policy.py)", body, path=args.results)
+        from vitkit.bench.throughput import cpu_kind
+
+        write_section(f"OpenMP wait policy: PASSIVE against a short spin, {cpu_kind()} "
+                      "(benchmarks/omp_wait_policy.py)", body, path=args.results)
 
 
 if __name__ == "__main__":

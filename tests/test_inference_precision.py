@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from tests.conftest import tiny_model
+from vitkit import device as devices
 from vitkit.infer import precision
 
 
@@ -25,7 +26,7 @@ def timed(monkeypatch):
         return {"fp32": 1.0, "bf16": 2.0} if state["faster"] == "fp32" else {"fp32": 2.0,
                                                                            "bf16": 1.0}
 
-    monkeypatch.setattr(precision, "cpu_has_bf16_matrix_units", lambda: True)
+    monkeypatch.setattr(devices, "cpu_has_bf16_matrix_units", lambda: True)
     monkeypatch.setattr(precision, "forward_seconds", seconds)
     return calls, state
 
@@ -59,7 +60,7 @@ def test_another_model_is_measured_afresh(tmp_path, timed):
 
 
 def test_without_bf16_units_fp32_and_no_probe(tmp_path, monkeypatch):
-    monkeypatch.setattr(precision, "cpu_has_bf16_matrix_units", lambda: False)
+    monkeypatch.setattr(devices, "cpu_has_bf16_matrix_units", lambda: False)
     monkeypatch.setattr(precision, "forward_seconds", lambda *a: pytest.fail("probed"))
     cache = tmp_path / "precision.json"
     assert precision.inference_dtype(tiny_model(), "cpu", 32, cache=cache) == torch.float32

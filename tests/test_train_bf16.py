@@ -47,18 +47,20 @@ def test_auto_precision_is_the_devices_default(monkeypatch):
 
 def test_auto_precision_on_a_cpu_with_bf16_units_keeps_the_faster_and_caches_it(
         tmp_path, monkeypatch):
+    from vitkit import device as devices
     from vitkit.train import precision
 
     model = tiny_model()
-    monkeypatch.setattr(precision, "cpu_has_bf16_matrix_units", lambda: True)
+    monkeypatch.setattr(devices, "cpu_has_bf16_matrix_units", lambda: True)
     for faster in ("fp32", "bf16"):
         cache = tmp_path / f"{faster}.json"
         timed = []
 
-        def seconds(model, count, device, dtype, objective, repeats, faster=faster,
+        def seconds(model, count, device, dtypes, objective, rounds, faster=faster,
                     timed=timed):
-            timed.append(dtype)
-            return [1.0 if (dtype == torch.bfloat16) == (faster == "bf16") else 2.0] * repeats
+            timed.extend(dtypes.values())
+            return {name: [1.0 if (dtype == torch.bfloat16) == (faster == "bf16") else 2.0]
+                    * rounds for name, dtype in dtypes.items()}
 
         monkeypatch.setattr(precision, "pass_seconds", seconds)
         expected = torch.bfloat16 if faster == "bf16" else torch.float32
@@ -68,7 +70,7 @@ def test_auto_precision_on_a_cpu_with_bf16_units_keeps_the_faster_and_caches_it(
         assert precision.training_dtype(model, "auto", device, 64, cache) == expected
         assert len(timed) == 2  # the second answer came from the cache
         assert precision.training_dtype(model, "fp32", device, 64, cache) == torch.float32
-    monkeypatch.setattr(precision, "cpu_has_bf16_matrix_units", lambda: False)
+    monkeypatch.setattr(devices, "cpu_has_bf16_matrix_units", lambda: False)
     assert precision.training_dtype(model, "auto", torch.device("cpu"), 64,
                                     tmp_path / "none.json") == torch.float32
 
@@ -83,5 +85,5 @@ def test_timing_steps_leaves_the_global_rng_where_it_was():
     torch.manual_seed(7)
     expected = torch.rand(3)
     torch.manual_seed(7)
-    pass_seconds(model, 2, torch.device("cpu"), torch.float32, Classification(), 1)
+    pass_seconds(model, 2, torch.device("cpu"), {"fp32": torch.float32}, Classification(), 1)
     assert torch.equal(torch.rand(3), expected)

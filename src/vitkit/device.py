@@ -80,6 +80,19 @@ def default_dtype(device: torch.device | str, fp32: bool = False) -> torch.dtype
     return torch.bfloat16 if has_fast_bf16(device) else torch.float32
 
 
+def unmeasured_dtype(device: torch.device | str) -> torch.dtype | None:
+    """The compute dtype where no measurement can change it: the device's default off the
+    CPU (bf16 where native), fp32 on a CPU without bf16 units (its bf16 is emulated, far
+    slower). None on a CPU with bf16 units, where the faster dtype depends on the model and
+    is measured (`vitkit.infer.precision`, `vitkit.train.precision`)."""
+    import torch
+
+    device = torch.device(device)
+    if device.type != "cpu":
+        return default_dtype(device)
+    return None if cpu_has_bf16_matrix_units() else torch.float32
+
+
 def evaluation_dtype(device: torch.device | str) -> torch.dtype:
     """The dtype every reported accuracy is computed in (`vitkit eval`, a run's validation
     and its final test): fp32 on the CPU, so the number is the same whichever CPU computes

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ..device import cpu_has_bf16_matrix_units, default_dtype
+from ..device import unmeasured_dtype
 from ..measured import cache_file, choice_key, fastest_dtype, side_by_side
 from ..models import VisionTransformer
 from .batches import inference_module
@@ -33,10 +33,8 @@ def inference_dtype(model: VisionTransformer, device: torch.device | str, batch:
     device = torch.device(device)
     if fp32:
         return torch.float32
-    if device.type != "cpu":
-        return default_dtype(device)
-    if not cpu_has_bf16_matrix_units():
-        return torch.float32  # bf16 would be emulated
+    if (settled := unmeasured_dtype(device)) is not None:
+        return settled
     images = max(1, min(batch, PROBE_IMAGES))
     choice = fastest_dtype(cache or cache_file("precision"),
                            choice_key("inference", model.config, images),

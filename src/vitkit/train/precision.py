@@ -21,10 +21,9 @@ from torch import nn
 
 from ..device import (
     TRAINING_PRECISIONS,
-    cpu_has_bf16_matrix_units,
-    default_dtype,
     has_float8,
     resolve_dtype,
+    unmeasured_dtype,
 )
 from ..errors import require
 from ..infer.float8 import float8_layer
@@ -48,17 +47,15 @@ def training_dtype(model: nn.Module, precision: str, device: torch.device, batch
         return torch.bfloat16
     if precision != "auto":
         return resolve_dtype(device, precision)
-    if device.type != "cpu":
-        return default_dtype(device)
-    if not cpu_has_bf16_matrix_units():
-        return torch.float32  # bf16 would be emulated
+    if (settled := unmeasured_dtype(device)) is not None:
+        return settled
     objective = objective or Classification()
     images = min(batch, 32)
     choice = fastest_dtype(
         cache or cache_file("precision"),
         choice_key(getattr(model, "config", None), type(objective).__name__, images),
-        lambda: {name: statistics.median(pass_seconds(model, images, device, dtype, objective, 3))
-                 for name, dtype in DTYPES.items()},
+        lambda: {name: statistics.median(seconds) for name, seconds
+                 in pass_seconds(model, images, device, DTYPES, objective, 3).items()},
         "precision auto", "a training step of this model")
     return DTYPES[choice]
 
@@ -68,31 +65,38 @@ def step_seconds(model: nn.Module, batch: int, device: torch.device, dtype: torc
     """Seconds of one optimizer step of `batch` images: the fastest of two timed forward and
     backward passes of up to 8 random images, scaled to the batch (the plan's estimate)."""
     micro = min(batch, 8)
-    seconds = pass_seconds(model, micro, device, dtype, objective or Classification(), 2)
+    seconds = pass_seconds(model, micro, device, {"step": dtype}, objective or Classification(),
+                           2)["step"]
     return min(seconds) * batch / micro
 
 
-def pass_seconds(model: nn.Module, count: int, device: torch.device, dtype: torch.dtype,
-                 objective: Objective, repeats: int) -> list[float]:
-    """The times of `repeats` forward and backward passes (after one untimed) of `objective`
-    on `count` random images, on a copy of the model, so that its weights, gradients,
-    normalisation statistics and the global RNG are left as they were."""
+def pass_seconds(model: nn.Module, count: int, device: torch.device,
+                 dtypes: dict[str, torch.dtype], objective: Objective, rounds: int
+                 ) -> dict[str, list[float]]:
+    """The times of `rounds` forward and backward passes of `objective` on `count` random
+    images in each of `dtypes` (autocast), after one untimed pass each, interleaved so that a
+    noisy moment on a shared machine slows every dtype alike. They run on a copy of the
+    model, so that its weights, gradients, normalisation statistics and the global RNG are
+    left as they were."""
     cuda = [device.index or 0] if device.type == "cuda" else []
-    times = []
+    times: dict[str, list[float]] = {name: [] for name in dtypes}
     with torch.random.fork_rng(devices=cuda):  # the run's RNG streams are left untouched
         probe = copy.deepcopy(model).to(device).train()
         config = model.config
         images = torch.randn(count, config.in_chans, *config.img_size, device=device)
         labels = torch.randint(0, max(config.num_classes, 1), (count,), device=device)
-        for _ in range(repeats + 1):  # the first is warm-up
-            start = time.perf_counter()
-            with torch.autocast(device.type, torch.bfloat16, enabled=dtype == torch.bfloat16):
-                loss = objective.loss(probe, images, labels)
-            loss.backward()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            times.append(time.perf_counter() - start)
-    return times[1:]
+        for round_ in range(rounds + 1):  # the first is warm-up
+            for name, dtype in dtypes.items():
+                start = time.perf_counter()
+                with torch.autocast(device.type, torch.bfloat16,
+                                    enabled=dtype == torch.bfloat16):
+                    loss = objective.loss(probe, images, labels)
+                loss.backward()
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                if round_:
+                    times[name].append(time.perf_counter() - start)
+    return times
 
 
 def check_float8_training(precision: str, lora_rank: int, fsdp: bool) -> None:
