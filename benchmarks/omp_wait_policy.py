@@ -1,12 +1,13 @@
-"""How OpenMP's idle threads wait, measured: vitkit sets OMP_WAIT_POLICY=PASSIVE (threads
-sleep at once) before torch loads; libgomp's other settings spin first for GOMP_SPINCOUNT
-iterations. Each setting runs `vitkit bench` in a process of its own (the policy is read
-once, when torch loads OpenMP): a small model's training step (many short parallel regions)
-on a quiet CPU and beside busy processes, and ViT-S/16 inference (batch 1, and 32 with
-`--batch-sizes 1 32`) with every path and timm compiled side by side.
+"""How OpenMP's idle threads wait, measured: before torch loads, vitkit sets
+OMP_WAIT_POLICY=PASSIVE (threads sleep at once), or on Intel CPUs GOMP_SPINCOUNT=2000 (a short
+spin first); libgomp's other settings spin for GOMP_SPINCOUNT iterations. Each setting runs
+`vitkit bench` in a process of its own (the policy is read once, when torch loads OpenMP): a
+small model's training step (many short parallel regions) on a quiet CPU and beside busy
+processes, and ViT-S/16 inference (batch 1, and 32 with `--batch-sizes 1 32`) with every path
+and timm compiled side by side.
 
     python benchmarks/omp_wait_policy.py [--spins 2000 10000] [--hogs 2] [--no-inference]
-        [--batch-sizes 1 32]
+        [--batch-sizes 1 32] [--train-rounds 3]
 
 The numbers decide whether a short spin may become the default on this CPU kind: it must
 not lose much when other processes want the cores (PASSIVE's reason to be).
@@ -34,13 +35,18 @@ LIBGOMP_DEFAULT = {"OMP_WAIT_POLICY": "undefined"}
 
 
 def settings(spins: list[int]) -> dict[str, dict[str, str]]:
-    """Environment of each setting (`LIBGOMP_DEFAULT` and spin counts on top of it)."""
-    found = {"PASSIVE (vitkit's default)": {"OMP_WAIT_POLICY": "PASSIVE"}}
+    """Environment of each setting (`LIBGOMP_DEFAULT` and spin counts on top of it), the one
+    `import vitkit` picks on this CPU (`vitkit.cpu.omp_wait_settings`) named as such."""
+    from vitkit.cpu import cpuinfo, omp_wait_settings
+
+    found = {"PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"}}
     for count in spins:
         found[f"spin {count}"] = {**LIBGOMP_DEFAULT, "GOMP_SPINCOUNT": str(count)}
     found["libgomp's default (spin 300000)"] = dict(LIBGOMP_DEFAULT)
     found["ACTIVE"] = {"OMP_WAIT_POLICY": "ACTIVE"}
-    return found
+    default = omp_wait_settings(cpuinfo().get("vendor_id", ""), {})
+    return {name + (" (vitkit's default)" if env.items() >= default.items() else ""): env
+            for name, env in found.items()}
 
 
 def bench(argv: list[str], env: dict[str, str], hogs: int = 0) -> dict[str, float]:
@@ -54,12 +60,27 @@ def bench(argv: list[str], env: dict[str, str], hogs: int = 0) -> dict[str, floa
     finally:
         for process in busy:
             process.kill()
+            process.wait()
     rows = {}
     for line in out.splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
         if line.startswith("|") and len(cells) > 3 and cells[0] in ("train", "inference"):
             rows[cells[2]] = float(cells[3])
     return rows
+
+
+def train_rates(envs: dict[str, dict[str, str]], rounds: int, hogs: int
+                ) -> dict[str, tuple[list[float], list[float]]]:
+    """The small model's training images/s under each setting, quiet and beside `hogs` busy
+    processes, `rounds` times: every setting in turn each round, so that a noisy spell on a
+    shared machine falls on all of them."""
+    rates = {name: ([], []) for name in envs}
+    for _ in range(rounds):
+        for name, env in envs.items():
+            rates[name][0].append(bench(TRAIN, env)["vitkit"])
+            rates[name][1].append(bench(TRAIN, env, hogs)["vitkit"])
+            print(name, rates[name][0][-1], rates[name][1][-1], flush=True)
+    return rates
 
 
 def main() -> None:
@@ -69,22 +90,24 @@ def main() -> None:
     parser.add_argument("--no-inference", action="store_true")
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1],
                         help="ViT-S/16 inference batches")
+    parser.add_argument("--train-rounds", type=int, default=1,
+                        help="rounds of the training rows, every setting in turn each round")
     add_options(parser)
     args = parser.parse_args()
-    batches = [] if args.no_inference else args.batch_sizes
-    train_rows, inference_rows = [], {batch: [] for batch in batches}
-    for name, env in settings(args.spins).items():
-        quiet = bench(TRAIN, env)["vitkit"]
-        loaded = bench(TRAIN, env, args.hogs)["vitkit"]
-        train_rows.append([name, f"{quiet:.0f}", f"{loaded:.0f}"])
-        print(train_rows[-1], flush=True)
-        for batch in batches:
+    envs = settings(args.spins)
+    train_rows = [[name, *(" / ".join(f"{rate:.0f}" for rate in rates) for rates in pair)]
+                  for name, pair in train_rates(envs, args.train_rounds, args.hogs).items()]
+    inference_rows = {}
+    for batch in [] if args.no_inference else args.batch_sizes:
+        inference_rows[batch] = []
+        for name, env in envs.items():
             rates = bench([*INFERENCE, "--batch-size", str(batch)], env)
             inference_rows[batch].append(
                 [name] + [f"{rates.get(k, float('nan')):.1f}" for k in PATHS]
                 + [f"{max(rates[k] for k in PATHS[:3]) / rates['timm compiled']:.2f}x"])
             print(batch, inference_rows[batch][-1], flush=True)
-    body = ("vit_digits_patch2_8, training step, fp32, batch 64, images/s:\n\n"
+    body = ("vit_digits_patch2_8, training step, fp32, batch 64, images/s"
+            + (f" ({args.train_rounds} rounds)" if args.train_rounds > 1 else "") + ":\n\n"
             + table(["setting", "quiet", f"beside {args.hogs} busy processes"], train_rows,
                     "lrr"))
     for batch, rows in inference_rows.items():

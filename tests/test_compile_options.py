@@ -1,14 +1,21 @@
-"""inductor's threading on the CPU: while OpenMP's threads sleep between parallel regions
-(vitkit's default OMP_WAIT_POLICY=PASSIVE), kernels too small to repay waking them run on one
-thread; with spinning threads, on CUDA or on one thread, inductor's defaults stand. Every
-compile vitkit makes (inference, int8, the trainer) asks the same function."""
+"""OpenMP's wait settings and inductor's threading on the CPU. `import vitkit` sets how idle
+threads wait before torch loads OpenMP (PASSIVE, except a short spin on Intel CPUs; a user's
+own setting wins). While the threads sleep between parallel regions, kernels too small to
+repay waking them run on one thread; with spinning threads, on CUDA or on one thread,
+inductor's defaults stand. Every compile vitkit makes (inference, int8, the trainer) asks the
+same function."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 from torch import nn
 
+from vitkit.cpu import INTEL_SPIN_COUNT, cpuinfo, omp_wait_settings
 from vitkit.device import SLEEPING_THREADS_CHUNK, compile_options, torch_threads
 from vitkit.infer import optimize
 
@@ -64,3 +71,30 @@ def test_every_compile_asks_for_the_options(policy, monkeypatch):
     expected = compile_options("cpu")
     assert expected is not None
     assert [kw["options"] for kw in seen] == [expected, expected]
+
+
+@pytest.mark.parametrize(("vendor", "environ", "added"), [
+    ("GenuineIntel", {}, {"GOMP_SPINCOUNT": INTEL_SPIN_COUNT}),
+    ("AuthenticAMD", {}, {"OMP_WAIT_POLICY": "PASSIVE"}),
+    ("", {}, {"OMP_WAIT_POLICY": "PASSIVE"}),  # no /proc/cpuinfo: the safe choice
+    ("GenuineIntel", {"OMP_WAIT_POLICY": "PASSIVE"}, {}),  # the user's setting wins
+    ("AuthenticAMD", {"GOMP_SPINCOUNT": "10000"}, {}),
+    ("AuthenticAMD", {"OMP_WAIT_POLICY": "ACTIVE"}, {}),
+])
+def test_the_wait_settings_import_adds(vendor, environ, added):
+    assert omp_wait_settings(vendor, environ) == added
+
+
+def test_import_vitkit_sets_them_for_this_cpu_before_torch_loads():
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    probe = ("import os, sys, vitkit; assert 'torch' not in sys.modules; "
+             "print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'))")
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    expected = omp_wait_settings(cpuinfo().get("vendor_id", ""), {})
+    assert out == [expected.get("OMP_WAIT_POLICY", "None"),
+                   expected.get("GOMP_SPINCOUNT", "None")]
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == ["ACTIVE", "None"]

@@ -27,22 +27,26 @@ FLAG_NEEDS = {"avx2": "AVX2", "avx_vnni": "AVX2_VNNI", "avx512f": "AVX512_CORE",
 
 
 @functools.cache
-def cpu_facts() -> tuple[str, frozenset[str]]:
-    """The CPU's model name and its /proc/cpuinfo flags ('' and none where there is no such
-    file)."""
-    name, flags = "", frozenset()
+def cpuinfo() -> dict[str, str]:
+    """The first processor's fields in /proc/cpuinfo (empty where there is no such file)."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:
                 key, _, value = line.partition(":")
-                if key.strip() == "model name" and not name:
-                    name = value.strip()
-                elif key.strip() == "flags":
-                    flags = frozenset(value.split())
-                    break
+                if not key.strip():
+                    break  # the end of the first processor's block
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return name, flags
+    return fields
+
+
+def cpu_facts() -> tuple[str, frozenset[str]]:
+    """The CPU's model name and its /proc/cpuinfo flags ('' and none where there is no such
+    file)."""
+    info = cpuinfo()
+    return info.get("model name", ""), frozenset(info.get("flags", "").split())
 
 
 def onednn_cap() -> str | None:
@@ -94,8 +98,30 @@ def isa_caps() -> list[str]:
 
 
 def omp_threads_sleep() -> bool:
-    """Whether idle OpenMP threads sleep at once (OMP_WAIT_POLICY=PASSIVE, vitkit's default,
-    with no GOMP_SPINCOUNT to make them spin first): every parallel region then pays for
-    waking them, tens of microseconds."""
+    """Whether idle OpenMP threads sleep at once (OMP_WAIT_POLICY=PASSIVE, vitkit's default
+    off Intel CPUs, with no GOMP_SPINCOUNT to make them spin first): every parallel region
+    then pays for waking them, tens of microseconds."""
     policy = os.environ.get("OMP_WAIT_POLICY", "").strip().upper()
     return policy == "PASSIVE" and not os.environ.get("GOMP_SPINCOUNT", "").strip()
+
+
+# On Intel CPUs idle OpenMP threads spin this many times (a pause each, about 140 cycles on
+# Intel cores since Skylake: some 0.1 ms) before they sleep. Measured on a 2-core Xeon with
+# AMX (benchmarks/omp_wait_policy.py, RESULTS.md), over six rounds a small model's training
+# step ran 0.95-1.89x as fast as under PASSIVE on a quiet machine and 0.94-1.49x beside two
+# busy processes, where longer spins (10000, libgomp's 300000, ACTIVE) sometimes fell 20-40x
+# behind. On AMD EPYCs the same short spin lost 10-50% beside busy processes: PASSIVE there.
+INTEL_SPIN_COUNT = "2000"
+
+
+def omp_wait_settings(vendor: str, environ: dict[str, str]) -> dict[str, str]:
+    """The OpenMP wait settings vitkit adds to `environ` before torch loads OpenMP, for a CPU
+    of `vendor` (/proc/cpuinfo's vendor_id): none where the user set OMP_WAIT_POLICY or
+    GOMP_SPINCOUNT; a short spin (`INTEL_SPIN_COUNT`) on Intel; elsewhere PASSIVE, threads
+    that sleep at once, because spinning threads can make a loaded small CPU many times
+    slower."""
+    if environ.get("OMP_WAIT_POLICY") or environ.get("GOMP_SPINCOUNT"):
+        return {}
+    if vendor == "GenuineIntel":
+        return {"GOMP_SPINCOUNT": INTEL_SPIN_COUNT}
+    return {"OMP_WAIT_POLICY": "PASSIVE"}
