@@ -37,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from omp_wait_policy import LIBGOMP_DEFAULT
+from omp_wait_policy import LIBGOMP_DEFAULT, child_environ
 from results_writer import add_options, command_line, table, write_section
 
 MODELS = ["vit_small_patch16_224", "vit_base_patch16_224"]
@@ -63,7 +63,7 @@ def rows_of(markdown: str) -> dict[str, float]:
             for cells in rows}
 
 
-# timm as its users run it: in a process without vitkit's OMP_WAIT_POLICY=PASSIVE, under
+# timm as its users run it: in a process without vitkit's OpenMP wait settings, under
 # libgomp's default (`omp_wait_policy.LIBGOMP_DEFAULT`; until 2026-12-01 spelled
 # GOMP_SPINCOUNT=300000, which leaves out libgomp's lower count for oversubscribed threads).
 # Measured: timm compiled at batch 1 ran 26.0 images/s under PASSIVE and 32.0 so.
@@ -75,7 +75,7 @@ def bench(model: str, batch: int, timing: list[str], env: dict[str, str],
     argv = [sys.executable, "-m", "vitkit", "bench", "--model", model, "--batch-size",
             str(batch), "--compile", "--peers", "timm", "--precision", *precisions, *timing]
     out = subprocess.run(argv, capture_output=True, text=True, check=True,
-                         env={**os.environ, **env}).stdout
+                         env=child_environ(env)).stdout
     return out.splitlines()[0], "\n".join(line for line in out.splitlines()
                                           if line.startswith("|"))
 
@@ -128,10 +128,14 @@ def auto_choice(model: str, batch: int, wait_policy: str | None) -> str:
     """What `--backend auto` picks for serving `model` at `batch` on this machine, measured
     from nothing in a process of its own; the pick and its figures."""
     with tempfile.TemporaryDirectory(prefix="vitkit-auto-") as cache:
-        # vitkit's default policy, set here: the child imports torch (libgomp reads it then)
-        # before vitkit could set it.
-        policy = wait_policy or os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
-        env = {**os.environ, "VITKIT_CACHE": cache, "OMP_WAIT_POLICY": policy}
+        # vitkit's default settings, set here: the child imports torch (libgomp reads them
+        # then) before vitkit could set them.
+        from vitkit.cpu import cpuinfo, omp_wait_settings
+
+        env = child_environ({"VITKIT_CACHE": cache})
+        if wait_policy:
+            env["OMP_WAIT_POLICY"] = wait_policy
+        env.update(omp_wait_settings(cpuinfo().get("vendor_id", ""), env))
         out = subprocess.run([sys.executable, __file__, "--auto-choice", model, str(batch)],
                              capture_output=True, text=True, check=True, env=env).stdout
     return out.strip().splitlines()[-1]
@@ -218,7 +222,8 @@ def cli() -> None:
     parser.add_argument("--accuracy-data", type=Path, default=Path("data/cifar10"))
     parser.add_argument("--omp-wait-policy", choices=("ACTIVE", "PASSIVE"), default=None,
                         help="OpenMP's wait policy for the timed processes (default: vitkit's, "
-                        "PASSIVE, which every command sets unless the environment says)")
+                        "which `import vitkit` sets unless the environment says: PASSIVE, a "
+                        "short spin on Intel CPUs)")
     parser.add_argument("--auto-choice", nargs=2, metavar=("MODEL", "BATCH"),
                         help=argparse.SUPPRESS)  # the child process of auto_choice
     parser.add_argument("--cap-isa", choices=CAPS, default=None,

@@ -32,6 +32,19 @@ HOG = "while True: pass"
 # before they sleep, fewer when there are more threads than cores). 'undefined' is a value
 # libgomp ignores, so it acts as if unset, while its presence stops vitkit setting PASSIVE.
 LIBGOMP_DEFAULT = {"OMP_WAIT_POLICY": "undefined"}
+# libgomp's wait settings as this process started, before `import vitkit` (here or in a
+# benchmark that imports this module first) added its own to os.environ.
+WAIT_KEYS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+STARTING_WAIT = {key: os.environ.get(key) for key in WAIT_KEYS}
+
+
+def child_environ(env: dict[str, str]) -> dict[str, str]:
+    """The environment for a child process: this one's, with libgomp's wait settings as they
+    were when it started (a child timed under "libgomp's default" must not inherit the spin
+    count `import vitkit` set here), and `env` on top."""
+    base = {k: v for k, v in os.environ.items() if k not in WAIT_KEYS}
+    base.update({k: v for k, v in STARTING_WAIT.items() if v is not None})
+    return {**base, **env}
 
 
 def settings(spins: list[int]) -> dict[str, dict[str, str]]:
@@ -56,7 +69,7 @@ def bench(argv: list[str], env: dict[str, str], hogs: int = 0) -> dict[str, floa
         time.sleep(0.5 if hogs else 0)
         out = subprocess.run([sys.executable, "-m", "vitkit", "bench", *argv],
                              capture_output=True, text=True, check=True,
-                             env={**os.environ, **env}).stdout
+                             env=child_environ(env)).stdout
     finally:
         for process in busy:
             process.kill()
