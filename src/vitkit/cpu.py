@@ -108,9 +108,10 @@ def omp_threads_sleep() -> bool:
 # On Intel CPUs idle OpenMP threads spin this many times (a pause each, about 140 cycles on
 # Intel cores since Skylake: some 0.1 ms) before they sleep. Measured on a 2-core Xeon with
 # AMX (benchmarks/omp_wait_policy.py, RESULTS.md), over six rounds a small model's training
-# step ran 0.95-1.89x as fast as under PASSIVE on a quiet machine and 0.94-1.49x beside two
-# busy processes, where longer spins (10000, libgomp's 300000, ACTIVE) sometimes fell 20-40x
-# behind. On AMD EPYCs the same short spin lost 10-50% beside busy processes: PASSIVE there.
+# step ran 1.82-2.01x as fast as under PASSIVE on a quiet machine and 0.76-1.49x beside two
+# busy processes (median 1.22x, and steadier), where longer spins (libgomp's 300000, ACTIVE)
+# sometimes fell 30x behind. On AMD EPYCs the same short spin lost 10-50% beside busy
+# processes: PASSIVE there.
 INTEL_SPIN_COUNT = "2000"
 
 
