@@ -130,12 +130,12 @@ def auto_choice(model: str, batch: int, wait_policy: str | None) -> str:
     with tempfile.TemporaryDirectory(prefix="vitkit-auto-") as cache:
         # vitkit's default settings, set here: the child imports torch (libgomp reads them
         # then) before vitkit could set them.
-        from vitkit.cpu import cpuinfo, omp_wait_settings
+        from vitkit.cpu import omp_wait_settings
 
         env = child_environ({"VITKIT_CACHE": cache})
         if wait_policy:
             env["OMP_WAIT_POLICY"] = wait_policy
-        env.update(omp_wait_settings(cpuinfo().get("vendor_id", ""), env))
+        env.update(omp_wait_settings(env))
         out = subprocess.run([sys.executable, __file__, "--auto-choice", model, str(batch)],
                              capture_output=True, text=True, check=True, env=env).stdout
     return out.strip().splitlines()[-1]

@@ -50,14 +50,14 @@ def child_environ(env: dict[str, str]) -> dict[str, str]:
 def settings(spins: list[int]) -> dict[str, dict[str, str]]:
     """Environment of each setting (`LIBGOMP_DEFAULT` and spin counts on top of it), the one
     `import vitkit` picks on this CPU (`vitkit.cpu.omp_wait_settings`) named as such."""
-    from vitkit.cpu import cpuinfo, omp_wait_settings
+    from vitkit.cpu import omp_wait_settings
 
     found = {"PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"}}
     for count in spins:
         found[f"spin {count}"] = {**LIBGOMP_DEFAULT, "GOMP_SPINCOUNT": str(count)}
     found["libgomp's default (spin 300000)"] = dict(LIBGOMP_DEFAULT)
     found["ACTIVE"] = {"OMP_WAIT_POLICY": "ACTIVE"}
-    default = omp_wait_settings(cpuinfo().get("vendor_id", ""), {})
+    default = omp_wait_settings({})
     return {name + (" (vitkit's default)" if env.items() >= default.items() else ""): env
             for name, env in found.items()}
 

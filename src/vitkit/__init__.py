@@ -9,14 +9,14 @@ from __future__ import annotations
 import os as _os
 from typing import TYPE_CHECKING
 
-from .cpu import cpuinfo, omp_wait_settings
+from .cpu import omp_wait_settings
 from .lazy import lazy_attributes
 
 # How idle OpenMP threads wait, set before torch is first imported (users' own OMP_WAIT_POLICY
 # or GOMP_SPINCOUNT win): long spins make a busy small CPU up to 10x slower (measured: a
 # digits ViT step 0.15 s -> 1.2 s at 2 threads under load), so threads sleep at once, except
 # on Intel CPUs, where a short spin measured faster both quiet and loaded (`vitkit.cpu`).
-_os.environ.update(omp_wait_settings(cpuinfo().get("vendor_id", ""), dict(_os.environ)))
+_os.environ.update(omp_wait_settings(_os.environ))
 
 __version__ = "0.1.0"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Mapping
 
 # The /proc/cpuinfo flags that decide which matrix kernels oneDNN and inductor pick.
 KERNEL_FLAGS = ("avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16",
@@ -115,14 +116,16 @@ def omp_threads_sleep() -> bool:
 INTEL_SPIN_COUNT = "2000"
 
 
-def omp_wait_settings(vendor: str, environ: dict[str, str]) -> dict[str, str]:
+def omp_wait_settings(environ: Mapping[str, str], vendor: str | None = None) -> dict[str, str]:
     """The OpenMP wait settings vitkit adds to `environ` before torch loads OpenMP, for a CPU
-    of `vendor` (/proc/cpuinfo's vendor_id): none where the user set OMP_WAIT_POLICY or
-    GOMP_SPINCOUNT; a short spin (`INTEL_SPIN_COUNT`) on Intel; elsewhere PASSIVE, threads
-    that sleep at once, because spinning threads can make a loaded small CPU many times
-    slower."""
+    of `vendor` (/proc/cpuinfo's vendor_id; default this CPU's): none where the user set
+    OMP_WAIT_POLICY or GOMP_SPINCOUNT; a short spin (`INTEL_SPIN_COUNT`) on Intel; elsewhere
+    PASSIVE, threads that sleep at once, because spinning threads can make a loaded small CPU
+    many times slower."""
     if environ.get("OMP_WAIT_POLICY") or environ.get("GOMP_SPINCOUNT"):
         return {}
+    if vendor is None:
+        vendor = cpuinfo().get("vendor_id", "")
     if vendor == "GenuineIntel":
         return {"GOMP_SPINCOUNT": INTEL_SPIN_COUNT}
     return {"OMP_WAIT_POLICY": "PASSIVE"}
