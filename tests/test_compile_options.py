@@ -3,7 +3,7 @@ threads wait before torch loads OpenMP (PASSIVE, except a short spin on Intel CP
 own setting wins). While the threads sleep between parallel regions, kernels too small to
 repay waking them run on one thread; with spinning threads, on CUDA or on one thread,
 inductor's defaults stand. Every compile vitkit makes (inference, int8, the trainer) asks the
-same function."""
+same function; inference graphs on the CPU also call their kernels from C++."""
 
 from __future__ import annotations
 
@@ -70,7 +70,21 @@ def test_every_compile_asks_for_the_options(policy, monkeypatch):
         trainer._compiled(nn.Linear(2, 2), run, plan)
     expected = compile_options("cpu")
     assert expected is not None
-    assert [kw["options"] for kw in seen] == [expected, expected]
+    assert [kw["options"] for kw in seen] == [{**expected, "cpp_wrapper": True}, expected]
+
+
+@pytest.mark.parametrize("wait", ["PASSIVE", "ACTIVE"])
+def test_inference_graphs_call_their_kernels_from_cpp_on_the_cpu_only(policy, monkeypatch, wait):
+    """The trainer's graphs keep inductor's Python wrapper (no gain measured there)."""
+    seen = []
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: seen.append(kw) or module)
+    policy(wait)
+    optimize.compile_frozen(nn.Linear(2, 2), device="cpu")
+    optimize.compile_frozen(nn.Linear(2, 2), device="cuda", cuda_graphs=True)
+    optimize.compile_frozen(nn.Linear(2, 2), device="cuda")
+    assert seen[0]["options"]["cpp_wrapper"] is True
+    assert seen[1]["options"] == {"triton.cudagraphs": True}
+    assert seen[2]["options"] is None
 
 
 @pytest.mark.parametrize(("vendor", "environ", "added"), [
