@@ -228,14 +228,17 @@ def test_auto_measures_int8_again_when_its_activation_bits_change(monkeypatch, t
     calibration = torch.zeros(4, 1, 8, 8, dtype=torch.uint8)
     monkeypatch.setattr(int8, "has_int8_dot_products", lambda: True)
     choose_backend(model, torch.float32, CPU, 32, None, calibration, cache=cache)
-    assert backends.recipe("int8", torch.float32) == "int8, float32 between layers"
-    assert backends.recipe("int8", torch.bfloat16) == "int8, bfloat16 between layers"
+    assert backends.recipe("int8", torch.float32) == "int8, float32 between layers, cpp_wrapper"
+    assert backends.recipe("int8", torch.bfloat16) == "int8, bfloat16 between layers, cpp_wrapper"
+    assert backends.recipe("compiled", torch.float32, "cpu") == "compiled, cpp_wrapper"
+    assert backends.recipe("compiled", torch.float32, "cuda") == "compiled"
+    assert backends.recipe("eager", torch.float32) == "eager"
     monkeypatch.setattr(int8, "has_int8_dot_products", lambda: False)  # capped below VNNI
     fake.built.clear()
     choose_backend(model, torch.float32, CPU, 32, None, calibration, cache=cache)
     assert fake.built == ["int8"]
     assert backends.recipe("int8", torch.float32) == ("int8, float32 between layers, "
-                                                      "7-bit activations")
+                                                      "7-bit activations, cpp_wrapper")
 
 
 @pytest.mark.parametrize("images, calibrated, expected", [

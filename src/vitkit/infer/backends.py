@@ -25,7 +25,7 @@ from torch import nn
 from ..measured import cache_file, choice_key, read_choices, remember, side_by_side
 from ..models import VisionTransformer
 from .batches import inference_module, model_inputs
-from .optimize import optimize_for_inference
+from .optimize import optimize_for_inference, wrapper_options
 
 log = logging.getLogger("vitkit")
 
@@ -132,15 +132,18 @@ def _time_paths(runners: dict[str, nn.Module], inputs: torch.Tensor,
                          steady[name] / len(inputs)) for name in runners}
 
 
-def recipe(name: str, dtype: torch.dtype) -> str:
+def recipe(name: str, dtype: torch.dtype, device: torch.device | str = "cpu") -> str:
     """The path and what decides its speed beyond the machine, so that a cached figure is
     measured again when that changes (int8: the dtype between its layers, the activation
-    bits)."""
+    bits; the compiled paths: how their graphs call their kernels)."""
+    text = name
     if name == "int8":
         from .int8 import int8_between, int8_recipe
 
-        return f"int8, {int8_recipe(int8_between(dtype))}"
-    return name
+        text = f"int8, {int8_recipe(int8_between(dtype))}"
+    if name in ("compiled", "int8"):
+        text += "".join(f", {option}" for option in wrapper_options(device))
+    return text
 
 
 def _cost(name: str, timing: Timing, images: int | None, built: dict) -> float:
@@ -161,8 +164,8 @@ def choose_backend(
     names = ["eager", "compiled"] + (int8_paths() if calibration is not None
                                       and device.type == "cpu" else [])
     path = cache or cache_file("backend")
-    keys = {name: choice_key("backend", model.config, recipe(name, dtype), dtype, device.type,
-                             batch) for name in names}
+    keys = {name: choice_key("backend", model.config, recipe(name, dtype, device), dtype,
+                             device.type, batch) for name in names}
     known = read_choices(path)
     timings = {n: Timing(**known[k]) for n, k in keys.items() if k in known}
     built: dict[str, nn.Module] = {}

@@ -75,11 +75,15 @@ def compile_frozen(module: nn.Module, dynamic: bool = True, device: torch.device
     # outside the options' scope (measured: compiling a quantized graph fails without it).
     # It changes only graphs compiled without gradients.
     inductor_config.freezing = True
-    options = dict(compile_options(device, cuda_graphs) or {})
-    if torch.device(device).type == "cpu":
-        options["cpp_wrapper"] = True
+    options = {**(compile_options(device, cuda_graphs) or {}), **wrapper_options(device)}
     return NoGrad(torch.compile(module, dynamic=dynamic, options=options or None),
                   copy_output=bool(options and options.get("triton.cudagraphs")))
+
+
+def wrapper_options(device: torch.device | str) -> dict[str, bool]:
+    """How `compile_frozen`'s graphs call their kernels on `device`: from C++ on the CPU,
+    inductor's default (Python) elsewhere."""
+    return {"cpp_wrapper": True} if torch.device(device).type == "cpu" else {}
 
 
 class NoGrad(nn.Module):
