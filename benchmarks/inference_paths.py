@@ -12,9 +12,9 @@ fastest figure is the one to beat. vitkit runs in the dtype its commands pick
 With `--cap-isa` it emulates a smaller CPU on a bigger one: every process runs with oneDNN
 capped (ONEDNN_MAX_CPU_ISA) and, at AVX2, PyTorch's own kernels too (ATEN_CPU_CAPABILITY).
 `AVX512_CORE_VNNI` is an AVX-512 CPU with VNNI but no BF16 (Cascade Lake, Ice Lake);
-`AVX2` an AVX2-only one. ONNX Runtime obeys neither variable: where the cap takes away what
-it uses (AVX-512, VNNI), its row is measured with the whole CPU, shown, and left out of
-vitkit's fastest.
+`AVX2` an AVX2-only one. ONNX Runtime obeys neither variable, and OpenVINO is not known to:
+where the cap takes away what they use (AVX-512, VNNI), their rows are measured with the
+whole CPU, shown, and left out of vitkit's fastest.
 
 For each model and batch it also asks `--backend auto` (`vitkit.infer.choose_backend`, with
 calibration images, for serving) in a fresh process with an empty cache, and sets its pick
@@ -22,8 +22,8 @@ beside the fastest path of the side-by-side run.
 
 The accuracy part evaluates a trained checkpoint on the data's test split in fp32 (eager) and
 int8 (calibrated on 512 train images spread evenly; fp32 between its layers, and bf16 too
-where the CPU has bf16 units) and onnx-int8 (ONNX Runtime, int8 dynamic), through
-`vitkit.infer.evaluate`.
+where the CPU has bf16 units), onnx-int8 (ONNX Runtime, int8 dynamic) and, where installed,
+openvino (in the dtype vitkit's commands pick), through `vitkit.infer.evaluate`.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def speed(models: list[str], batches: list[int], quick: bool, wait_policy: str |
                           f"it):\n\n{theirs_table}")
             rates = rows_of(ours_table)
             ours = {k: v for k, v in rates.items() if k.startswith("vitkit")
-                    and not (onnx_unfaithful and "onnx" in k)}
+                    and not (onnx_unfaithful and ("onnx" in k or "openvino" in k))}
             peers = {f"{k}, vitkit's settings": v for k, v in rates.items()
                      if k.startswith("timm")}
             peers.update({f"{k}, libgomp's default": v
@@ -177,21 +177,27 @@ def checkpoint_on_test(checkpoint: Path, data: Path) -> tuple:
 
 def accuracy(checkpoint: Path, data: Path) -> str:
     """Top-1 of the checkpoint on the test split: eager fp32, then each int8 path (torchao's
-    with fp32 between its layers, and with bf16 where the CPU has bf16 units)."""
+    with fp32 between its layers, and with bf16 where the CPU has bf16 units), and OpenVINO in
+    the dtype vitkit's commands give it, where installed."""
+    from importlib.util import find_spec
+
     import torch
 
-    from vitkit.device import cpu_has_bf16_matrix_units
+    from vitkit.device import cpu_has_bf16_matrix_units, default_dtype
     from vitkit.infer import evaluate
 
     model, test, pixels = checkpoint_on_test(checkpoint, data)
     runs = [("eager", torch.float32), ("int8", torch.float32), ("onnx-int8", torch.float32)]
     if cpu_has_bf16_matrix_units():  # where the speed runs may take int8 with bf16 between
         runs.insert(2, ("int8", torch.bfloat16))
+    if find_spec("openvino"):  # in the dtype the speed runs give it
+        runs.append(("openvino", default_dtype(torch.device("cpu"))))
     rows = []
     for backend, dtype in runs:
         start = time.perf_counter()
         metrics = evaluate(model, test, dtype=dtype, backend=backend, calibration=pixels)
-        label = f"{backend}, bf16 between layers" if dtype == torch.bfloat16 else backend
+        label = backend if dtype != torch.bfloat16 else (
+            f"{backend}, bf16" if backend == "openvino" else f"{backend}, bf16 between layers")
         rows.append([label, metrics["count"], f"{100 * metrics['top1']:.2f}",
                      f"{time.perf_counter() - start:.1f}"])
     rows[0].append("")

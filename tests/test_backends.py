@@ -17,6 +17,7 @@ from tests.conftest import one_line_error, tiny_model
 from tests.serve_helpers import png_bytes
 from vitkit.cli.main import main
 from vitkit.data import load_digits
+from vitkit.export import openvino_version
 from vitkit.infer import backends, evaluate, predict
 from vitkit.infer.backends import BackendChoice, Timing, build_runner, choose_backend
 from vitkit.infer.batches import model_inputs
@@ -129,6 +130,65 @@ def test_onnx_int8_through_predict_and_the_server(trained):
         assert answer.status_code == 200, answer.text
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_openvino_computes_the_models_answers(trained, dtype):
+    """OpenVINO's CPU plugin in fp32 gives eager fp32's logits (rounding); in bf16 (forced,
+    whatever this CPU has: OpenVINO emulates it where there are no bf16 units) eager bf16's
+    answers. One graph takes every batch size; logits come back fp32 whatever the inputs'
+    dtype, and the model is left untouched."""
+    pytest.importorskip("openvino")
+    model = vitkit.load_pretrained(trained)
+    test = load_digits("test")
+    inputs = model_inputs(model, test.images)
+    runner = build_runner(model, "openvino", dtype, CPU)
+    assert runner.precision == {torch.float32: "f32", torch.bfloat16: "bf16"}[dtype]
+    with torch.no_grad():
+        eager = build_runner(model, "eager", dtype, CPU)(inputs)
+        logits = runner(inputs.to(dtype))
+        parts = [runner(inputs[rows]) for rows in (slice(0, 1), slice(1, 8))]
+    assert logits.dtype == torch.float32 and logits.shape == eager.shape
+    scale = eager.abs().max()
+    tolerance = 1e-4 if dtype == torch.float32 else 0.05  # bf16: another order of sums
+    assert (logits - eager).abs().max() <= tolerance * scale
+    assert (torch.cat(parts) - logits[:8]).abs().max() <= tolerance * scale
+    agree = (logits.argmax(1) == eager.argmax(1)).float().mean().item()
+    assert agree >= (1.0 if dtype == torch.float32 else 0.97), agree
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_openvino_through_predict_and_the_server(trained):
+    pytest.importorskip("openvino")
+    from fastapi.testclient import TestClient
+
+    from vitkit.serve import TorchBackend, create_app
+
+    model = vitkit.load_pretrained(trained)
+    images = list(load_digits("test").images[:40])
+    eager = predict(model, images, top_k=1, backend="eager", fp32=True)
+    ov = predict(model, images, top_k=1, backend="openvino", fp32=True)
+    assert [a.labels for a in eager] == [b.labels for b in ov]
+    backend = TorchBackend(model, device="cpu", backend="openvino", max_batch=4)
+    assert backend.describe()["path"] == "openvino"
+    assert backend.describe()["quantization"] == "none"
+    with TestClient(create_app(backend, max_batch=4), base_url="http://127.0.0.1") as client:
+        answer = client.post("/v1/predict", files={"file": ("a.png", png_bytes())})
+        assert answer.status_code == 200, answer.text
+
+
+def test_openvino_says_what_it_cannot_run(monkeypatch):
+    """Off the CPU, in a dtype OpenVINO's CPU plugin does not compute in, or not installed:
+    each a clear error naming what to do."""
+    model = tiny_model()
+    with pytest.raises(ValueError, match="OpenVINO's CPU plugin, not on meta"):
+        build_runner(model, "openvino", torch.float32, torch.device("meta"))
+    pytest.importorskip("openvino")
+    with pytest.raises(ValueError, match="torch.float32 or torch.bfloat16, not torch.float16"):
+        build_runner(model, "openvino", torch.float16, CPU)
+    monkeypatch.setitem(__import__("sys").modules, "openvino", None)  # as if not installed
+    with pytest.raises(vitkit.errors.MissingExtra, match=r"openvino.*not installed"):
+        build_runner(model, "openvino", torch.float32, CPU)
+
+
 def test_int8_says_which_paths_can_run_a_graph_its_quantizer_refuses(monkeypatch):
     """torchao's quantizer refuses some graphs (measured: a ResNet's, 'Input partition has
     more than one output node'); the error names the model and the paths that can run it."""
@@ -187,24 +247,25 @@ class Uniform(torch.nn.Module):
 
 
 TIMINGS = {"eager": Timing(0.0, 0.010), "compiled": Timing(20.0, 0.006),
-           "int8": Timing(30.0, 0.003), "onnx-int8": Timing(5.0, 0.004)}
+           "openvino": Timing(5.0, 0.0095), "int8": Timing(30.0, 0.003),
+           "onnx-int8": Timing(5.0, 0.004)}
 
 
 def test_auto_measures_once_then_reads_the_figures_back(monkeypatch, tmp_path):
     fake = FakePaths(monkeypatch, TIMINGS)
     cache, model = tmp_path / "backend.json", tiny_model()
     choice, _ = choose_backend(model, torch.float32, CPU, 32, 100_000, cache=cache)
-    assert choice.backend == "compiled" and fake.built == ["eager", "compiled"]
+    assert choice.backend == "compiled" and fake.built == ["eager", "compiled", "openvino"]
     assert "compiled 6.00 ms/image, 20.0 s to build" in choice.reason
     stored = json.loads(cache.read_text())
-    assert sorted(v["image_s"] for v in stored.values()) == [0.006, 0.010]
+    assert sorted(v["image_s"] for v in stored.values()) == [0.006, 0.0095, 0.010]
     fake.built.clear()
     again, _ = choose_backend(model, torch.float32, CPU, 32, 100_000, cache=cache)
     assert again.backend == "compiled" and fake.built == ["compiled"]  # built, not measured
     fake.built.clear()  # another model, another batch: measured afresh
     choose_backend(tiny_model(depth=1), torch.float32, CPU, 32, 100_000, cache=cache)
     choose_backend(model, torch.float32, CPU, 16, 100_000, cache=cache)
-    assert fake.built == ["eager", "compiled"] * 2
+    assert fake.built == ["eager", "compiled", "openvino"] * 2
 
 
 def test_auto_measures_again_on_another_cpu(monkeypatch, tmp_path):
@@ -214,8 +275,8 @@ def test_auto_measures_again_on_another_cpu(monkeypatch, tmp_path):
     monkeypatch.setattr("vitkit.measured.cpu_identity", lambda: "Another CPU|avx2 amx_int8")
     fake.built.clear()
     choose_backend(model, torch.float32, CPU, 32, 100_000, cache=cache)
-    assert fake.built == ["eager", "compiled"]
-    assert len(json.loads(cache.read_text())) == 4
+    assert fake.built == ["eager", "compiled", "openvino"]
+    assert len(json.loads(cache.read_text())) == 6
 
 
 def test_auto_measures_int8_again_when_its_activation_bits_change(monkeypatch, tmp_path):
@@ -233,6 +294,7 @@ def test_auto_measures_int8_again_when_its_activation_bits_change(monkeypatch, t
     assert backends.recipe("compiled", torch.float32, "cpu") == "compiled, cpp_wrapper"
     assert backends.recipe("compiled", torch.float32, "cuda") == "compiled"
     assert backends.recipe("eager", torch.float32) == "eager"
+    assert backends.recipe("openvino", torch.float32) == f"openvino {openvino_version()}"
     monkeypatch.setattr(int8, "has_int8_dot_products", lambda: False)  # capped below VNNI
     fake.built.clear()
     choose_backend(model, torch.float32, CPU, 32, None, calibration, cache=cache)
@@ -243,7 +305,7 @@ def test_auto_measures_int8_again_when_its_activation_bits_change(monkeypatch, t
 
 @pytest.mark.parametrize("images, calibrated, expected", [
     (100, False, "eager"),  # 1 s of eager work: nothing else can pay for itself
-    (5_000, False, "eager"),  # 50 s eagerly; 20 s + 30 s compiled: not won back
+    (5_000, False, "eager"),  # 50 s eagerly; 20 s + 30 s compiled, 5 + 47.5 openvino
     (100_000, False, "compiled"),
     (100_000, True, "int8"),
     (10_000, True, "onnx-int8"),  # 45 s, against 60 s for int8 with its 30 s to build
@@ -266,17 +328,34 @@ def test_the_int8_paths_are_candidates_only_with_calibration_and_where_installed
     calibration = torch.zeros(4, 1, 8, 8, dtype=torch.uint8)
     choice, _ = choose_backend(tiny_model(), torch.float32, CPU, 32, None, calibration,
                                cache=tmp_path / "a")
-    assert sorted(choice.timings) == ["compiled", "eager", "int8", "onnx-int8"]
+    assert sorted(choice.timings) == ["compiled", "eager", "int8", "onnx-int8", "openvino"]
     assert "onnx-int8 4.00 ms/image, 5.0 s to build" in choice.reason
     choice, _ = choose_backend(tiny_model(), torch.float32, CPU, 32, None, cache=tmp_path / "b")
-    assert sorted(choice.timings) == ["compiled", "eager"]  # int8's numbers not accepted
+    assert sorted(choice.timings) == ["compiled", "eager", "openvino"]  # int8 not accepted
     monkeypatch.setattr(backends, "find_spec",
-                        lambda name: None if name == "onnxruntime" else object())
+                        lambda name: None if name in ("onnxruntime", "openvino") else object())
     fake.built.clear()
     choice, _ = choose_backend(tiny_model(), torch.float32, CPU, 32, None, calibration,
                                cache=tmp_path / "c")
     assert fake.built == ["eager", "compiled", "int8"]
     assert sorted(choice.timings) == ["compiled", "eager", "int8"]
+    fake.built.clear()  # off the CPU: neither OpenVINO nor int8
+    choose_backend(tiny_model(), torch.float32, torch.device("meta"), 32, None, calibration,
+                   cache=tmp_path / "d")
+    assert fake.built == ["eager", "compiled"]
+
+
+def test_auto_picks_openvino_where_it_runs_fastest(monkeypatch, tmp_path):
+    """openvino computes the model's own numbers, so it is weighed without calibration; a
+    server takes it where it runs fastest per image, and its figure is kept as any other's."""
+    fake = FakePaths(monkeypatch, {**TIMINGS, "openvino": Timing(2.0, 0.005)})
+    cache = tmp_path / "backend.json"
+    choice, _ = choose_backend(tiny_model(), torch.float32, CPU, 1, None, cache=cache)
+    assert choice.backend == "openvino" and "openvino 5.00 ms/image, 2.0 s to build" in (
+        choice.reason)
+    fake.built.clear()
+    assert choose_backend(tiny_model(), torch.float32, CPU, 1, None, cache=cache)[0].backend == (
+        "openvino") and fake.built == ["openvino"]
 
 
 def test_an_int8_path_that_cannot_be_built_is_left_out(monkeypatch, tmp_path, caplog):

@@ -81,8 +81,9 @@ def inference_workloads(
 ) -> list[Workload]:
     """Forward passes: vitkit's fast path (a frozen copy in the compute dtype), vitkit and each
     peer under autocast (as their users run them, the like-for-like comparison), and with
-    `compile` each of those compiled too, plus vitkit's int8 paths on the CPU (PyTorch int8
-    through inductor, and ONNX Runtime int8 of `vitkit export`) where installed, and on a
+    `compile` each of those compiled too, plus on the CPU vitkit's OpenVINO path in `dtype`
+    and its int8 paths (PyTorch int8 through inductor, and ONNX Runtime int8 of `vitkit
+    export`) where installed, and on a
     GPU the compiled path replayed as CUDA graphs and, where it has float8 units, fp8."""
     torch.manual_seed(0)
     model = VisionTransformer(config).eval()
@@ -94,6 +95,7 @@ def inference_workloads(
         compiled = optimize_for_inference(model, dtype=dtype, device=device, compile=True)
         workloads.append(Workload("vitkit compiled", lambda: compiled(images), batch))
     if compile and device.type == "cpu":
+        workloads += openvino_workloads(model, images, dtype)
         workloads += int8_workloads(model, images, dtype)
     if compile and device.type == "cuda":
         workloads += gpu_workloads(model, images, dtype)
@@ -109,6 +111,17 @@ def inference_workloads(
 
             workloads.append(Workload(label, forward, batch))
     return workloads
+
+
+def openvino_workloads(model: VisionTransformer, images: torch.Tensor,
+                       dtype: torch.dtype) -> list[Workload]:
+    """`backend='openvino'` computing in `dtype`, where OpenVINO is installed."""
+    if not importlib.util.find_spec("openvino"):
+        return []
+    from ..export import openvino_runner
+
+    runner = openvino_runner(model, dtype)
+    return [Workload("vitkit openvino", lambda: runner(images), len(images))]
 
 
 def int8_workloads(model: VisionTransformer, images: torch.Tensor,

@@ -10,7 +10,7 @@ from .main import CommandError
 
 # `vitkit.infer.backends.BACKENDS`, spelled here so that --help does not import torch
 # (tests/test_backends.py checks the two agree).
-PATHS = ("auto", "eager", "compiled", "int8", "onnx-int8", "fp8")
+PATHS = ("auto", "eager", "compiled", "openvino", "int8", "onnx-int8", "fp8")
 
 
 def add_backend_options(add: Callable, serving: bool = False, onnx: bool = False,
@@ -18,12 +18,13 @@ def add_backend_options(add: Callable, serving: bool = False, onnx: bool = False
     """Add --backend, --calibration and --max-calibration-images through `add`."""
     work = "serving" if serving else "this many images"
     choices = PATHS + (("onnx", "torch") if onnx else ())
-    auto = ("eager or compiled, whichever is faster (int8 only when asked: the accuracy "
-            "reported is the model's own)" if evaluation else
-            f"the fastest path for {work} on this CPU, timed once and cached (the int8 "
-            "paths only with --calibration)")
+    auto = ("eager, compiled or openvino, whichever is faster (int8 only when asked: the "
+            "accuracy reported is the model's own)" if evaluation else
+            f"the fastest path for {work} on this CPU, timed once and cached (openvino where "
+            "installed, the int8 paths only with --calibration)")
     add("--backend", choices=choices, default="auto",
-        help="eager, compiled (torch.compile, frozen weights), int8 (static, calibrated), "
+        help="eager, compiled (torch.compile, frozen weights), openvino (OpenVINO's CPU "
+        "plugin, same dtype; pip install vitkit[openvino]), int8 (static, calibrated), "
         "onnx-int8 (ONNX Runtime, int8 dynamic), fp8 (float8 linear layers, on GPUs of "
         "compute capability 8.9+) "
         + ("or onnx (ONNX Runtime, the default for an .onnx file); " if onnx else "or ")

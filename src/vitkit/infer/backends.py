@@ -1,9 +1,11 @@
 """Which inference path runs a model, chosen by measurement: eager (the frozen copy in the
-compute dtype), compiled (the same through inductor with frozen weights), int8 (static
-quantization, `vitkit.infer.int8`), onnx-int8 (ONNX Runtime running the int8 export,
+compute dtype), compiled (the same through inductor with frozen weights), openvino (OpenVINO's
+CPU plugin in the same dtype, `vitkit.export.openvino_runner`), int8 (static quantization,
+`vitkit.infer.int8`), onnx-int8 (ONNX Runtime running the int8 export,
 `vitkit.export.onnx_int8_runner`) or fp8 (float8 linear layers on GPUs that have them,
-`vitkit.infer.float8`). The int8 paths are candidates only when calibration images are given,
-which is how a caller accepts int8's numbers in place of the model's own; fp8 only when asked.
+`vitkit.infer.float8`). openvino is a candidate on the CPU where it is installed. The int8
+paths are candidates only when calibration images are given, which is how a caller accepts
+int8's numbers in place of the model's own; fp8 only when asked.
 
 `choose_backend` times each path on this machine the first time it meets this model, batch
 and dtype, remembers the figures ($VITKIT_CACHE/backend.json, keyed by CPU, torch, threads,
@@ -29,7 +31,7 @@ from .optimize import optimize_for_inference, wrapper_options
 
 log = logging.getLogger("vitkit")
 
-BACKENDS = ("auto", "eager", "compiled", "int8", "onnx-int8", "fp8")
+BACKENDS = ("auto", "eager", "compiled", "openvino", "int8", "onnx-int8", "fp8")
 # A guess at what building a faster path costs, before any has been measured on this machine:
 # work that takes less than this eagerly is run eagerly without measuring anything.
 SETUP_GUESS_S = 10.0
@@ -68,13 +70,19 @@ class BackendChoice:
 
 def build_runner(model: VisionTransformer, backend: str, dtype: torch.dtype,
                  device: torch.device, calibration: torch.Tensor | None = None) -> nn.Module:
-    """The module that runs `model` on `backend` ('eager', 'compiled', 'int8', 'onnx-int8'
-    or 'fp8', which computes in bf16 whatever `dtype`): normalised float images in, logits
-    out."""
+    """The module that runs `model` on `backend` ('eager', 'compiled', 'openvino', 'int8',
+    'onnx-int8' or 'fp8', which computes in bf16 whatever `dtype`): normalised float images
+    in, logits out."""
     if backend == "eager":
         return inference_module(model, dtype, device)
     if backend == "compiled":
         return optimize_for_inference(model, dtype=dtype, device=device, compile=True)
+    if backend == "openvino":
+        if device.type != "cpu":
+            raise ValueError(f"backend='openvino' runs on OpenVINO's CPU plugin, not on {device}")
+        from ..export import openvino_runner
+
+        return openvino_runner(model, dtype)
     if backend == "int8":
         if calibration is None:
             raise ValueError("backend='int8' needs calibration images (calibration=uint8 "
@@ -98,15 +106,29 @@ def build_runner(model: VisionTransformer, backend: str, dtype: torch.dtype,
     raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
 
 
-# The int8 paths and the packages each needs. They are optional candidates: one that cannot be
-# built for a model (torchao's quantizer refuses some graphs, e.g. a ResNet's) is left out.
+# The optional paths and the packages each needs: candidates where installed; one that cannot
+# be built for a model (torchao's quantizer refuses some graphs, e.g. a ResNet's) is left out.
 INT8_PATHS = {"int8": ("torchao",), "onnx-int8": ("onnx", "onnxruntime")}
+FLOAT_PATHS = {"openvino": ("openvino",)}
+OPTIONAL_PATHS = {**FLOAT_PATHS, **INT8_PATHS}
+
+
+def installed(paths: dict[str, tuple[str, ...]]) -> list[str]:
+    """Those of `paths` whose packages this installation has."""
+    return [name for name, needs in paths.items() if all(find_spec(module) for module in needs)]
 
 
 def int8_paths() -> list[str]:
     """The int8 paths this installation can build: torchao's, and ONNX Runtime's."""
-    return [name for name, needs in INT8_PATHS.items()
-            if all(find_spec(module) for module in needs)]
+    return installed(INT8_PATHS)
+
+
+def candidates(device: torch.device, calibrated: bool) -> list[str]:
+    """The paths `choose_backend` weighs on `device`: eager and compiled; on the CPU also
+    OpenVINO where installed, and the int8 paths where installed when `calibrated`."""
+    if device.type != "cpu":
+        return ["eager", "compiled"]
+    return ["eager", "compiled"] + installed(FLOAT_PATHS) + (int8_paths() if calibrated else [])
 
 
 def _time_paths(runners: dict[str, nn.Module], inputs: torch.Tensor,
@@ -135,7 +157,7 @@ def _time_paths(runners: dict[str, nn.Module], inputs: torch.Tensor,
 def recipe(name: str, dtype: torch.dtype, device: torch.device | str = "cpu") -> str:
     """The path and what decides its speed beyond the machine, so that a cached figure is
     measured again when that changes (int8: the dtype between its layers, the activation
-    bits; the compiled paths: how their graphs call their kernels)."""
+    bits; the compiled paths: how their graphs call their kernels; openvino: its version)."""
     text = name
     if name == "int8":
         from .int8 import int8_between, int8_recipe
@@ -143,6 +165,10 @@ def recipe(name: str, dtype: torch.dtype, device: torch.device | str = "cpu") ->
         text = f"int8, {int8_recipe(int8_between(dtype))}"
     if name in ("compiled", "int8"):
         text += "".join(f", {option}" for option in wrapper_options(device))
+    if name == "openvino":
+        from ..export import openvino_version
+
+        text += f" {openvino_version()}"
     return text
 
 
@@ -158,11 +184,10 @@ def choose_backend(
     images: int | None, calibration: torch.Tensor | None = None, cache: Path | None = None,
 ) -> tuple[BackendChoice, nn.Module]:
     """The fastest path for `images` images (None: a server, open-ended) in batches of
-    `batch`, and its module ready to run. The int8 paths are candidates only with
-    `calibration` and on the CPU (onnx-int8 where ONNX Runtime is installed)."""
+    `batch`, and its module ready to run. On the CPU openvino is a candidate where it is
+    installed, and the int8 paths with `calibration` (onnx-int8 where ONNX Runtime is)."""
     device = torch.device(device)
-    names = ["eager", "compiled"] + (int8_paths() if calibration is not None
-                                      and device.type == "cpu" else [])
+    names = candidates(device, calibration is not None)
     path = cache or cache_file("backend")
     keys = {name: choice_key("backend", model.config, recipe(name, dtype, device), dtype,
                              device.type, batch) for name in names}
@@ -197,7 +222,7 @@ def choose_backend(
         try:
             build(name)
         except Exception as error:  # noqa: BLE001 - an optional path: the others remain
-            if name not in INT8_PATHS:
+            if name not in OPTIONAL_PATHS:
                 raise
             failed.append(f"{name} could not be built for this model: "
                           f"{type(error).__name__}: {str(error).splitlines()[0][:200]}")

@@ -23,8 +23,9 @@ class Classifier:
     def __init__(self, model: VisionTransformer, device: torch.device | str | None = None,
                  fp32: bool = False, backend: str = "auto",
                  calibration: torch.Tensor | None = None) -> None:
-        """`backend`: 'eager', 'compiled', 'int8' (calibrated on `calibration`, uint8 images),
-        'onnx-int8', 'fp8' (GPUs with float8 units) or 'auto': eager until the images
+        """`backend`: 'eager', 'compiled', 'openvino' (OpenVINO's CPU plugin), 'int8'
+        (calibrated on `calibration`, uint8 images), 'onnx-int8', 'fp8' (GPUs with float8
+        units) or 'auto': eager until the images
         classified so far would have repaid building a faster path, then the fastest measured
         (`vitkit.infer.backends`)."""
         if backend not in BACKENDS:

@@ -25,8 +25,9 @@ def evaluate(
     calibration: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """Accuracy of `model` on `dataset` (uint8 images, preprocessed as the model's own), run
-    on `backend`: 'eager', 'compiled', 'auto' (the faster of those two for this many images,
-    never int8: the accuracy reported is the model's own), 'int8', calibrated on
+    on `backend`: 'eager', 'compiled', 'openvino' (OpenVINO's CPU plugin, same dtype), 'auto'
+    (the fastest of those for this many images, never int8: the accuracy reported is the
+    model's own), 'int8', calibrated on
     `calibration` uint8 images, 'onnx-int8' (ONNX Runtime) or 'fp8' (float8 linear layers,
     GPUs of compute capability 8.9+; see `vitkit.infer.backends`).
 

@@ -78,10 +78,10 @@ class TorchBackend(Backend):
     def __init__(self, model: VisionTransformer, device: str | torch.device | None = None,
                  fp32: bool = False, backend: str = "eager", max_batch: int = 32,
                  calibration: torch.Tensor | None = None) -> None:
-        """`backend`: 'eager', 'compiled', 'int8' (calibrated on `calibration`), 'onnx-int8',
-        'fp8' (GPUs with float8 units) or 'auto': the fastest at `max_batch` images, measured
-        (`vitkit.infer.backends`). A compiled path is warmed at batch 1 and `max_batch` here,
-        so no request waits for the compiler."""
+        """`backend`: 'eager', 'compiled', 'openvino', 'int8' (calibrated on `calibration`),
+        'onnx-int8', 'fp8' (GPUs with float8 units) or 'auto': the fastest at `max_batch`
+        images, measured (`vitkit.infer.backends`). A compiled path is warmed at batch 1 and
+        `max_batch` here, so no request waits for the compiler."""
         self.device = torch.device(device or default_device())
         self.model = model.to(self.device).eval()
         dtype = inference_dtype(self.model, self.device, max_batch, fp32)

@@ -1,0 +1,93 @@
+"""OpenVINO as one of the inference paths `vitkit.infer.backends` chooses from: the model
+traced into OpenVINO's graph and compiled by its CPU plugin, which fuses each attention block
+into one kernel (on a 2-core Xeon with AMX it ran ViT-S/16 at batch 1 1.2-1.5x faster than
+vitkit's int8 graph and 1.5x faster than its compiled bf16 one; level at ViT-B/16 and slower
+at batch 32; `benchmarks/inference_paths.py`). It computes in the run's own dtype, bf16 or
+fp32, so its answers are the model's, not int8's. Needs the `openvino` extra."""
+
+from __future__ import annotations
+
+import copy
+import threading
+import warnings
+from importlib import metadata
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import require
+from ..models import VisionTransformer
+
+# What OpenVINO computes in for each of vitkit's CPU dtypes (its INFERENCE_PRECISION_HINT).
+PRECISIONS = {torch.float32: "f32", torch.bfloat16: "bf16"}
+
+
+def openvino_version() -> str:
+    """The installed OpenVINO's version, read without importing it ('not installed' where it
+    is not): its speed is part of a measured figure's recipe."""
+    try:
+        return metadata.version("openvino")
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+class OpenVinoRunner(nn.Module):
+    """A model compiled by OpenVINO's CPU plugin behind the interface of vitkit's other
+    inference paths: a module taking normalised images (any float dtype, on the CPU) and
+    returning fp32 logits. Calls from several threads take turns (an infer request runs one
+    batch at a time)."""
+
+    def __init__(self, compiled: object, config: object, precision: str) -> None:
+        super().__init__()
+        self.compiled = compiled
+        self.request = compiled.create_infer_request()
+        self.config = config
+        self.precision = precision
+        self.dtype = torch.float32  # what it takes in
+        self.lock = threading.Lock()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        array = np.ascontiguousarray(images.detach().float().cpu().numpy())
+        with self.lock:
+            logits = self.request.infer({0: array})[0]  # a copy, not the request's buffer
+        return torch.from_numpy(logits)
+
+    def train(self, mode: bool = True) -> OpenVinoRunner:
+        """Only ever an inference graph: the mode is recorded and nothing else changes."""
+        self.training = mode
+        return self
+
+
+def openvino_runner(model: VisionTransformer, dtype: torch.dtype = torch.float32,
+                    threads: int | None = None) -> OpenVinoRunner:
+    """`model` converted to OpenVINO (traced at batch 1, any batch size accepted after) and
+    compiled for the CPU to compute in `dtype` (bf16 or fp32) on `threads` threads (default:
+    PyTorch's), tuned for the latency of one call at a time. The model is left untouched."""
+    ov = require("openvino", "openvino", "the openvino inference path")
+    if dtype not in PRECISIONS:
+        raise ValueError(f"backend='openvino' computes in torch.float32 or torch.bfloat16, "
+                         f"not {dtype}")
+    config = model.config
+    example = torch.zeros(1, config.in_chans, *config.img_size)
+    traced = _float_copy(model)
+    with warnings.catch_warnings(), torch.no_grad():
+        # OpenVINO converts a module by tracing it, which warns at each shape check in the
+        # model's forward (shapes are fixed below) and that tracing is deprecated. Converting
+        # `torch.export`'s graph instead ran ViT-S/16 0.80-0.85x as fast (measured on a Xeon
+        # with AMX, batch 1 and 32), so tracing stays while torch has it.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.trace", category=FutureWarning)
+        graph = ov.convert_model(traced, example_input=example,
+                                 input=[(-1, config.in_chans, *config.img_size)])
+    compiled = ov.Core().compile_model(graph, "CPU", {
+        "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_PRECISION_HINT": PRECISIONS[dtype],
+        "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
+    })
+    return OpenVinoRunner(compiled, config, PRECISIONS[dtype]).eval()
+
+
+def _float_copy(model: VisionTransformer) -> nn.Module:
+    """An fp32 CPU copy of `model` for tracing (OpenVINO applies the precision itself)."""
+    return copy.deepcopy(model).float().cpu().eval().requires_grad_(False)
