@@ -1,6 +1,6 @@
-"""The inference paths (eager, compiled, int8, onnx-int8) and `--backend auto`: each path
-computes the model's answers, auto measures once per model and CPU, reads the figures back
-after, and measures again for another model or another CPU."""
+"""The inference paths (eager, compiled, openvino, int8, onnx-int8) and `--backend auto`:
+each path computes the model's answers, auto measures once per model and CPU, reads the
+figures back after, and measures again for another model or another CPU."""
 
 from __future__ import annotations
 
