@@ -132,16 +132,16 @@ def test_onnx_int8_through_predict_and_the_server(trained):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_openvino_computes_the_models_answers(trained, dtype):
-    """OpenVINO's CPU plugin in fp32 gives eager fp32's logits (rounding); in bf16 (forced,
-    whatever this CPU has: OpenVINO emulates it where there are no bf16 units) eager bf16's
-    answers. One graph takes every batch size; logits come back fp32 whatever the inputs'
-    dtype, and the model is left untouched."""
+    """OpenVINO's CPU plugin in fp32 gives eager fp32's logits (rounding); asked for bf16
+    (forced, whatever this CPU has) eager bf16's answers. One graph takes every batch size;
+    logits come back fp32 whatever the inputs' dtype, and the model is left untouched."""
     pytest.importorskip("openvino")
     model = vitkit.load_pretrained(trained)
     test = load_digits("test")
     inputs = model_inputs(model, test.images)
     runner = build_runner(model, "openvino", dtype, CPU)
-    assert runner.precision == {torch.float32: "f32", torch.bfloat16: "bf16"}[dtype]
+    # bf16 where OpenVINO has kernels for it on this CPU (AVX-512 and up), else it keeps f32
+    assert runner.precision in (("f32",) if dtype == torch.float32 else ("bf16", "f32"))
     with torch.no_grad():
         eager = build_runner(model, "eager", dtype, CPU)(inputs)
         logits = runner(inputs.to(dtype))

@@ -35,8 +35,8 @@ def openvino_version() -> str:
 class OpenVinoRunner(nn.Module):
     """A model compiled by OpenVINO's CPU plugin behind the interface of vitkit's other
     inference paths: a module taking normalised images (any float dtype, on the CPU) and
-    returning fp32 logits. Calls from several threads take turns (an infer request runs one
-    batch at a time)."""
+    returning fp32 logits; `precision` is what OpenVINO computes in ('bf16' or 'f32'). Calls
+    from several threads take turns (an infer request runs one batch at a time)."""
 
     def __init__(self, compiled: object, config: object, precision: str) -> None:
         super().__init__()
@@ -62,8 +62,9 @@ class OpenVinoRunner(nn.Module):
 def openvino_runner(model: VisionTransformer, dtype: torch.dtype = torch.float32,
                     threads: int | None = None) -> OpenVinoRunner:
     """`model` converted to OpenVINO (traced at batch 1, any batch size accepted after) and
-    compiled for the CPU to compute in `dtype` (bf16 or fp32) on `threads` threads (default:
-    PyTorch's), tuned for the latency of one call at a time. The model is left untouched."""
+    compiled for the CPU to compute in `dtype` (bf16 or fp32; bf16 where OpenVINO has kernels
+    for it on this CPU, else fp32) on `threads` threads (default: PyTorch's), tuned for the
+    latency of one call at a time. The model is left untouched."""
     ov = require("openvino", "openvino", "the openvino inference path")
     if dtype not in PRECISIONS:
         raise ValueError(f"backend='openvino' computes in torch.float32 or torch.bfloat16, "
@@ -85,7 +86,9 @@ def openvino_runner(model: VisionTransformer, dtype: torch.dtype = torch.float32
         "INFERENCE_PRECISION_HINT": PRECISIONS[dtype],
         "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
     })
-    return OpenVinoRunner(compiled, config, PRECISIONS[dtype]).eval()
+    # What it computes in, as OpenVINO reports it: a CPU it has no bf16 kernels for keeps f32.
+    precision = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+    return OpenVinoRunner(compiled, config, precision).eval()
 
 
 def _float_copy(model: VisionTransformer) -> nn.Module:
