@@ -65,7 +65,8 @@ def compile_frozen(module: nn.Module, dynamic: bool = True, device: torch.device
     kernels per image, and at batch 1 under vitkit's short OpenMP spin calling them from
     Python cost the int8 path a quarter to half of its time (measured on a 2-core Xeon with
     AMX: int8 ViT-S/16 batch 1 64-97 against 49-50 images/s; at batch 32 level, except int8
-    ViT-B/16 at about 0.9x over four rounds, not yet understood; `benchmarks/compile_wrapper.py`;
+    ViT-B/16 at about 0.9x over four rounds where the batch-1 graph ran first in the process,
+    not yet understood; `benchmarks/compile_wrapper.py`;
     compiling takes some 8 s longer). dynamic: one graph serves
     every batch size but 1 (which torch specialises), so a run's last short batch or a
     server's varying batches do not wait for the compiler again. cuda_graphs: inductor
