@@ -64,12 +64,11 @@ def compile_frozen(module: nn.Module, dynamic: bool = True, device: torch.device
     calls its kernels in C++ rather than Python (`cpp_wrapper`): a ViT runs some hundred
     kernels per image, and at batch 1 under vitkit's short OpenMP spin calling them from
     Python cost the int8 path a quarter to half of its time (measured on a 2-core Xeon with
-    AMX: int8 ViT-S/16 batch 1 64-97 against 49-50 images/s; at batch 32 level, except int8
-    ViT-B/16 at about 0.9x over four rounds where the batch-1 graph ran first in the process,
-    not yet understood; `benchmarks/compile_wrapper.py`;
-    compiling takes some 8 s longer). dynamic: one graph serves
-    every batch size but 1 (which torch specialises), so a run's last short batch or a
-    server's varying batches do not wait for the compiler again. cuda_graphs: inductor
+    AMX: int8 ViT-S/16 batch 1 64-97 against 49-50 images/s; at batch 32 level, int8
+    ViT-B/16 0.8-1.1x from round to round, not shown beyond the machine's noise;
+    `benchmarks/compile_wrapper.py`; compiling takes some 8 s longer). dynamic: one graph
+    serves every batch size but 1 (which torch specialises), so a run's last short batch or
+    a server's varying batches do not wait for the compiler again. cuda_graphs: inductor
     records each batch size's kernels once as a CUDA graph and replays it (ignored off CUDA);
     the graph reuses its output buffer, so each output is copied out."""
     import torch._inductor.config as inductor_config
