@@ -83,8 +83,8 @@ def inference_workloads(
     peer under autocast (as their users run them, the like-for-like comparison), and with
     `compile` each of those compiled too, plus on the CPU vitkit's OpenVINO path in `dtype`
     and its int8 paths (PyTorch int8 through inductor, and ONNX Runtime int8 of `vitkit
-    export`) where installed, and on a
-    GPU the compiled path replayed as CUDA graphs and, where it has float8 units, fp8."""
+    export`) where installed, and on a GPU the compiled path replayed as CUDA graphs and,
+    where it has float8 units, fp8."""
     torch.manual_seed(0)
     model = VisionTransformer(config).eval()
     images = torch.randn(batch, config.in_chans, *config.img_size, device=device)

@@ -1,9 +1,10 @@
 """OpenVINO as one of the inference paths `vitkit.infer.backends` chooses from: the model
 traced into OpenVINO's graph and compiled by its CPU plugin, which fuses each attention block
-into one kernel (on a 2-core Xeon with AMX it ran ViT-S/16 at batch 1 1.2-1.5x faster than
-vitkit's int8 graph and 1.5x faster than its compiled bf16 one; level at ViT-B/16 and slower
-at batch 32; `benchmarks/inference_paths.py`). It computes in the run's own dtype, bf16 or
-fp32, so its answers are the model's, not int8's. Needs the `openvino` extra."""
+into one kernel (on a 2-core Xeon with AMX it ran ViT-S/16 at batch 1 1.2-1.5x as fast as
+vitkit's int8 graph and 1.5-1.8x as fast as its compiled bf16 one; at ViT-B/16 batch 1 level
+with int8, and at batch 32 level with the compiled path and behind int8;
+`benchmarks/inference_paths.py`). It computes in the run's own dtype, bf16 or fp32, so its
+answers are the model's, not int8's. Needs the `openvino` extra."""
 
 from __future__ import annotations
 

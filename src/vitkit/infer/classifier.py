@@ -25,9 +25,8 @@ class Classifier:
                  calibration: torch.Tensor | None = None) -> None:
         """`backend`: 'eager', 'compiled', 'openvino' (OpenVINO's CPU plugin), 'int8'
         (calibrated on `calibration`, uint8 images), 'onnx-int8', 'fp8' (GPUs with float8
-        units) or 'auto': eager until the images
-        classified so far would have repaid building a faster path, then the fastest measured
-        (`vitkit.infer.backends`)."""
+        units) or 'auto': eager until the images classified so far would have repaid
+        building a faster path, then the fastest measured (`vitkit.infer.backends`)."""
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
         self.device = torch.device(device) if device is not None else model_device(model)

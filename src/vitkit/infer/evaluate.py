@@ -27,9 +27,9 @@ def evaluate(
     """Accuracy of `model` on `dataset` (uint8 images, preprocessed as the model's own), run
     on `backend`: 'eager', 'compiled', 'openvino' (OpenVINO's CPU plugin, same dtype), 'auto'
     (the fastest of those for this many images, never int8: the accuracy reported is the
-    model's own), 'int8', calibrated on
-    `calibration` uint8 images, 'onnx-int8' (ONNX Runtime) or 'fp8' (float8 linear layers,
-    GPUs of compute capability 8.9+; see `vitkit.infer.backends`).
+    model's own), 'int8', calibrated on `calibration` uint8 images, 'onnx-int8' (ONNX
+    Runtime) or 'fp8' (float8 linear layers, GPUs of compute capability 8.9+; see
+    `vitkit.infer.backends`).
 
     Returns {'count', 'loss', 'top1', 'top5', 'topk' (the k of 'top5': min(5, classes)),
     'per_class' {name: accuracy or None}, 'class_counts', 'confusion' [true][predicted]}.
