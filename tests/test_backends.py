@@ -5,6 +5,7 @@ figures back after, and measures again for another model or another CPU."""
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -112,19 +113,24 @@ def test_onnx_int8_computes_the_models_answers(trained, dtype):
 
 def test_onnx_int8_through_predict_and_the_server(trained):
     pytest.importorskip("onnxruntime")
-    from fastapi.testclient import TestClient
-
-    from vitkit.serve import TorchBackend, create_app
-
     model = vitkit.load_pretrained(trained)
     images = list(load_digits("test").images[:40])
     eager = predict(model, images, top_k=1, backend="eager", fp32=True)
     int8 = predict(model, images, top_k=1, backend="onnx-int8")
     agree = sum(a.labels == b.labels for a, b in zip(eager, int8, strict=True))
     assert agree >= 38, agree
-    backend = TorchBackend(model, device="cpu", backend="onnx-int8", max_batch=4)
-    assert backend.describe()["path"] == "onnx-int8"
-    assert backend.describe()["quantization"] == "int8 dynamic"
+    assert_served(model, "onnx-int8", "int8 dynamic")
+
+
+def assert_served(model, path: str, quantization: str) -> None:
+    """A server of `model` on `path` says so, with its quantization, and answers a PNG."""
+    from fastapi.testclient import TestClient
+
+    from vitkit.serve import TorchBackend, create_app
+
+    backend = TorchBackend(model, device="cpu", backend=path, max_batch=4)
+    assert backend.describe()["path"] == path
+    assert backend.describe()["quantization"] == quantization
     with TestClient(create_app(backend, max_batch=4), base_url="http://127.0.0.1") as client:
         answer = client.post("/v1/predict", files={"file": ("a.png", png_bytes())})
         assert answer.status_code == 200, answer.text
@@ -154,25 +160,23 @@ def test_openvino_computes_the_models_answers(trained, dtype):
     agree = (logits.argmax(1) == eager.argmax(1)).float().mean().item()
     assert agree >= (1.0 if dtype == torch.float32 else 0.97), agree
     assert all(p.dtype == torch.float32 for p in model.parameters())
+    model.train()  # the runner holds its own weights: changing the model changes nothing
+    with torch.no_grad():
+        before = runner(inputs[:8])
+        for parameter in model.parameters():
+            parameter.mul_(0.5)
+        assert (runner(inputs[:8]) - before).abs().max() <= tolerance * scale
+    assert model.training
 
 
 def test_openvino_through_predict_and_the_server(trained):
     pytest.importorskip("openvino")
-    from fastapi.testclient import TestClient
-
-    from vitkit.serve import TorchBackend, create_app
-
     model = vitkit.load_pretrained(trained)
     images = list(load_digits("test").images[:40])
     eager = predict(model, images, top_k=1, backend="eager", fp32=True)
     ov = predict(model, images, top_k=1, backend="openvino", fp32=True)
     assert [a.labels for a in eager] == [b.labels for b in ov]
-    backend = TorchBackend(model, device="cpu", backend="openvino", max_batch=4)
-    assert backend.describe()["path"] == "openvino"
-    assert backend.describe()["quantization"] == "none"
-    with TestClient(create_app(backend, max_batch=4), base_url="http://127.0.0.1") as client:
-        answer = client.post("/v1/predict", files={"file": ("a.png", png_bytes())})
-        assert answer.status_code == 200, answer.text
+    assert_served(model, "openvino", "none")
 
 
 def test_openvino_says_what_it_cannot_run(monkeypatch):
@@ -184,7 +188,7 @@ def test_openvino_says_what_it_cannot_run(monkeypatch):
     pytest.importorskip("openvino")
     with pytest.raises(ValueError, match="torch.float32 or torch.bfloat16, not torch.float16"):
         build_runner(model, "openvino", torch.float16, CPU)
-    monkeypatch.setitem(__import__("sys").modules, "openvino", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if not installed
     with pytest.raises(vitkit.errors.MissingExtra, match=r"openvino.*not installed"):
         build_runner(model, "openvino", torch.float32, CPU)
 

@@ -29,13 +29,20 @@ def _check_opset(opset: int) -> None:
         raise ValueError(f"--opset must be at least {MIN_OPSET} (attention needs it), got {opset}")
 
 
+def float_on_cpu(model: VisionTransformer) -> VisionTransformer:
+    """`model` itself where it is fp32 on the CPU, as tracing for another runtime needs it,
+    else an fp32 CPU copy (the caller's model stays as it is)."""
+    if any(p.dtype != torch.float32 or p.device.type != "cpu" for p in model.parameters()):
+        return copy.deepcopy(model).float().cpu()
+    return model
+
+
 def export_fp32(model: VisionTransformer, path: str | os.PathLike,
                 opset: int = DEFAULT_OPSET) -> Path:
     """The fp32 graph of `model` (on the CPU) at its native size, batch dimension dynamic."""
     require("onnx", "serve", "ONNX export")
     _check_opset(opset)
-    if any(p.dtype != torch.float32 or p.device.type != "cpu" for p in model.parameters()):
-        model = copy.deepcopy(model).float().cpu()  # the caller's model stays as it is
+    model = float_on_cpu(model)
     height, width = model.config.img_size
     example = torch.zeros(2, model.config.in_chans, height, width)
     path = Path(path)

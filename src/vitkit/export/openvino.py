@@ -8,17 +8,17 @@ answers are the model's, not int8's. Needs the `openvino` extra."""
 
 from __future__ import annotations
 
-import copy
 import threading
 import warnings
 from importlib import metadata
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..errors import require
-from ..models import VisionTransformer
+from ..models import VisionTransformer, evaluating
+from .onnx import float_on_cpu
+from .runtime import ArrayRunner
 
 # What OpenVINO computes in for each of vitkit's CPU dtypes (its INFERENCE_PRECISION_HINT).
 PRECISIONS = {torch.float32: "f32", torch.bfloat16: "bf16"}
@@ -33,11 +33,10 @@ def openvino_version() -> str:
         return "not installed"
 
 
-class OpenVinoRunner(nn.Module):
-    """A model compiled by OpenVINO's CPU plugin behind the interface of vitkit's other
-    inference paths: a module taking normalised images (any float dtype, on the CPU) and
-    returning fp32 logits; `precision` is what OpenVINO computes in ('bf16' or 'f32'). Calls
-    from several threads take turns (an infer request runs one batch at a time)."""
+class OpenVinoRunner(ArrayRunner):
+    """A model compiled by OpenVINO's CPU plugin as an inference path; `precision` is what
+    OpenVINO computes in ('bf16' or 'f32'). Calls from several threads take turns (an infer
+    request runs one batch at a time)."""
 
     def __init__(self, compiled: object, config: object, precision: str) -> None:
         super().__init__()
@@ -45,19 +44,12 @@ class OpenVinoRunner(nn.Module):
         self.request = compiled.create_infer_request()
         self.config = config
         self.precision = precision
-        self.dtype = torch.float32  # what it takes in
         self.lock = threading.Lock()
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        array = np.ascontiguousarray(images.detach().float().cpu().numpy())
+    def logits(self, array: np.ndarray) -> torch.Tensor:
         with self.lock:
             logits = self.request.infer({0: array})[0]  # a copy, not the request's buffer
         return torch.from_numpy(logits)
-
-    def train(self, mode: bool = True) -> OpenVinoRunner:
-        """Only ever an inference graph: the mode is recorded and nothing else changes."""
-        self.training = mode
-        return self
 
 
 def openvino_runner(model: VisionTransformer, dtype: torch.dtype = torch.float32,
@@ -72,15 +64,17 @@ def openvino_runner(model: VisionTransformer, dtype: torch.dtype = torch.float32
                          f"not {dtype}")
     config = model.config
     example = torch.zeros(1, config.in_chans, *config.img_size)
-    traced = _float_copy(model)
-    with warnings.catch_warnings(), torch.no_grad():
+    traced = float_on_cpu(model)  # OpenVINO applies the precision itself
+    with evaluating(traced), warnings.catch_warnings(), torch.no_grad():
         # OpenVINO converts a module by tracing it, which warns at each shape check in the
         # model's forward (shapes are fixed below) and that tracing is deprecated. Converting
         # `torch.export`'s graph instead ran ViT-S/16 0.80-0.85x as fast (measured on a Xeon
         # with AMX, batch 1 and 32), so tracing stays while torch has it.
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message=r".*torch\.jit\.trace", category=FutureWarning)
-        graph = ov.convert_model(traced, example_input=example,
+        # Weights copied, not shared with the model's tensors: changing the model afterwards
+        # (training on) must not change the runner's answers.
+        graph = ov.convert_model(traced, example_input=example, share_weights=False,
                                  input=[(-1, config.in_chans, *config.img_size)])
     compiled = ov.Core().compile_model(graph, "CPU", {
         "PERFORMANCE_HINT": "LATENCY",
@@ -90,8 +84,3 @@ def openvino_runner(model: VisionTransformer, dtype: torch.dtype = torch.float32
     # What it computes in, as OpenVINO reports it: a CPU it has no bf16 kernels for keeps f32.
     precision = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
     return OpenVinoRunner(compiled, config, precision).eval()
-
-
-def _float_copy(model: VisionTransformer) -> nn.Module:
-    """An fp32 CPU copy of `model` for tracing (OpenVINO applies the precision itself)."""
-    return copy.deepcopy(model).float().cpu().eval().requires_grad_(False)

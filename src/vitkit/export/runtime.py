@@ -73,22 +73,34 @@ class OnnxClassifier:
         return load_image(path, self.img_size, mode, prep.crop_pct, prep.interpolation)
 
 
-class OnnxRunner(nn.Module):
-    """An ONNX Runtime session behind the interface of vitkit's other inference paths: a
-    module taking normalised images (any float dtype, on the CPU) and returning fp32 logits."""
+class ArrayRunner(nn.Module):
+    """Another runtime behind the interface of vitkit's other inference paths: a module
+    taking normalised images (any float dtype, on the CPU) and returning fp32 logits, which
+    `logits` computes from them as one contiguous float32 array."""
+
+    dtype = torch.float32  # what it takes in
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.logits(np.ascontiguousarray(images.detach().float().cpu().numpy()))
+
+    def logits(self, array: np.ndarray) -> torch.Tensor:
+        raise NotImplementedError
+
+    def train(self, mode: bool = True) -> ArrayRunner:
+        """Only ever an inference graph: the mode is recorded and nothing else changes."""
+        self.training = mode
+        return self
+
+
+class OnnxRunner(ArrayRunner):
+    """An ONNX Runtime session as an inference path."""
 
     def __init__(self, classifier: OnnxClassifier) -> None:
         super().__init__()
         self.classifier = classifier
-        self.dtype = torch.float32
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.classifier.logits(images.detach().float().cpu())
-
-    def train(self, mode: bool = True) -> OnnxRunner:
-        """Only ever an inference session: the mode is recorded and nothing else changes."""
-        self.training = mode
-        return self
+    def logits(self, array: np.ndarray) -> torch.Tensor:
+        return self.classifier.logits(array)
 
 
 def onnx_int8_runner(model: VisionTransformer, threads: int | None = None) -> OnnxRunner:
