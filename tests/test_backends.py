@@ -22,6 +22,7 @@ from vitkit.export import openvino_version
 from vitkit.infer import backends, evaluate, predict
 from vitkit.infer.backends import BackendChoice, Timing, build_runner, choose_backend
 from vitkit.infer.batches import model_inputs
+from vitkit.infer.int8 import quantize_int8
 
 pytest.importorskip("torchao")
 CPU = torch.device("cpu")
@@ -208,6 +209,29 @@ def test_int8_says_which_paths_can_run_a_graph_its_quantizer_refuses(monkeypatch
                                          r"'compiled' can run it"):
         build_runner(model, "int8", torch.float32, CPU, torch.zeros(2, 1, 8, 8,
                                                                      dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("backend", ["int8", "onnx-int8", "openvino"])
+def test_fixed_size_paths_say_what_input_they_take(trained, backend):
+    """The paths whose graph is built for the model's image size refuse another size, another
+    channel count or a missing batch dimension with the eager model's plain words (not the
+    runtime's, and without the minute a recompile would take), and still run a right batch."""
+    pytest.importorskip({"int8": "torchao", "onnx-int8": "onnxruntime",
+                         "openvino": "openvino"}[backend])
+    model = vitkit.load_pretrained(trained)
+    calibration = load_digits("train").images[:32]
+    runner = (quantize_int8(model, calibration, compile=False) if backend == "int8"
+              else build_runner(model, backend, torch.float32, CPU))
+    with torch.no_grad():
+        assert runner(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+        assert model(torch.zeros(2, 1, 16, 16)).shape == (2, 10)  # eager takes other sizes
+        with pytest.raises(ValueError, match=rf"backend='{backend}' runs the model at the 8x8 "
+                                             r"images it was built for, got 16x16.*'eager'"):
+            runner(torch.zeros(2, 1, 16, 16))
+        with pytest.raises(ValueError, match="takes 1-channel images, got 3 channels"):
+            runner(torch.zeros(2, 3, 8, 8))
+        with pytest.raises(ValueError, match=r"\(B, C, H, W\).*unsqueeze"):
+            runner(torch.zeros(8, 8))
 
 
 def test_int8_needs_calibration_and_the_cpu():

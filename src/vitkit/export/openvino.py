@@ -38,11 +38,14 @@ class OpenVinoRunner(ArrayRunner):
     OpenVINO computes in ('bf16' or 'f32'). Calls from several threads take turns (an infer
     request runs one batch at a time)."""
 
+    backend = "openvino"
+
     def __init__(self, compiled: object, config: object, precision: str) -> None:
         super().__init__()
         self.compiled = compiled
         self.request = compiled.create_infer_request()
         self.config = config
+        self.input_shape = (config.in_chans, *config.img_size)
         self.precision = precision
         self.lock = threading.Lock()
 

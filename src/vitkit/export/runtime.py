@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..data import load_image, model_input
-from ..errors import require
+from ..errors import check_fixed_input, require
 from ..models import Preprocessing, VisionTransformer
 from .metadata import read_metadata
 from .onnx import export_onnx
@@ -79,8 +79,11 @@ class ArrayRunner(nn.Module):
     `logits` computes from them as one contiguous float32 array."""
 
     dtype = torch.float32  # what it takes in
+    backend = ""  # the inference path's name, for errors
+    input_shape: tuple[int, int, int]  # (C, H, W): the graph runs these images only
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        check_fixed_input(images.shape, self.input_shape, self.backend)
         return self.logits(np.ascontiguousarray(images.detach().float().cpu().numpy()))
 
     def logits(self, array: np.ndarray) -> torch.Tensor:
@@ -95,9 +98,12 @@ class ArrayRunner(nn.Module):
 class OnnxRunner(ArrayRunner):
     """An ONNX Runtime session as an inference path."""
 
+    backend = "onnx-int8"
+
     def __init__(self, classifier: OnnxClassifier) -> None:
         super().__init__()
         self.classifier = classifier
+        self.input_shape = (classifier.in_chans, *classifier.img_size)
 
     def logits(self, array: np.ndarray) -> torch.Tensor:
         return self.classifier.logits(array)

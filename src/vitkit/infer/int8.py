@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..cpu import has_int8_dot_products
-from ..errors import require
+from ..errors import check_fixed_input, require
 from ..models import VisionTransformer
 from .batches import model_inputs
 from .optimize import compile_frozen
@@ -80,6 +80,7 @@ class Int8Model(nn.Module):
         self.dtype = torch.float32  # what it takes in
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        check_fixed_input(images.shape, (self.config.in_chans, *self.config.img_size), "int8")
         bf16 = self.activations == torch.bfloat16
         with warnings.catch_warnings(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
             # inductor's int8 lowering warns about its own code
