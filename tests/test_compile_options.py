@@ -112,3 +112,23 @@ def test_import_vitkit_sets_them_for_this_cpu_before_torch_loads():
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
                          text=True, check=True).stdout.split()
     assert out == ["ACTIVE", "None"]
+
+
+def test_every_compile_silences_torchs_cuda_home_notice_only():
+    """On a machine with a CUDA toolkit and no GPU, inductor's first C++ compile logs "No CUDA
+    runtime is found" among a command's output. Asking for compile options drops that one
+    message from its logger; the logger's other warnings still pass."""
+    import logging
+
+    log = logging.getLogger("torch.utils.cpp_extension")
+    seen: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: seen.append(record.getMessage())
+    log.addHandler(handler)
+    try:
+        compile_options("cpu")
+        log.warning("No CUDA runtime is found, using CUDA_HOME='%s'", "/usr/local")
+        log.warning("Error checking compiler version for %s", "c++")
+    finally:
+        log.removeHandler(handler)
+    assert seen == ["Error checking compiler version for c++"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -138,15 +139,29 @@ def torch_threads(count: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+@functools.cache
+def quiet_cuda_home_notice() -> None:
+    """Drop torch's "No CUDA runtime is found, using CUDA_HOME=..." warning. inductor prints it
+    on a machine with a CUDA toolkit but no GPU, when it first compiles C++ for the CPU. It
+    concerns building CUDA extensions, not a CPU run, and it landed in the middle of
+    `vitkit predict`'s table. The logger's other messages still show."""
+    notice = "No CUDA runtime is found"
+    logging.getLogger("torch.utils.cpp_extension").addFilter(
+        lambda record: not record.getMessage().startswith(notice))
+
+
 def compile_options(device: torch.device | str,
                     cuda_graphs: bool = False) -> dict[str, int | bool] | None:
     """inductor options for `torch.compile` on `device`: on the CPU, with OpenMP threads that
     sleep between parallel regions, a kernel too small to repay waking them runs on one
     thread. The waking is shared among the helper threads, so the threshold shrinks as they
     grow (measured at 2 threads only). cuda_graphs: on CUDA, the compiled kernels are
-    recorded once per input shape as a CUDA graph and replayed (ignored elsewhere)."""
+    recorded once per input shape as a CUDA graph and replayed (ignored elsewhere). Every
+    vitkit compile asks here, so this is also where torch's CUDA_HOME notice is silenced
+    (`quiet_cuda_home_notice`)."""
     import torch
 
+    quiet_cuda_home_notice()
     kind = torch.device(device).type
     if kind == "cuda" and cuda_graphs:
         return {"triton.cudagraphs": True}
