@@ -117,7 +117,10 @@ def _calibration(args: argparse.Namespace, model, splits):  # noqa: ANN001, ANN2
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    if args.batch_size < 1:
+        raise CommandError(f"--batch-size must be at least 1, got {args.batch_size}")
+    check_backend_options(args, evaluation=True)
+    import torch  # after the flags are checked: it takes seconds to import
 
     from vitkit.data import load_splits, source_classes
     from vitkit.device import default_device, evaluation_dtype, resolve_dtype
@@ -126,9 +129,6 @@ def run(args: argparse.Namespace) -> int:
     from vitkit.infer.backends import INT8_PATHS
     from vitkit.weights import load_pretrained, run_checkpoint
 
-    if args.batch_size < 1:
-        raise CommandError(f"--batch-size must be at least 1, got {args.batch_size}")
-    check_backend_options(args, evaluation=True)
     device = torch.device(args.device or default_device())
     model = load_pretrained(args.checkpoint, map_location=device)
     frozen = wants_frozen(args)

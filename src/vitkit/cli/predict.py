@@ -62,11 +62,6 @@ def _csv(rows, k: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vitkit.data import find_images
-    from vitkit.device import default_device
-    from vitkit.infer import calibration_images, predict
-    from vitkit.weights import load_pretrained
-
     if args.top_k < 1:
         raise CommandError(f"--top-k must be at least 1, got {args.top_k}")
     if args.batch_size < 1:
@@ -79,6 +74,11 @@ def run(args: argparse.Namespace) -> int:
     if not is_onnx and args.backend == "onnx":
         raise CommandError("--backend onnx runs an .onnx file from `vitkit export`; pass one "
                            "as --checkpoint")
+    from vitkit.data import find_images  # torch: after the flags are checked
+    from vitkit.device import default_device
+    from vitkit.infer import calibration_images, predict
+    from vitkit.weights import load_pretrained
+
     files = find_images(args.inputs)
     if not files:
         raise CommandError(f"no image files found in {' '.join(args.inputs)}")

@@ -98,10 +98,7 @@ def _limits(args: argparse.Namespace) -> tuple:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from vitkit.errors import require
-    from vitkit.serve import serve_checkpoint
 
     require("uvicorn", "serve", "vitkit serve")
     if not 0 < args.port < 65536:
@@ -110,6 +107,10 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--top-k must be at least 1, got {args.top_k}")
     check_backend_options(args)
     limits, connections = _limits(args)
+    import torch  # after the flags are checked: it takes seconds to import
+
+    from vitkit.serve import serve_checkpoint
+
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.host not in LOOPBACK:
