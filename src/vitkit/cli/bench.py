@@ -57,7 +57,15 @@ def run(args: argparse.Namespace) -> int:
 
 def measure(args: argparse.Namespace) -> Measured:
     """Time vitkit beside its peers as `args` asks, printing progress as it goes."""
-    import torch
+    overrides = {k: v for k, v in (("img_size", args.img_size), ("depth", args.depth),
+                                   ("num_classes", args.num_classes)) if v is not None}
+    config = get_config(args.model, **overrides)
+    if type(config) is not ViTConfig:  # the peers (timm, transformers) are plain ViTs
+        raise CommandError(f"bench times plain ViTs beside timm and transformers; {args.model} "
+                           "is a hybrid or a CNN")
+    if args.batch_size < 1:
+        raise CommandError("--batch-size must be at least 1")
+    import torch  # after the flags are checked: it takes seconds to import
 
     from vitkit.bench.throughput import (
         bench_precisions,
@@ -71,14 +79,6 @@ def measure(args: argparse.Namespace) -> Measured:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    overrides = {k: v for k, v in (("img_size", args.img_size), ("depth", args.depth),
-                                   ("num_classes", args.num_classes)) if v is not None}
-    config = get_config(args.model, **overrides)
-    if type(config) is not ViTConfig:  # the peers (timm, transformers) are plain ViTs
-        raise CommandError(f"bench times plain ViTs beside timm and transformers; {args.model} "
-                           "is a hybrid or a CNN")
-    if args.batch_size < 1:
-        raise CommandError("--batch-size must be at least 1")
     peers = args.peers
     if peers is None:
         peers = [p for p, module in PEER_MODULES.items() if importlib.util.find_spec(module)]
