@@ -36,17 +36,22 @@ def not_enough_memory(path: str | os.PathLike, what: str = "tensors",
             f"hold, so it is damaged or too big for this machine; {remedy}")
 
 
+def check_image_batch(shape: tuple[int, ...], chans: int) -> None:
+    """Refuse a tensor of `shape` that is not a batch (B, C, H, W) of `chans`-channel images."""
+    if len(shape) != 4:
+        raise ValueError(f"expected a batch of images (B, C, H, W), got a tensor of shape "
+                         f"{tuple(shape)}; add a batch dimension with x.unsqueeze(0)")
+    if shape[1] != chans:
+        raise ValueError(f"this model takes {chans}-channel images, got {shape[1]} channels "
+                         f"(shape {tuple(shape)})")
+
+
 def check_fixed_input(shape: tuple[int, ...], expected: tuple[int, ...], backend: str) -> None:
     """Refuse a batch of `shape` that a graph built for (B, *`expected`) images cannot run,
     saying why, before the runtime behind `backend` fails with its own words (or, for a
     compiled graph, first spends a minute recompiling)."""
-    if len(shape) != 4:
-        raise ValueError(f"expected a batch of images (B, C, H, W), got a tensor of shape "
-                         f"{tuple(shape)}; add a batch dimension with x.unsqueeze(0)")
     chans, height, width = expected
-    if shape[1] != chans:
-        raise ValueError(f"this model takes {chans}-channel images, got {shape[1]} channels "
-                         f"(shape {tuple(shape)})")
+    check_image_batch(shape, chans)
     if tuple(shape[2:]) != (height, width):
         raise ValueError(f"backend={backend!r} runs the model at the {height}x{width} images "
                          f"it was built for, got {shape[2]}x{shape[3]} (shape {tuple(shape)}); "

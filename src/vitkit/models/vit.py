@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ..errors import check_image_batch
 from . import intermediates
 from .config import ViTConfig, to_2tuple
 from .init import init_vit_weights
@@ -189,17 +190,8 @@ class VisionTransformer(nn.Module):
     # -- Eq. (1) -----------------------------------------------------------------------------
     def check_input(self, images: torch.Tensor) -> tuple[int, int]:
         """Validate an image batch and return its patch grid (gh, gw)."""
-        if images.ndim != 4:
-            raise ValueError(
-                f"expected a batch of images (B, C, H, W), got a tensor of shape "
-                f"{tuple(images.shape)}; add a batch dimension with x.unsqueeze(0)"
-            )
-        _, chans, height, width = images.shape
-        if chans != self.config.in_chans:
-            raise ValueError(
-                f"this model takes {self.config.in_chans}-channel images, got {chans} channels "
-                f"(shape {tuple(images.shape)})"
-            )
+        check_image_batch(images.shape, self.config.in_chans)
+        _, _, height, width = images.shape
         patch = self.config.patch_size
         if height % patch or width % patch:
             raise ValueError(
