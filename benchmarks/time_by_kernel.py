@@ -31,6 +31,7 @@ BATCHES = [32, 1]
 LAYERS = ["qkv", "proj", "fc1", "fc2"]  # the order inductor calls each block's linear layers
 LINEAR = {"onednn::qlinear_pointwise", "mkldnn::_linear_pointwise", "aten::addmm", "aten::mm",
           "aten::linear"}
+KINDS = ("linear", "attention", "convolution", "rest")
 
 
 def kind(name: str) -> str:
@@ -44,18 +45,20 @@ def kind(name: str) -> str:
     return "rest"
 
 
-def runners(model_name: str, dtype: object) -> dict:
-    """timm compiled under autocast, vitkit int8 and vitkit compiled, all on random weights."""
+def total(row: dict) -> float:
+    """A profiled row's milliseconds per image over every kernel kind."""
+    return sum(row.get(kind, 0.0) for kind in KINDS)
+
+
+def runners(model: object, dtype: object) -> dict:
+    """timm compiled under autocast, vitkit int8 and vitkit compiled, all of `model`."""
     import torch
 
-    import vitkit
     from vitkit.bench.workloads import peer_model
     from vitkit.infer import optimize
     from vitkit.infer.int8 import quantize_int8
 
     optimize.wrapper_options = lambda device: {}  # the profiler sees kernels, not one call
-    torch.manual_seed(0)
-    model = vitkit.create_model(model_name).eval()
     timm = torch.compile(peer_model("timm", model.config).eval())
 
     def timm_compiled(images: torch.Tensor) -> torch.Tensor:
@@ -103,9 +106,11 @@ def time_kinds(model_name: str, batches: list[int], rounds: int) -> list[dict]:
     import vitkit
     from vitkit.infer.precision import inference_dtype
 
-    config = vitkit.create_model(model_name).config
-    dtype = inference_dtype(vitkit.create_model(model_name).eval(), "cpu", 32)
-    built = runners(model_name, dtype)
+    torch.manual_seed(0)
+    model = vitkit.create_model(model_name).eval()  # random weights: speed only
+    config = model.config
+    dtype = inference_dtype(model, "cpu", 32)
+    built = runners(model, dtype)
     rows = []
     for batch in batches:
         images = torch.randn(batch, 3, *config.img_size)
@@ -161,14 +166,10 @@ def kind_table(rows: list[dict]) -> str:
     timm = {(r["model"], r["batch"]): r for r in rows if r["path"] == "timm compiled"}
     out = []
     for r in rows:
-        total = sum(r.get(k, 0.0) for k in ("linear", "attention", "convolution", "rest"))
         base = timm[r["model"], r["batch"]]
-        base_total = sum(base.get(k, 0.0) for k in ("linear", "attention", "convolution",
-                                                      "rest"))
         out.append([r["model"], r["batch"], r["path"], r["dtype"],
-                    *(f"{r.get(k, 0.0):.2f}" for k in ("linear", "attention", "convolution",
-                                                       "rest")),
-                    f"{total:.2f}", f"{base_total / total:.2f}x"])
+                    *(f"{r.get(k, 0.0):.2f}" for k in KINDS),
+                    f"{total(r):.2f}", f"{total(base) / total(r):.2f}x"])
     return table(["model", "batch", "path", "dtype", "linear", "attention", "conv", "rest",
                   "total ms/image", "speed vs timm"], out, "lllrrrrrrr")
 
@@ -184,11 +185,9 @@ def layer_table(rows: list[dict]) -> str:
             continue
         base = by[model, batch, "timm compiled"]
         speed = [f"{base[n] / r[n]:.2f}x" for n in LAYERS + ["head"]]
-        parts = ("linear", "attention", "convolution", "rest")
-        base_total = sum(base.get(k, 0.0) for k in parts)
-        ideal = sum(r.get(k, 0.0) for k in parts) - r["linear"] + base["linear"] / 2
+        ideal = total(r) - r["linear"] + base["linear"] / 2
         out.append([model, batch, *speed, f"{base['linear'] / r['linear']:.2f}x",
-                    f"{base_total / ideal:.2f}x"])
+                    f"{total(base) / ideal:.2f}x"])
     return table(["model", "batch", *LAYERS, "head", "all linear",
                   "speed vs timm with 2x linear"], out, "llrrrrrrr")
 
@@ -200,13 +199,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     add_options(parser)
     args = parser.parse_args()
-    import vitkit
+    import vitkit  # noqa: F401 - first: its OpenMP settings must precede torch's import
+    from vitkit.models import get_config
 
     rows = []
     attention = []
     for name in args.models:
         rows += time_kinds(name, args.batches, args.rounds)
-        heads = vitkit.create_model(name).config.num_heads
+        heads = get_config(name).num_heads
         for batch in args.batches:
             found = attention_alone(heads, batch)
             attention.append([name, batch, *(f"{found[k]:.1f}" for k in found),
